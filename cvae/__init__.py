@@ -1,0 +1,1 @@
+"""Conditional convolutional VAE: model, input pipeline, Horovod trainer, generation, evaluation."""

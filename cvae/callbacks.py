@@ -1,0 +1,195 @@
+"""Training callbacks: rank-0 validation with broadcast early stopping, KL warm-up, preemption,
+checkpoints and TensorBoard (scalars, waveform images, hparams)."""
+from __future__ import annotations
+
+import io
+import logging
+import signal
+import time
+
+import horovod.tensorflow as hvd_tf
+import horovod.tensorflow.keras as hvd
+import numpy as np
+import tensorflow as tf
+from tensorflow import keras
+
+log = logging.getLogger(__name__)
+
+
+class TrainState(tf.Module):
+    """Progress that a resume must restore besides weights and optimizer: epoch and early-stopping state."""
+
+    def __init__(self):
+        super().__init__()
+        self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
+        self.best = tf.Variable(np.inf, dtype=tf.float64, trainable=False, name="best_val_loss")
+        self.wait = tf.Variable(0, dtype=tf.int64, trainable=False, name="wait")
+
+
+def evaluate(model, dataset, step) -> dict[str, float]:
+    """Exact mean of loss, recon and kl over a whole dataset (weighted by batch size); `step` maps a
+    batch to [recon, kl] (a tf.function made once, so evaluation does not retrace every epoch)."""
+    sums = np.zeros(2)
+    n = 0
+    for signal, cond in dataset:
+        b = int(signal.shape[0])
+        sums += step(signal, cond).numpy() * b
+        n += b
+    rec, kl = sums / max(n, 1)
+    return {"loss": rec + float(model.beta.numpy()) * kl, "recon": rec, "kl": kl}
+
+
+class KLWarmup(keras.callbacks.Callback):
+    """beta ramps linearly from beta/warmup to its configured value over the first epochs."""
+
+    def __init__(self, beta: float, warmup_epochs: int):
+        super().__init__()
+        self.target, self.warmup = beta, warmup_epochs
+
+    def on_epoch_begin(self, epoch, logs=None):
+        frac = 1.0 if self.warmup == 0 else min(1.0, (epoch + 1) / self.warmup)
+        self.model.beta.assign(self.target * frac)
+
+
+class RankZeroValidation(keras.callbacks.Callback):
+    """Rank 0 validates and decides early stopping; the numbers and the decision reach every rank."""
+
+    def __init__(self, val_data, state: TrainState, patience: int, min_delta: float):
+        super().__init__()
+        self.val_data, self.state, self.patience, self.min_delta = val_data, state, patience, min_delta
+        self.improved = False
+
+    def on_train_begin(self, logs=None):
+        self.step = tf.function(lambda s, c: tf.stack(self.model.losses_for(s, c)), reduce_retracing=True)
+
+    def on_epoch_end(self, epoch, logs=None):
+        packet = np.zeros(5)
+        if hvd.rank() == 0:
+            val = evaluate(self.model, self.val_data, self.step)
+            self.improved = val["loss"] < float(self.state.best.numpy()) - self.min_delta
+            if self.improved:
+                self.state.best.assign(val["loss"])
+                self.state.wait.assign(0)
+            else:
+                self.state.wait.assign_add(1)
+            stop = int(self.state.wait.numpy()) > self.patience
+            packet[:] = [val["loss"], val["recon"], val["kl"], float(stop), float(self.improved)]
+        packet = hvd_tf.broadcast(tf.constant(packet), root_rank=0, name="validation_decision").numpy()
+        logs.update(val_loss=packet[0], val_recon=packet[1], val_kl=packet[2])
+        self.improved = bool(packet[4])
+        self.state.epoch.assign(epoch + 1)
+        if packet[3]:
+            log.info("early stopping after epoch %d: no val_loss improvement > %g for %d epochs",
+                     epoch + 1, self.min_delta, self.patience + 1)
+            self.model.stop_training = True
+
+
+class Preemption(keras.callbacks.Callback):
+    """SIGTERM/SIGUSR1 on any rank -> every rank stops after the same step (agreed inside train_step)."""
+
+    def __init__(self):
+        super().__init__()
+        self.requested = False
+        self.preempted = False
+        for sig in (signal.SIGTERM, signal.SIGUSR1):
+            signal.signal(sig, self._handler)
+
+    def _handler(self, signum, frame):
+        self.requested = True
+
+    def on_train_batch_begin(self, batch, logs=None):
+        if self.requested:
+            self.model.stop_requested.assign(1.0)
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self.model.stop_agreed.numpy() > 0:
+            self.preempted = True
+            self.model.stop_training = True
+
+
+class Checkpointer(keras.callbacks.Callback):
+    """Rank 0: keep the last K checkpoints (weights, optimizer, epoch, early-stopping state) and the best."""
+
+    def __init__(self, last: tf.train.CheckpointManager, best: tf.train.CheckpointManager,
+                 validation: RankZeroValidation):
+        super().__init__()
+        self.last, self.best, self.validation = last, best, validation
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.last.save(checkpoint_number=epoch + 1)
+        if self.validation.improved:
+            self.best.save(checkpoint_number=epoch + 1)
+
+
+def waveform_figure(signals: np.ndarray, titles: list[str], fs: float, spread: np.ndarray | None = None) -> bytes:
+    """PNG bytes of stacked waveforms, optionally with a +/- spread band (TensorBoard images, reports)."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(len(signals), 1, figsize=(8, 1.6 * len(signals)), sharex=True, squeeze=False)
+    t = np.arange(signals.shape[1]) / fs
+    for i, (ax, sig, title) in enumerate(zip(axes[:, 0], signals, titles)):
+        ax.plot(t, sig, lw=0.8)
+        if spread is not None:
+            ax.fill_between(t, sig - spread[i], sig + spread[i], alpha=0.3, lw=0)
+        ax.set_title(title, fontsize=8)
+    axes[-1, 0].set_xlabel("s")
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=80)
+    plt.close(fig)
+    return buf.getvalue()
+
+
+class TensorBoardLogger(keras.callbacks.Callback):
+    """Rank 0: train/val loss terms, LR, signals/s, epoch and step time, waveform images, hparams."""
+
+    def __init__(self, logdir: str, global_batch: int, steps: int, fs: float, image_every: int,
+                 sample_batch: tuple, age_conditions: np.ndarray | None, ages: list[float], hparams: dict):
+        super().__init__()
+        self.writer = tf.summary.create_file_writer(logdir)
+        self.global_batch, self.steps, self.fs, self.image_every = global_batch, steps, fs, image_every
+        self.sample_batch, self.age_conditions, self.ages, self.hparams = sample_batch, age_conditions, ages, hparams
+
+    def on_train_begin(self, logs=None):
+        from tensorboard.plugins.hparams import api as hp
+        with self.writer.as_default():
+            hp.hparams(self.hparams, trial_id="run")
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.t0 = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        seconds = time.perf_counter() - self.t0
+        lr = self.model.optimizer.learning_rate
+        lr = float(lr(self.model.optimizer.iterations) if callable(lr) else lr)
+        with self.writer.as_default(step=epoch + 1):
+            for term in ("loss", "recon", "kl"):
+                tf.summary.scalar(f"train/{term}", logs[term])
+                if f"val_{term}" in logs:
+                    tf.summary.scalar(f"val/{term}", logs[f"val_{term}"])
+            tf.summary.scalar("opt/learning_rate", lr)
+            tf.summary.scalar("opt/beta", float(self.model.beta.numpy()))
+            tf.summary.scalar("perf/signals_per_s", self.global_batch * self.steps / seconds)
+            tf.summary.scalar("perf/epoch_time_s", seconds)
+            tf.summary.scalar("perf/step_time_ms", 1000 * seconds / self.steps)
+            if self.image_every and (epoch + 1) % self.image_every == 0 or epoch == 0:
+                self._images()
+        self.writer.flush()
+
+    def _images(self):
+        signal, cond = self.sample_batch
+        recon = self.model([signal, cond]).numpy()
+        pairs = np.stack([signal.numpy(), recon], axis=1).reshape(-1, signal.shape[1])
+        titles = [f"{kind} #{i}" for i in range(len(signal)) for kind in ("real", "reconstruction")]
+        tf.summary.image("reconstructions", _png_tensor(waveform_figure(pairs, titles, self.fs)))
+        if self.age_conditions is not None:
+            z = tf.zeros([len(self.age_conditions), self.model.decoder.input_shape[0][1]])
+            gen = self.model.decoder([z, self.age_conditions]).numpy()
+            tf.summary.image("generated_by_age",
+                             _png_tensor(waveform_figure(gen, [f"age {a:g} (z=0)" for a in self.ages], self.fs)))
+
+
+def _png_tensor(png: bytes):
+    return tf.expand_dims(tf.io.decode_png(png, channels=4), 0)

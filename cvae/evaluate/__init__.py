@@ -1,0 +1,1 @@
+"""Fidelity evaluation of synthetic PPG against held-out real signals."""

@@ -1,0 +1,63 @@
+"""The trained model as plain Keras files + metadata: loads and generates without Horovod."""
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+from tensorflow import keras
+
+from data_prep.manifest import write_json_atomic
+from launch.config import Config
+from launch.errors import UserError
+
+
+def export_model(model, cfg: Config, manifest: dict, run_dir: Path, best_val_loss: float) -> Path:
+    """Write RUN/model/{decoder.keras, encoder.keras, meta.json}; the directory appears complete or not at all."""
+    final, tmp = run_dir / "model", run_dir / "model.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    model.decoder.save(tmp / "decoder.keras")
+    model.encoder.save(tmp / "encoder.keras")
+    conditions = cfg.model.conditions
+    meta = {
+        "model_id": hashlib.sha256((tmp / "decoder.keras").read_bytes()).hexdigest()[:16],
+        "dataset_id": manifest["dataset_id"],
+        "conditions": conditions,
+        "condition_mean": [manifest["labels"][c]["mean"] for c in conditions],
+        "condition_std": [manifest["labels"][c]["std"] for c in conditions],
+        "label_stats": manifest["labels"],
+        "latent_dim": cfg.model.latent_dim,
+        "signal_length": manifest["signal_length"],
+        "fs": manifest["fs"],
+        "normalization": manifest["normalization"],
+        "best_val_loss": best_val_loss,
+    }
+    write_json_atomic(tmp / "meta.json", meta)
+    old = run_dir / "model.old"
+    if final.exists():
+        final.rename(old)
+    tmp.rename(final)
+    shutil.rmtree(old, ignore_errors=True)
+    return final
+
+
+class Generator:
+    """The exported decoder and its condition scaling."""
+
+    def __init__(self, run_dir: str | Path):
+        model_dir = Path(run_dir) / "model"
+        if not (model_dir / "meta.json").is_file():
+            raise UserError(f"{model_dir} holds no exported model; pass a finished training run "
+                            "(ppg-cvae train ... --run-dir RUN) as --model")
+        self.meta = json.loads((model_dir / "meta.json").read_text())
+        self.decoder = keras.models.load_model(model_dir / "decoder.keras", compile=False)
+        self.mean = np.array(self.meta["condition_mean"], np.float32)
+        self.std = np.array(self.meta["condition_std"], np.float32)
+
+    def __call__(self, labels: np.ndarray, z: np.ndarray) -> np.ndarray:
+        """Signals for raw condition labels [n, n_cond] and latent draws [n, latent_dim]."""
+        cond = ((labels - self.mean) / self.std).astype(np.float32)
+        return self.decoder.predict_on_batch([z.astype(np.float32), cond])

@@ -1,0 +1,167 @@
+"""`ppg-cvae generate`: N synthetic signals per requested age, streamed in batches to .npz (+ CSV/pickle, PNG)."""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import pickle
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from tqdm import tqdm
+
+from cvae.callbacks import waveform_figure
+from cvae.export import Generator
+from launch.errors import UserError
+
+log = logging.getLogger(__name__)
+NEAR_AGE = 2.5          # years: other labels are drawn from training subjects this close to the age
+MIN_NEIGHBOURS = 20     # widen the window until at least this many training rows qualify
+
+
+def parse_ages(text: str) -> np.ndarray:
+    """'18:98' (inclusive), '18:98:5' (step), or '20,35,50' -> array of ages."""
+    try:
+        if ":" in text:
+            parts = [float(p) for p in text.split(":")]
+            if len(parts) not in (2, 3) or (len(parts) == 3 and parts[2] <= 0) or parts[1] < parts[0]:
+                raise ValueError
+            step = parts[2] if len(parts) == 3 else 1.0
+            return np.arange(parts[0], parts[1] + step / 2, step)
+        return np.array([float(p) for p in text.split(",")])
+    except ValueError:
+        raise UserError(f"--ages {text!r}: use START:STOP (inclusive), START:STOP:STEP with STEP > 0, "
+                        "or a comma list like 20,40,60") from None
+
+
+def parse_labels(items: list[str], known: list[str]) -> dict[str, float]:
+    """--label k=v pairs; sex accepts M/F as well as 0/1."""
+    fixed = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or key not in known or key == "age":
+            raise UserError(f"--label {item!r}: use k=v with k one of {', '.join(k for k in known if k != 'age')}")
+        if key == "sex" and value.upper() in ("M", "F"):
+            fixed[key] = 0.0 if value.upper() == "M" else 1.0
+            continue
+        try:
+            fixed[key] = float(value)
+        except ValueError:
+            raise UserError(f"--label {item!r}: value must be a number") from None
+    return fixed
+
+
+def _tmp(path: Path) -> Path:
+    return path.with_name(path.name + ".tmp")
+
+
+class _NpyStream:
+    """Writes one float32 [n, L] array into an open zip member batch by batch (an .npz entry)."""
+
+    def __init__(self, zf: zipfile.ZipFile, name: str, shape: tuple[int, int]):
+        self.fh = zf.open(name + ".npy", "w", force_zip64=True)
+        np.lib.format.write_array_header_2_0(self.fh, {"descr": "<f4", "fortran_order": False, "shape": shape})
+
+    def write(self, batch: np.ndarray) -> None:
+        self.fh.write(np.ascontiguousarray(batch, dtype="<f4").tobytes())
+
+    def close(self) -> None:
+        self.fh.close()
+
+
+def _label_rows(pool: pd.DataFrame, ages: np.ndarray, n: int, fixed: dict, rng) -> pd.DataFrame:
+    """Labels for n signals per age: the other labels of training subjects near that age, then overrides."""
+    out = []
+    for age in ages:
+        window = NEAR_AGE
+        near = pool[(pool["age"] - age).abs() <= window]
+        while len(near) < MIN_NEIGHBOURS and window < 100:
+            window *= 2
+            near = pool[(pool["age"] - age).abs() <= window]
+        rows = near.iloc[rng.integers(0, len(near), n)].reset_index(drop=True)
+        rows["age"] = float(age)
+        for key, value in fixed.items():
+            rows[key] = value
+        out.append(rows)
+    return pd.concat(out, ignore_index=True)
+
+
+def generate(run_dir: str | Path, ages: np.ndarray, n_per_age: int, out: str | Path, seed: int = 0,
+             fixed: dict | None = None, allow_extrapolation: bool = False, formats: tuple[str, ...] = (),
+             batch_size: int = 1024) -> dict:
+    """Generate and write FILE.npz (signals, labels, label_names, request, model_id), FILE.png and extras."""
+    out = Path(out)
+    if out.suffix != ".npz":
+        raise UserError(f"--out {out}: the output must end in .npz")
+    if n_per_age < 1:
+        raise UserError(f"--n-per-age {n_per_age}: must be at least 1")
+    gen = Generator(run_dir)
+    meta = gen.meta
+    lo, hi = meta["label_stats"]["age"]["min"], meta["label_stats"]["age"]["max"]
+    if not allow_extrapolation and (ages.min() < lo or ages.max() > hi):
+        raise UserError(f"requested ages {ages.min():g}-{ages.max():g} leave the training range {lo:.1f}-{hi:.1f}; "
+                        "narrow --ages or pass --allow-extrapolation")
+    pool = pd.read_csv(Path(run_dir) / "labels-train.csv.gz").drop(columns=["subject_id"])
+    fixed = fixed or {}
+    for key, value in fixed.items():
+        s = meta["label_stats"][key]
+        if not allow_extrapolation and not s["min"] <= value <= s["max"]:
+            raise UserError(f"--label {key}={value:g} is outside the training range {s['min']:.3g}-{s['max']:.3g}; "
+                            "change it or pass --allow-extrapolation")
+    rng = np.random.default_rng(seed)
+    labels = _label_rows(pool, ages, n_per_age, fixed, rng)
+    n, length = len(labels), meta["signal_length"]
+    request = {"ages": ages.tolist(), "n_per_age": n_per_age, "seed": seed, "fixed": fixed,
+               "allow_extrapolation": allow_extrapolation, "model": str(run_dir)}
+    cond = labels[meta["conditions"]].to_numpy(np.float32)
+    decade = (labels["age"].to_numpy() // 10 * 10).astype(int)
+    decades = sorted(set(decade))
+    sums = {d: np.zeros(length) for d in decades}
+    squares = {d: np.zeros(length) for d in decades}
+    keep = [] if "pickle" in formats else None
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    written = [out] + [out.with_suffix("." + f) for f in formats] + [out.with_suffix(".png")]
+    try:
+        with zipfile.ZipFile(_tmp(out), "w", zipfile.ZIP_STORED, allowZip64=True) as zf:
+            stream = _NpyStream(zf, "signals", (n, length))
+            for start in tqdm(range(0, n, batch_size), desc="generate", unit="batch", mininterval=2.0):
+                stop = min(start + batch_size, n)
+                z = rng.standard_normal((stop - start, meta["latent_dim"]))
+                batch = gen(cond[start:stop], z)
+                stream.write(batch)
+                for d in decades:
+                    sel = batch[decade[start:stop] == d]
+                    sums[d] += sel.sum(axis=0)
+                    squares[d] += np.square(sel, dtype=np.float64).sum(axis=0)
+                if keep is not None:
+                    keep.append(batch)
+            stream.close()
+            for name, arr in (("labels", labels.to_numpy(np.float32)), ("label_names", np.array(list(labels.columns), dtype=str)),
+                              ("request", np.array(json.dumps(request))), ("model_id", np.array(meta["model_id"]))):
+                with zf.open(name + ".npy", "w") as fh:
+                    np.lib.format.write_array(fh, arr, allow_pickle=False)
+        if "csv" in formats:
+            labels.to_csv(_tmp(out.with_suffix(".csv")), index=False)
+        if "pickle" in formats:
+            with open(_tmp(out.with_suffix(".pickle")), "wb") as fh:
+                pickle.dump({"labels": labels, "samples": list(np.concatenate(keep))}, fh, protocol=4)
+
+        counts = {d: int((decade == d).sum()) for d in decades}
+        means = np.stack([sums[d] / counts[d] for d in decades])
+        spreads = np.stack([np.sqrt(np.maximum(squares[d] / counts[d] - (sums[d] / counts[d]) ** 2, 0)) for d in decades])
+        png = out.with_suffix(".png")
+        _tmp(png).write_bytes(waveform_figure(
+            means, [f"ages {d}-{d + 9}: mean +/- sd of {counts[d]} synthetic signals" for d in decades],
+            meta["fs"], spread=spreads))
+        for path in written:   # everything appears only once all of it is complete
+            os.replace(_tmp(path), path)
+    except BaseException:
+        for path in written:
+            _tmp(path).unlink(missing_ok=True)
+        raise
+    log.info("generated %d signals (%d ages x %d) with model %s in %s", n, len(ages), n_per_age,
+             meta["model_id"], ", ".join(str(p) for p in written))
+    return {"signals": n, "files": [str(p) for p in written]}

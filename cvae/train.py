@@ -1,0 +1,177 @@
+"""Horovod data-parallel training: init -> pin device -> data -> scaled LR -> wrapped optimizer ->
+broadcast -> metric averaging -> rank-0 validation/early stop, checkpoints, TensorBoard -> export."""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+import time
+from pathlib import Path
+
+import horovod.tensorflow as hvd_tf
+import horovod.tensorflow.keras as hvd
+import numpy as np
+import tensorflow as tf
+from tensorflow import keras
+
+from cvae import callbacks as cb
+from cvae.data import condition_scaler, eval_dataset, train_dataset
+from cvae.export import export_model
+from cvae.model import CVAE
+from data_prep.manifest import load_manifest, write_json_atomic
+from launch.config import Config, save_config
+from launch.errors import UserError
+
+log = logging.getLogger(__name__)
+EXIT_PREEMPTED = 75   # checkpoint written after SIGTERM/SIGUSR1; rerun with --resume to continue
+IMAGE_AGES = [20.0, 40.0, 60.0, 80.0]
+
+
+@keras.saving.register_keras_serializable(package="ppg_cvae")
+class WarmupLR(keras.optimizers.schedules.LearningRateSchedule):
+    """Linear warm-up from base/size to base*size over `warmup_steps`, then constant (Goyal et al. 2017)."""
+
+    def __init__(self, start: float, target: float, warmup_steps: int):
+        self.start, self.target, self.warmup_steps = start, target, warmup_steps
+
+    def __call__(self, step):
+        frac = tf.minimum(1.0, tf.cast(step, tf.float32) / float(max(self.warmup_steps, 1)))
+        return self.start + (self.target - self.start) * frac
+
+    def get_config(self):
+        return {"start": self.start, "target": self.target, "warmup_steps": self.warmup_steps}
+
+
+def setup_devices(threads_per_rank: int) -> str:
+    """One GPU per local rank with memory growth; on CPU, a fixed number of threads per rank."""
+    gpus = tf.config.list_physical_devices("GPU")
+    if gpus:
+        gpu = gpus[hvd.local_rank() % len(gpus)]
+        tf.config.experimental.set_memory_growth(gpu, True)
+        tf.config.set_visible_devices(gpu, "GPU")
+        return f"GPU {hvd.local_rank() % len(gpus)}"
+    if threads_per_rank:
+        tf.config.threading.set_intra_op_parallelism_threads(threads_per_rank)
+        tf.config.threading.set_inter_op_parallelism_threads(threads_per_rank)
+    return f"CPU x{threads_per_rank or 'auto'} threads"
+
+
+def weights_digest(model: keras.Model) -> str:
+    """sha256 over the trainable weights: equal on every rank when gradients really were averaged."""
+    digest = hashlib.sha256()
+    for w in model.trainable_weights:
+        digest.update(np.ascontiguousarray(w.numpy()).tobytes())
+    return digest.hexdigest()
+
+
+def _prepare_run_dir(cfg: Config, data_dir: Path, run_dir: Path, manifest: dict, resume: bool) -> None:
+    """Rank 0: refuse to clobber a finished or foreign run; record config, data reference, label table."""
+    if run_dir.exists() and any(run_dir.iterdir()) and not resume:
+        raise UserError(f"{run_dir} already holds a run; pass --resume to continue it or choose a new --run-dir")
+    if resume and (run_dir / "data.json").is_file():
+        old = json.loads((run_dir / "data.json").read_text())["dataset_id"]
+        if old != manifest["dataset_id"]:
+            raise UserError(f"{run_dir} was trained on dataset {old}, --data holds {manifest['dataset_id']}; "
+                            "resume with the same --data")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    save_config(cfg, run_dir / "config.yaml")
+    write_json_atomic(run_dir / "data.json", {"data_dir": str(data_dir.resolve()),
+                                              "dataset_id": manifest["dataset_id"],
+                                              "manifest_sha256": hashlib.sha256(
+                                                  (data_dir / "manifest.json").read_bytes()).hexdigest()})
+    shutil.copyfile(data_dir / manifest["label_table"], run_dir / "labels-train.csv.gz")
+
+
+def train(cfg: Config, data_dir: str | Path, run_dir: str | Path, resume: bool = False) -> int:
+    """Train on every rank of the Horovod job; returns the process exit code (0 or EXIT_PREEMPTED)."""
+    hvd.init()
+    rank, size = hvd.rank(), hvd.size()
+    device = setup_devices(cfg.train.threads_per_rank)
+    data_dir, run_dir = Path(data_dir), Path(run_dir)
+    manifest = load_manifest(data_dir)
+    error = None
+    if rank == 0:
+        try:
+            _prepare_run_dir(cfg, data_dir, run_dir, manifest, resume)
+        except UserError as exc:
+            error = exc
+    # Nobody reads run_dir before rank 0 set it up, and a refusal on rank 0 stops every rank.
+    if hvd_tf.allreduce(tf.constant(float(error is not None)), op=hvd_tf.Max, name="run_dir_ready").numpy() > 0:
+        raise error or UserError("rank 0 refused the run directory (see its message)")
+
+    tf.keras.utils.set_random_seed(cfg.train.seed + rank)
+    conditions = cfg.model.conditions
+    train_ds, steps = train_dataset(data_dir, manifest, conditions, cfg.train.batch_size, rank, size,
+                                    cfg.train.shuffle_buffer, cfg.train.seed)
+    model = CVAE(cfg.model, manifest["signal_length"], len(conditions),
+                 stop_sync=lambda flag: hvd_tf.allreduce(flag, op=hvd_tf.Max, name="stop_requested"))
+    base = cfg.train.learning_rate * (size if cfg.train.scale_lr else 1)
+    lr = WarmupLR(base / size if cfg.train.warmup_epochs else base, base, cfg.train.warmup_epochs * steps)
+    model.compile(optimizer=hvd.DistributedOptimizer(keras.optimizers.Adam(lr)))
+    model.build([(None, manifest["signal_length"]), (None, len(conditions))])
+
+    state = cb.TrainState()
+    ckpt = tf.train.Checkpoint(model=model, optimizer=model.optimizer, state=state)
+    last = tf.train.CheckpointManager(ckpt, run_dir / "checkpoints", max_to_keep=cfg.train.keep_checkpoints)
+    best = tf.train.CheckpointManager(ckpt, run_dir / "best", max_to_keep=1)
+    if resume and last.latest_checkpoint:
+        ckpt.restore(last.latest_checkpoint)   # every rank restores; the broadcast below keeps them equal
+        if rank == 0:
+            log.info("resumed from %s at epoch %d", last.latest_checkpoint, int(state.epoch.numpy()))
+    elif resume and rank == 0:
+        log.info("--resume: no checkpoint in %s yet, starting from scratch", run_dir)
+    start_epoch = int(state.epoch.numpy())
+
+    validation = cb.RankZeroValidation(
+        eval_dataset(data_dir, manifest, "val", conditions, 256) if rank == 0 else None,
+        state, cfg.train.patience, cfg.train.min_delta)
+    preemption = cb.Preemption()
+    callbacks = [hvd.callbacks.BroadcastGlobalVariablesCallback(0), hvd.callbacks.MetricAverageCallback(),
+                 cb.KLWarmup(cfg.model.beta, cfg.model.kl_warmup_epochs), preemption, validation]
+    if rank == 0:
+        mean, std = condition_scaler(manifest, conditions)
+        sample = next(iter(eval_dataset(data_dir, manifest, "val", conditions, 4)))
+        age_cond = None
+        if "age" in conditions:
+            age_cond = np.tile(mean, (len(IMAGE_AGES), 1))
+            age_cond[:, conditions.index("age")] = IMAGE_AGES
+            age_cond = ((age_cond - mean) / std).astype(np.float32)
+        hparams = {"ranks": size, "batch_per_rank": cfg.train.batch_size, "lr_scaled": base,
+                   "latent_dim": cfg.model.latent_dim, "beta": cfg.model.beta, "dense": str(cfg.model.dense_units),
+                   "filters": str(cfg.model.filters), "conditions": ",".join(conditions)}
+        callbacks += [cb.TensorBoardLogger(str(run_dir / "tensorboard"), cfg.train.batch_size * size, steps,
+                                           manifest["fs"], cfg.train.image_every, sample, age_cond, IMAGE_AGES,
+                                           hparams),
+                      cb.Checkpointer(last, best, validation)]
+        log.info("training on %d rank(s) [%s], %d steps/epoch x %d per rank, lr %.2e, epochs %d..%d",
+                 size, device, steps, cfg.train.batch_size, base, start_epoch + 1, cfg.train.epochs)
+
+    t0 = time.time()
+    epochs_run = 0
+    if start_epoch < cfg.train.epochs and int(state.wait.numpy()) <= cfg.train.patience:
+        history = model.fit(train_ds, epochs=cfg.train.epochs, initial_epoch=start_epoch, steps_per_epoch=steps,
+                            callbacks=callbacks, verbose=2 if rank == 0 else 0)
+        epochs_run = len(history.epoch)
+    end_epoch = int(state.epoch.numpy())
+    if preemption.preempted and rank == 0:
+        # Mid-epoch stop: save weights/optimizer, keep `epoch` at the last completed one, so a resume redoes it.
+        last.save(checkpoint_number=end_epoch)
+    (run_dir / "ranks").mkdir(exist_ok=True)
+    write_json_atomic(run_dir / "ranks" / f"rank-{rank:03d}.json", {
+        "rank": rank, "size": size, "device": device, "steps_per_epoch": steps, "epochs_run": epochs_run,
+        "stop_epoch": end_epoch, "preempted": preemption.preempted, "weights_sha256": weights_digest(model)})
+    if preemption.preempted:
+        if rank == 0:
+            log.warning("preempted: checkpoint at epoch %d written to %s; rerun with --resume (exit %d)",
+                        end_epoch, run_dir / "checkpoints", EXIT_PREEMPTED)
+        return EXIT_PREEMPTED
+    if rank == 0:
+        if best.latest_checkpoint:
+            tf.train.Checkpoint(model=model).restore(best.latest_checkpoint).expect_partial()
+        export_model(model, cfg, manifest, run_dir, best_val_loss=float(state.best.numpy()))
+        log.info("trained %d epoch(s) on %d rank(s) in %.1f s; best val_loss %.4f; model in %s",
+                 epochs_run, size, time.time() - t0, float(state.best.numpy()), run_dir / "model")
+    return 0
+

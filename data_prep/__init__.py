@@ -1,0 +1,1 @@
+"""Data preparation: readers, cohort simulator, validation, normalization, split, TFRecord shards, manifest."""

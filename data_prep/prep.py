@@ -1,0 +1,184 @@
+"""`ppg-cvae prep`: source -> validated, normalized, subject-disjoint TFRecord shards + manifest.json."""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict, dataclass
+from multiprocessing import get_context
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from tqdm import tqdm
+
+from data_prep.manifest import MANIFEST, SCHEMA_VERSION, write_json_atomic
+from data_prep.normalize import normalize
+from data_prep.shards import ShardWriter, sha256_of, shard_name
+from data_prep.split import SPLITS, assign_splits, shard_of_rows
+from data_prep.validate import check_rows
+from launch.config import Config
+from launch.errors import UserError
+
+log = logging.getLogger(__name__)
+STATE = ".prep-state.json"
+CHUNK_ROWS = 2048   # rows simulated/validated/serialized at a time: bounds a worker's memory
+
+
+@dataclass
+class ShardTask:
+    split: str
+    index: int
+    count: int
+    path: Path
+    rows: pd.DataFrame
+
+
+def dataset_id(cfg: Config, source) -> str:
+    """Fingerprint of everything that determines the dataset's content."""
+    data = {k: v for k, v in asdict(cfg.data).items() if k != "workers"}
+    blob = json.dumps({"source": source.describe(), "data": data}, sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def _done_path(path: Path) -> Path:
+    return path.with_name(path.name + ".done.json")
+
+
+def write_shard(task: ShardTask, source, cfg: Config) -> dict:
+    """Write one shard chunk by chunk; returns its manifest entry plus the rows it quarantined."""
+    done = _done_path(task.path)
+    if done.is_file() and task.path.is_file():
+        entry = json.loads(done.read_text())
+        if sha256_of(task.path) == entry["sha256"]:
+            return entry | {"resumed": True}
+    labels = cfg.data.labels
+    writer = ShardWriter(task.path, cfg.data.compression)
+    quarantine = []
+    try:
+        for start in range(0, len(task.rows), CHUNK_ROWS):
+            rows = task.rows.iloc[start:start + CHUNK_ROWS]
+            raw = source.signals(rows)
+            reasons = check_rows(raw, rows, labels, cfg.data.signal_length)
+            ok = reasons == ""
+            quarantine += [{"row": int(r), "subject_id": s, "split": task.split, "reason": why}
+                           for r, s, why in zip(rows["row"][~ok], rows["subject_id"][~ok], reasons[~ok])]
+            writer.write(normalize(raw[ok], cfg.data.normalization), rows[ok], labels)
+    except BaseException:
+        writer.abort()
+        raise
+    entry = writer.close() | {"quarantine": quarantine}
+    write_json_atomic(done, entry)
+    return entry
+
+
+def _write_shard_star(args):
+    return write_shard(*args)
+
+
+def _claim_output(out: Path, ident: str, overwrite: bool) -> None:
+    """Refuse to mix datasets in one directory; --overwrite removes only files prep itself writes."""
+    state = out / STATE
+    if state.is_file():
+        old = json.loads(state.read_text()).get("dataset_id")
+        if old != ident:
+            if not overwrite:
+                raise UserError(f"{out} already holds a different dataset (id {old}, this one {ident}); "
+                                "pass --overwrite to replace it or choose another --out")
+            for pattern in ("*.tfrecord*", MANIFEST, "quarantine.csv", "labels-train.csv.gz"):
+                for path in out.glob(pattern):
+                    path.unlink()
+    elif (out / MANIFEST).exists():
+        raise UserError(f"{out} holds a manifest from another prep run; pass --overwrite or choose another --out")
+    write_json_atomic(state, {"dataset_id": ident})
+
+
+def label_stats(rows: pd.DataFrame, columns: list[str]) -> dict:
+    """Mean/std/min/max of each label on the given (training) rows: the model's condition scaling."""
+    return {c: {"mean": float(rows[c].mean()), "std": float(rows[c].std(ddof=0)) or 1.0,
+                "min": float(rows[c].min()), "max": float(rows[c].max())} for c in columns}
+
+
+def prepare(cfg: Config, out: str | Path, source, overwrite: bool = False) -> dict:
+    """Run the whole data stage; returns the manifest. Rerunning resumes (finished shards are kept)."""
+    t0 = time.time()
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    ident = dataset_id(cfg, source)
+    _claim_output(out, ident, overwrite)
+    manifest_path = out / MANIFEST
+    if manifest_path.is_file() and json.loads(manifest_path.read_text()).get("dataset_id") == ident:
+        log.info("%s is already complete (dataset %s); nothing to do", out, ident)
+        return json.loads(manifest_path.read_text())
+
+    rows = source.rows()
+    rows["split"] = assign_splits(rows["subject_id"], cfg.data.val_fraction, cfg.data.test_fraction, cfg.data.seed)
+    tasks = []
+    for split in SPLITS:
+        sub = rows[rows["split"] == split]
+        count = getattr(cfg.data, f"{split}_shards")
+        shard = shard_of_rows(sub["subject_id"], count, cfg.data.seed)
+        for k in range(count):
+            tasks.append(ShardTask(split, k, count, out / shard_name(split, k, count, cfg.data.compression),
+                                   sub[shard == k]))
+
+    results = []
+    with tqdm(total=len(rows), unit="sig", desc="prep", mininterval=2.0) as bar:
+        if cfg.data.workers > 1:
+            with ProcessPoolExecutor(cfg.data.workers, mp_context=get_context("spawn")) as pool:
+                for task, entry in zip(tasks, pool.map(_write_shard_star, [(t, source, cfg) for t in tasks])):
+                    results.append((task, entry))
+                    bar.update(len(task.rows))
+        else:
+            for task in tasks:
+                results.append((task, write_shard(task, source, cfg)))
+                bar.update(len(task.rows))
+
+    quarantine = pd.DataFrame([q for _, e in results for q in e["quarantine"]],
+                              columns=["row", "subject_id", "split", "reason"])
+    bad_fraction = len(quarantine) / max(len(rows), 1)
+    if bad_fraction > cfg.data.max_bad_fraction:
+        top = quarantine["reason"].value_counts().head(3).to_dict()
+        raise UserError(f"{len(quarantine)} of {len(rows)} rows ({bad_fraction:.1%}) failed validation, above "
+                        f"data.max_bad_fraction={cfg.data.max_bad_fraction}; top reasons {top}; "
+                        f"see {out}/quarantine.csv, fix the source or raise the limit")
+    quarantine.to_csv(out / "quarantine.csv", index=False)
+    good = rows[~rows["row"].isin(quarantine["row"])]
+    train = good[good["split"] == "train"]
+    train[["subject_id"] + cfg.data.labels].to_csv(out / "labels-train.csv.gz", index=False)
+
+    splits = {}
+    for split in SPLITS:
+        shards = [{k: e[k] for k in ("file", "count", "bytes", "sha256")} for t, e in results if t.split == split]
+        in_split = good[good["split"] == split]
+        splits[split] = {"count": int(sum(s["count"] for s in shards)),
+                         "subjects": int(in_split["subject_id"].nunique()), "shards": shards}
+    manifest = {
+        "schema_version": SCHEMA_VERSION,
+        "dataset_id": ident,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "signal_length": cfg.data.signal_length,
+        "fs": cfg.data.fs,
+        "normalization": cfg.data.normalization,
+        "compression": cfg.data.compression,
+        "labels": label_stats(train, cfg.data.labels),
+        "label_table": "labels-train.csv.gz",
+        "splits": splits,
+        "quarantine": {"total": len(quarantine), "by_reason": quarantine["reason"].value_counts().to_dict(),
+                       "file": "quarantine.csv"},
+        "source": source.describe(),
+        "seed": cfg.data.seed,
+    }
+    write_json_atomic(manifest_path, manifest)
+    for task, _ in results:
+        _done_path(task.path).unlink(missing_ok=True)
+    seconds = time.time() - t0
+    nbytes = sum(s["bytes"] for info in splits.values() for s in info["shards"])
+    resumed = sum(1 for _, e in results if e.get("resumed"))
+    log.info("prep: %s -> %s | train %d, val %d, test %d | quarantined %d %s | %.1f MB in %d shards "
+             "(%d resumed) | %.1f s, %.0f signals/s", source.describe()["kind"], out, splits["train"]["count"],
+             splits["val"]["count"], splits["test"]["count"], len(quarantine), manifest["quarantine"]["by_reason"],
+             nbytes / 1e6, len(results), resumed, seconds, len(rows) / max(seconds, 1e-9))
+    return manifest

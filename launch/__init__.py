@@ -1,0 +1,1 @@
+"""Command line, configuration and launch helpers for ppg-cvae."""

@@ -1,0 +1,222 @@
+"""`ppg-cvae`: one console script with subcommands prep, train, generate, evaluate, demo, doctor."""
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from pathlib import Path
+
+from launch.errors import UserError
+
+REPO = Path(__file__).resolve().parents[1]
+DEMO_CONFIG = REPO / "configs" / "demo.yaml"
+OVERRIDES_HELP = "config overrides key.sub=value after the flags, e.g. train.epochs=5 model.latent_dim=8"
+
+
+class RankFilter(logging.Filter):
+    """Prefix log records with the launcher's rank (Horovod, Open MPI, PMI or Slurm variables)."""
+
+    def filter(self, record):
+        for var in ("HOROVOD_RANK", "OMPI_COMM_WORLD_RANK", "PMI_RANK", "PMIX_RANK", "SLURM_PROCID"):
+            if var in os.environ:
+                record.rank = os.environ[var]
+                break
+        else:
+            record.rank = "0"
+        return True
+
+
+def _setup_logging() -> None:
+    handler = logging.StreamHandler()
+    handler.addFilter(RankFilter())
+    handler.setFormatter(logging.Formatter("%(asctime)s [rank %(rank)s] %(levelname)s %(message)s", "%H:%M:%S"))
+    logging.basicConfig(level=logging.INFO, handlers=[handler], force=True)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def _config_arg(p: argparse.ArgumentParser, required: bool = True) -> None:
+    p.add_argument("--config", required=required, metavar="C", help="YAML config (see configs/ and docs/CONFIG.md)")
+    p.add_argument("overrides", nargs="*", metavar="key.sub=value", help=OVERRIDES_HELP)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="ppg-cvae", description=(
+        "Train a conditional convolutional VAE on PPG pulse waveforms with Horovod and generate "
+        "synthetic PPG for requested ages. Pipeline: prep -> train -> generate -> evaluate."))
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    p = sub.add_parser("prep", help="signals -> validated, subject-disjoint TFRecord shards + manifest.json",
+                       description="Read signals (or simulate the built-in cohort), validate, normalize, split by "
+                                   "subject and write sharded TFRecords with DIR/manifest.json.")
+    _config_arg(p)
+    p.add_argument("--out", required=True, metavar="DIR", help="output directory for shards and manifest.json")
+    p.add_argument("--source", nargs="*", default=[], metavar="PATH",
+                   help="input files or directories; none = the built-in cohort simulator")
+    p.add_argument("--fs", type=float, metavar="HZ", help="sampling rate of raw recordings that do not carry one")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace a different dataset already in --out (only prep's own files are removed)")
+    p.add_argument("--verify", action="store_true",
+                   help="only re-check the sha256 and record count of every shard in --out against its manifest")
+
+    p = sub.add_parser("train", help="train the CVAE (run under horovodrun/mpirun/srun, or alone as one rank)",
+                       description="Data-parallel Horovod training. Rank 0 validates, decides early stopping, "
+                                   "writes TensorBoard logs and checkpoints; RUN/model holds the exported model.")
+    _config_arg(p)
+    p.add_argument("--data", required=True, metavar="DIR", help="prepared dataset directory (holds manifest.json)")
+    p.add_argument("--run-dir", required=True, metavar="RUN",
+                   help="run directory: config, checkpoints, best model, TensorBoard logs")
+    p.add_argument("--resume", action="store_true",
+                   help="continue from RUN's last checkpoint (weights, optimizer, epoch, LR, early-stopping state)")
+
+    p = sub.add_parser("generate", help="synthetic signals for requested ages -> .npz + PNG",
+                       description="Generate N signals per requested age with a trained model; other labels are "
+                                   "fixed with --label or drawn from training subjects near each age.")
+    p.add_argument("--model", required=True, metavar="RUN", help="training run directory (holds model/)")
+    p.add_argument("--ages", required=True, metavar="SPEC", help="18:98 (inclusive), 18:98:5 (step) or 20,40,60")
+    p.add_argument("--n-per-age", type=int, required=True, metavar="K", help="signals per requested age")
+    p.add_argument("--out", required=True, metavar="FILE.npz", help="output .npz; the PNG is written beside it")
+    p.add_argument("--seed", type=int, default=None, metavar="S", help="random seed (default: generate.seed)")
+    p.add_argument("--label", action="append", default=[], metavar="k=v",
+                   help="fix a label for every signal, e.g. --label sex=F --label bmi=24 (repeatable)")
+    p.add_argument("--format", action="append", default=[], choices=["csv", "pickle"],
+                   help="also write labels as CSV, or the reference study's {labels, samples} pickle (repeatable)")
+    p.add_argument("--allow-extrapolation", action="store_true",
+                   help="allow ages/labels outside the training range")
+    p.add_argument("--config", metavar="C", help="YAML config for the generate section (optional)")
+    p.add_argument("overrides", nargs="*", metavar="key.sub=value", help=OVERRIDES_HELP)
+
+    p = sub.add_parser("evaluate", help="fidelity report: synthetic vs held-out real signals",
+                       description="Compare synthetic signals to the held-out test split: age conditioning "
+                                   "fidelity, real-vs-synthetic discriminability, train-on-synthetic/test-on-real.")
+    p.add_argument("--synthetic", required=True, metavar="FILE.npz", help="output of ppg-cvae generate")
+    p.add_argument("--data", required=True, metavar="DIR", help="prepared dataset directory (real signals)")
+    p.add_argument("--out", required=True, metavar="REPORT_DIR", help="writes report.md, metrics.json, figures")
+    p.add_argument("--seed", type=int, default=0, metavar="S", help="seed for the evaluation models")
+    p.add_argument("--config", metavar="C", help="YAML config (optional)")
+    p.add_argument("overrides", nargs="*", metavar="key.sub=value", help=OVERRIDES_HELP)
+
+    p = sub.add_parser("demo", help="the whole pipeline at demo scale on CPU with 2 Horovod ranks",
+                       description="prep (simulator) -> train (horovodrun -np 2, Gloo) -> generate -> evaluate.")
+    p.add_argument("--out", default="outputs/demo", metavar="DIR", help="output directory (default outputs/demo)")
+    p.add_argument("--np", type=int, default=2, dest="np_", metavar="N", help="training ranks (default 2)")
+    p.add_argument("--config", default=str(DEMO_CONFIG), metavar="C", help="YAML config (default configs/demo.yaml)")
+    p.add_argument("overrides", nargs="*", metavar="key.sub=value", help=OVERRIDES_HELP)
+
+    sub.add_parser("doctor", help="versions, Horovod build (frameworks, controllers), GPUs, what is missing",
+                   description="Report the environment and exit non-zero when an essential piece is missing.")
+    return parser
+
+
+def cmd_prep(args) -> int:
+    from launch.config import load_config
+    from data_prep.manifest import verify
+    if args.verify:
+        result = verify(args.out)
+        logging.info("verified %s: %d shards, %d records, all checksums match", args.out,
+                     result["shards"], result["records"])
+        return 0
+    from data_prep.prep import prepare
+    from data_prep.sources import SimulatorSource
+    cfg = load_config(args.config, args.overrides)
+    if args.source:
+        raise UserError("--source: file readers arrive with the data_prep issue; omit --source to use the simulator")
+    prepare(cfg, args.out, SimulatorSource(cfg.simulate, cfg.data), overwrite=args.overwrite)
+    return 0
+
+
+def cmd_train(args) -> int:
+    from launch.config import load_config
+    cfg = load_config(args.config, args.overrides)
+    from cvae.train import train
+    return train(cfg, args.data, args.run_dir, resume=args.resume)
+
+
+def cmd_generate(args) -> int:
+    from launch.config import load_config
+    cfg = load_config(args.config, args.overrides)
+    from cvae.export import Generator  # noqa: F401  (fail fast on a missing TensorFlow)
+    from cvae.generate import generate, parse_ages, parse_labels
+    from launch.config import LABELS
+    generate(args.model, parse_ages(args.ages), args.n_per_age, args.out,
+             seed=cfg.generate.seed if args.seed is None else args.seed, fixed=parse_labels(args.label, list(LABELS)),
+             allow_extrapolation=args.allow_extrapolation, formats=tuple(args.format),
+             batch_size=cfg.generate.batch_size)
+    return 0
+
+
+def cmd_evaluate(args) -> int:
+    from cvae.evaluate.report import evaluate
+    evaluate(args.synthetic, args.data, args.out, seed=args.seed)
+    return 0
+
+
+def cmd_demo(args) -> int:
+    from launch import horovod
+    from launch.config import load_config, save_config
+    cfg = load_config(args.config, args.overrides)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    config = out / "config.yaml"
+    save_config(cfg, config)
+    data, run, synthetic, report = out / "data", out / "run", out / "generated.npz", out / "report"
+    steps = [
+        ["prep", "--config", str(config), "--out", str(data)],
+        None,
+        ["generate", "--model", str(run), "--ages", "20:90:10", "--n-per-age", "60", "--out", str(synthetic),
+         "--config", str(config)],
+        ["evaluate", "--synthetic", str(synthetic), "--data", str(data), "--out", str(report)],
+    ]
+    for i, step in enumerate(steps):
+        if step is None:
+            cmd = horovod.horovodrun_command(args.np_, ["train", "--config", str(config), "--data", str(data),
+                                                        "--run-dir", str(run), "--resume"])
+            logging.info("demo: %s", " ".join(cmd))
+            if horovod.run(cmd) != 0:
+                raise UserError("demo: training failed (see the rank output above)")
+            continue
+        logging.info("demo: ppg-cvae %s", " ".join(step))
+        rc = main(step)
+        if rc:
+            return rc
+    print(f"\ndemo outputs:\n  data:        {data / 'manifest.json'}\n  run:         {run} "
+          f"(TensorBoard logs in {run / 'tensorboard'})\n  synthetic:   {synthetic}\n  figure:      "
+          f"{synthetic.with_suffix('.png')}\n  report:      {report / 'report.md'}\n"
+          f"open TensorBoard: ppg-cvae tensorboard {run}   (or: tensorboard --logdir {run / 'tensorboard'})")
+    return 0
+
+
+def cmd_doctor(args) -> int:
+    from launch.doctor import report
+    lines, missing = report()
+    print("\n".join(lines))
+    for item in missing:
+        print(f"MISSING: {item}")
+    print("doctor: " + ("all essentials present" if not missing else f"{len(missing)} essential(s) missing"))
+    return 1 if missing else 0
+
+
+COMMANDS = {"prep": cmd_prep, "train": cmd_train, "generate": cmd_generate, "evaluate": cmd_evaluate,
+            "demo": cmd_demo, "doctor": cmd_doctor}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    _setup_logging()
+    for item in getattr(args, "overrides", []):
+        if "=" not in item:
+            print(f"ppg-cvae {args.command}: error: unexpected argument {item!r}; overrides look like key.sub=value",
+                  file=sys.stderr)
+            return 2
+    try:
+        return COMMANDS[args.command](args)
+    except UserError as exc:
+        print(f"ppg-cvae {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"ppg-cvae {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

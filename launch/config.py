@@ -1,0 +1,241 @@
+"""Typed configuration: YAML (safe_load) into dataclasses, `key.sub=value` overrides, one-line errors."""
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from launch.errors import UserError
+
+LABELS = ("age", "sex", "height", "weight", "bmi", "hr")
+
+
+@dataclass
+class SimulateConfig:
+    """Built-in cohort simulator (the default source when `prep` gets no --source)."""
+    n_subjects: int = 200            # subjects; each contributes segments_per_subject signals
+    segments_per_subject: int = 5    # 1024-sample windows per subject
+    age_min: float = 18.0
+    age_max: float = 98.0
+    noise_std: float = 0.02          # sensor noise, relative to pulse amplitude
+    artifact_rate: float = 0.02      # fraction of segments with a motion artifact burst
+
+
+@dataclass
+class DataConfig:
+    """Data preparation: signal format, validation, normalization, split and sharding."""
+    signal_length: int = 1024        # samples per segment
+    fs: float = 125.0                # sampling rate, Hz
+    labels: list[str] = field(default_factory=lambda: list(LABELS))  # label columns kept
+    normalization: str = "maxabs"    # maxabs (per signal, reference study) | zscore | minmax
+    val_fraction: float = 0.1        # of subjects
+    test_fraction: float = 0.1       # of subjects
+    train_shards: int = 4
+    val_shards: int = 1
+    test_shards: int = 1
+    compression: str = "none"        # none | gzip
+    max_bad_fraction: float = 0.05   # stop when more rows than this fail validation
+    workers: int = 2                 # processes writing shards
+    seed: int = 1234
+
+
+@dataclass
+class ModelConfig:
+    """Conditional convolutional VAE; `conditions` are label columns fed to encoder and decoder."""
+    conditions: list[str] = field(default_factory=lambda: ["age"])
+    latent_dim: int = 16
+    filters: list[int] = field(default_factory=lambda: [16, 32, 64])  # one strided conv per entry
+    kernel_size: int = 7
+    stride: int = 4
+    dense_units: list[int] = field(default_factory=lambda: [128])   # encoder dense stack; decoder mirrors it
+    conv_activation: str = "relu"
+    output_activation: str = "tanh"  # must cover the normalized data range (tanh for maxabs)
+    beta: float = 1.0                # KL weight
+    kl_warmup_epochs: int = 0        # beta ramps linearly from 0 over these epochs
+
+
+@dataclass
+class TrainConfig:
+    """Horovod training loop, validation, early stopping, checkpoints and TensorBoard."""
+    epochs: int = 20
+    batch_size: int = 64             # per rank
+    learning_rate: float = 1e-3      # per rank; scaled by world size when scale_lr
+    scale_lr: bool = True
+    warmup_epochs: int = 1           # LR warm-up to the scaled value
+    patience: int = 5                # epochs without val improvement before stopping
+    min_delta: float = 0.0           # smallest val_loss decrease that counts as improvement
+    threads_per_rank: int = 1        # CPU intra-op threads per rank (0 = TensorFlow default)
+    shuffle_buffer: int = 4096
+    image_every: int = 5             # epochs between TensorBoard waveform images (0 = never)
+    keep_checkpoints: int = 3
+    seed: int = 42
+
+
+@dataclass
+class GenerateConfig:
+    """Synthetic cohort generation."""
+    batch_size: int = 1024
+    seed: int = 0
+
+
+@dataclass
+class Config:
+    """Root configuration; every section has defaults, YAML files override them."""
+    simulate: SimulateConfig = field(default_factory=SimulateConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    generate: GenerateConfig = field(default_factory=GenerateConfig)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+CHOICES = {
+    "data.normalization": ("maxabs", "zscore", "minmax"),
+    "data.compression": ("none", "gzip"),
+    "model.output_activation": ("tanh", "sigmoid", "linear"),
+    "model.conv_activation": ("relu", "tanh", "elu"),
+}
+
+
+def _type_name(tp) -> str:
+    return getattr(tp, "__name__", str(tp))
+
+
+def _coerce(value, tp, where: str):
+    """Check `value` against the annotated type `tp`; ints are accepted where floats are wanted."""
+    origin = typing.get_origin(tp)
+    if origin is list:
+        (item_tp,) = typing.get_args(tp)
+        if not isinstance(value, list):
+            raise UserError(f"{where}: expected a list of {_type_name(item_tp)}, got {value!r}")
+        return [_coerce(v, item_tp, f"{where}[{i}]") for i, v in enumerate(value)]
+    if tp is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if tp is int and isinstance(value, bool) or not isinstance(value, tp):
+        raise UserError(f"{where}: expected {_type_name(tp)}, got {value!r} ({type(value).__name__})")
+    return value
+
+
+def _build(cls, data, path: str, source: str):
+    if not isinstance(data, dict):
+        raise UserError(f"{source}: '{path or 'top level'}' must be a mapping, got {data!r}")
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        key = f"{path}.{unknown[0]}" if path else str(unknown[0])
+        raise UserError(f"{source}: unknown key '{key}'; known keys here: {', '.join(sorted(names))}")
+    kwargs = {}
+    for name, value in data.items():
+        key = f"{path}.{name}" if path else name
+        tp = hints[name]
+        if dataclasses.is_dataclass(tp):
+            kwargs[name] = _build(tp, value, key, source)
+        else:
+            kwargs[name] = _coerce(value, tp, f"{source}: '{key}'")
+    return cls(**kwargs)
+
+
+def _validate(cfg: Config, source: str) -> Config:
+    for key, allowed in CHOICES.items():
+        section, name = key.split(".")
+        value = getattr(getattr(cfg, section), name)
+        if value not in allowed:
+            raise UserError(f"{source}: '{key}' is {value!r}; choose one of {', '.join(allowed)}")
+    for label in cfg.data.labels:
+        if label not in LABELS:
+            raise UserError(f"{source}: 'data.labels' has unknown label {label!r}; known: {', '.join(LABELS)}")
+    for label in cfg.model.conditions:
+        if label not in cfg.data.labels:
+            raise UserError(f"{source}: 'model.conditions' uses {label!r}, which is not in data.labels")
+    positive = {
+        "data.signal_length": cfg.data.signal_length, "data.fs": cfg.data.fs,
+        "simulate.n_subjects": cfg.simulate.n_subjects,
+        "simulate.segments_per_subject": cfg.simulate.segments_per_subject,
+        "data.train_shards": cfg.data.train_shards, "data.val_shards": cfg.data.val_shards,
+        "data.test_shards": cfg.data.test_shards, "data.workers": cfg.data.workers,
+        "model.latent_dim": cfg.model.latent_dim, "model.kernel_size": cfg.model.kernel_size,
+        "model.stride": cfg.model.stride,
+        "train.epochs": cfg.train.epochs, "train.batch_size": cfg.train.batch_size,
+        "train.learning_rate": cfg.train.learning_rate, "generate.batch_size": cfg.generate.batch_size,
+        "train.keep_checkpoints": cfg.train.keep_checkpoints,
+    }
+    for key, value in positive.items():
+        if value <= 0:
+            raise UserError(f"{source}: '{key}' must be > 0, got {value}")
+    for key in ("filters", "dense_units"):
+        values = getattr(cfg.model, key)
+        if not values or min(values) <= 0:
+            raise UserError(f"{source}: 'model.{key}' must be a non-empty list of positive ints")
+    if cfg.data.signal_length % (cfg.model.stride ** len(cfg.model.filters)):
+        raise UserError(f"{source}: data.signal_length {cfg.data.signal_length} is not divisible by "
+                        f"model.stride**len(model.filters) = {cfg.model.stride ** len(cfg.model.filters)}")
+    if not 0 <= cfg.data.val_fraction < 1 or not 0 <= cfg.data.test_fraction < 1 \
+            or cfg.data.val_fraction + cfg.data.test_fraction >= 1:
+        raise UserError(f"{source}: data.val_fraction + data.test_fraction must lie in [0, 1)")
+    if not 0 <= cfg.data.max_bad_fraction <= 1:
+        raise UserError(f"{source}: 'data.max_bad_fraction' must lie in [0, 1]")
+    if not cfg.simulate.age_min < cfg.simulate.age_max:
+        raise UserError(f"{source}: simulate.age_min must be below simulate.age_max")
+    for key in ("train.patience", "train.warmup_epochs", "train.image_every", "train.threads_per_rank",
+                "model.kl_warmup_epochs"):
+        section, name = key.split(".")
+        if getattr(getattr(cfg, section), name) < 0:
+            raise UserError(f"{source}: '{key}' must be >= 0")
+    return cfg
+
+
+def parse_override(text: str) -> tuple[list[str], object]:
+    """Split `key.sub=value` into its key path and a YAML-parsed value."""
+    key, sep, raw = text.partition("=")
+    if not sep or not key or any(not part for part in key.split(".")):
+        raise UserError(f"override {text!r} is not of the form key.sub=value (e.g. train.epochs=5)")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError as exc:
+        raise UserError(f"override {text!r}: value is not valid YAML ({exc.problem})") from None
+    return key.split("."), value
+
+
+def load_config(path: str | Path | None, overrides: list[str] = ()) -> Config:
+    """Load a YAML config (None = defaults), apply `key.sub=value` overrides, validate."""
+    data: dict = {}
+    source = "defaults"
+    if path is not None:
+        source = str(path)
+        try:
+            text = Path(path).read_text()
+        except OSError as exc:
+            raise UserError(f"cannot read config {path}: {exc.strerror}; pass an existing YAML file") from None
+        try:
+            data = yaml.safe_load(text) or {}
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            where = f" line {mark.line + 1}" if mark else ""
+            raise UserError(f"{path}:{where} is not valid YAML ({getattr(exc, 'problem', exc)})") from None
+        if not isinstance(data, dict):
+            raise UserError(f"{path}: top level must be a mapping of sections (simulate, data, model, train, generate)")
+    for text in overrides:
+        keys, value = parse_override(text)
+        node = data
+        for part in keys[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise UserError(f"override {text!r}: '{part}' is not a section")
+        node[keys[-1]] = value
+    where = source if not overrides else f"{source} + overrides"
+    return _validate(_build(Config, data, "", where), where)
+
+
+def save_config(cfg: Config, path: str | Path) -> None:
+    """Write the resolved config as YAML (atomically)."""
+    path = Path(path)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+    tmp.replace(path)

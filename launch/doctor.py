@@ -1,0 +1,36 @@
+"""`ppg-cvae doctor`: versions, Horovod build (frameworks, controllers, ops), devices, what is missing."""
+from __future__ import annotations
+
+import platform
+import shutil
+
+
+def report() -> tuple[list[str], list[str]]:
+    """Lines to print and the list of missing essentials."""
+    lines, missing = [f"python      {platform.python_version()}"], []
+    try:
+        import numpy
+        import tensorflow as tf
+        lines += [f"tensorflow  {tf.__version__}", f"numpy       {numpy.__version__}"]
+        gpus = tf.config.list_physical_devices("GPU")
+        lines.append(f"GPUs        {len(gpus)}" + (f" ({', '.join(g.name for g in gpus)})" if gpus else " (CPU only)"))
+    except ImportError as exc:
+        missing.append(f"tensorflow ({exc}); run 'make setup'")
+    try:
+        import horovod
+        import horovod.tensorflow as hvd
+        lines.append(f"horovod     {horovod.__version__}")
+        lines.append("  frameworks: TensorFlow")
+        controllers = [name for name, ok in (("Gloo", hvd.gloo_built()), ("MPI", hvd.mpi_built())) if ok]
+        ops = [name for name, ok in (("NCCL", hvd.nccl_built()), ("Gloo", hvd.gloo_built()),
+                                     ("MPI", hvd.mpi_built())) if ok]
+        lines.append(f"  controllers: {', '.join(controllers) or 'none'}")
+        lines.append(f"  tensor ops: {', '.join(ops) or 'none'}")
+        if not hvd.gloo_built():
+            missing.append("Horovod without Gloo; rebuild with 'make setup'")
+    except ImportError as exc:
+        missing.append(f"horovod with TensorFlow ({exc}); run 'make setup'")
+    for tool in ("horovodrun", "mpirun", "sbatch", "tensorboard"):
+        found = shutil.which(tool)
+        lines.append(f"{tool:<11} {found or 'not found'}")
+    return lines, missing

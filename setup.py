@@ -1,0 +1,30 @@
+"""ppg-cvae: distributed conditional VAE for synthetic PPG waveforms."""
+from setuptools import find_packages, setup
+
+TF_VERSION = "2.15.1"
+
+setup(
+    name="ppg-cvae",
+    version="0.1.0",
+    description="Horovod-distributed conditional convolutional VAE that generates synthetic PPG by age",
+    python_requires="==3.11.*",
+    packages=find_packages(include=["data_prep", "data_prep.*", "cvae", "cvae.*", "launch", "launch.*"]),
+    package_data={"launch": ["setup_env.sh"]},
+    install_requires=[
+        f"tensorflow-cpu=={TF_VERSION}",
+        "tensorboard==2.15.2",
+        "numpy==1.26.4",  # TensorFlow 2.15 is built against numpy 1.x
+        "pandas==2.2.3",
+        "pyyaml==6.0.2",
+        "scipy==1.13.1",
+        "scikit-learn==1.5.2",
+        "matplotlib==3.9.2",
+        "tqdm==4.67.1",
+        "wfdb==4.1.2",
+    ],
+    extras_require={
+        "gpu": [f"tensorflow[and-cuda]=={TF_VERSION}"],
+        "test": ["pytest==8.3.3", "pytest-timeout==2.3.1"],
+    },
+    entry_points={"console_scripts": ["ppg-cvae=launch.cli:main"]},
+)

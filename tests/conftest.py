@@ -1,0 +1,43 @@
+"""Shared fixtures: a smoke-scale dataset and a 2-rank Horovod training run, made once per session."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SMOKE = REPO / "configs" / "smoke.yaml"
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def cli(*args: str, timeout: int = 600, env: dict | None = None) -> subprocess.CompletedProcess:
+    """Run `python -m launch.cli ARGS` in a fresh process; returns the completed process (text output)."""
+    return subprocess.run([sys.executable, "-m", "launch.cli", *args], cwd=REPO, capture_output=True, text=True,
+                          timeout=timeout, env=dict(os.environ, **(env or {})))
+
+
+def horovodrun(np_: int, *args: str, timeout: int = 600) -> subprocess.CompletedProcess:
+    """`horovodrun -np N --gloo` on localhost running `launch.cli ARGS` with this interpreter."""
+    from launch.horovod import horovodrun_command
+    return subprocess.run(horovodrun_command(np_, list(args)), cwd=REPO, capture_output=True, text=True,
+                          timeout=timeout, env=dict(os.environ, PYTHONUNBUFFERED="1"))
+
+
+@pytest.fixture(scope="session")
+def smoke_data(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("smoke") / "data"
+    result = cli("prep", "--config", str(SMOKE), "--out", str(out))
+    assert result.returncode == 0, result.stderr[-3000:]
+    return out
+
+
+@pytest.fixture(scope="session")
+def trained_run(smoke_data, tmp_path_factory) -> Path:
+    """A finished 2-rank run on the smoke data (3 epochs)."""
+    run = tmp_path_factory.mktemp("run") / "run"
+    result = horovodrun(2, "train", "--config", str(SMOKE), "--data", str(smoke_data), "--run-dir", str(run))
+    assert result.returncode == 0, (result.stdout + result.stderr)[-4000:]
+    return run

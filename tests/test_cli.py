@@ -1,0 +1,70 @@
+"""The ppg-cvae command line: every subcommand's --help, doctor, and one-line user errors."""
+import re
+
+import pytest
+
+from conftest import SMOKE, cli
+
+FLAGS = {
+    "prep": ["--config", "--out", "--source", "--fs", "--overwrite", "--verify"],
+    "train": ["--config", "--data", "--run-dir", "--resume"],
+    "generate": ["--model", "--ages", "--n-per-age", "--out", "--seed", "--label", "--format",
+                 "--allow-extrapolation"],
+    "evaluate": ["--synthetic", "--data", "--out", "--seed"],
+    "demo": ["--out", "--np", "--config"],
+    "doctor": [],
+}
+
+
+def test_top_level_help_lists_subcommands():
+    result = cli("--help")
+    assert result.returncode == 0
+    for command in FLAGS:
+        assert command in result.stdout
+
+
+@pytest.mark.parametrize("command", FLAGS)
+def test_subcommand_help_explains_every_flag(command):
+    result = cli(command, "--help")
+    assert result.returncode == 0, result.stderr
+    for flag in FLAGS[command]:
+        line = next((l for l in result.stdout.splitlines() if re.search(rf"(^|\s){flag}\b", l)), None)
+        assert line is not None, f"{command} --help lacks {flag}"
+    if command != "doctor":
+        assert "key.sub=value" in result.stdout
+
+
+def test_doctor_reports_tensorflow_and_gloo():
+    result = cli("doctor")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert re.search(r"tensorflow\s+2\.15\.1", result.stdout)
+    assert "frameworks: TensorFlow" in result.stdout
+    assert re.search(r"controllers: .*Gloo", result.stdout)
+
+
+def one_line_error(result, *needles):
+    assert result.returncode != 0
+    lines = [l for l in result.stderr.strip().splitlines() if "ppg-cvae" in l and "error" in l]
+    assert len(lines) == 1, result.stderr[-2000:]
+    assert "Traceback" not in result.stderr
+    for needle in needles:
+        assert needle in lines[0]
+
+
+def test_unknown_key_on_command_line(tmp_path):
+    one_line_error(cli("prep", "--config", str(SMOKE), "--out", str(tmp_path), "train.epochz=2"),
+                   "train.epochz")
+
+
+def test_non_override_argument_is_rejected(tmp_path):
+    one_line_error(cli("prep", "--config", str(SMOKE), "--out", str(tmp_path), "stray"), "stray")
+
+
+def test_train_without_dataset(tmp_path):
+    one_line_error(cli("train", "--config", str(SMOKE), "--data", str(tmp_path / "none"), "--run-dir",
+                       str(tmp_path / "run")), "manifest.json not found")
+
+
+def test_generate_without_model(tmp_path):
+    one_line_error(cli("generate", "--model", str(tmp_path), "--ages", "20:30", "--n-per-age", "2",
+                       "--out", str(tmp_path / "x.npz")), "holds no exported model")

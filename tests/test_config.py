@@ -1,0 +1,100 @@
+"""Config loading: YAML into typed dataclasses, overrides, and one-line errors that name the key and file."""
+from pathlib import Path
+
+import pytest
+
+from launch.config import Config, load_config, save_config
+from launch.errors import UserError
+
+CONFIGS = sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.yaml"))
+
+
+def write(tmp_path, text: str) -> Path:
+    path = tmp_path / "c.yaml"
+    path.write_text(text)
+    return path
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
+def test_shipped_configs_load(path):
+    cfg = load_config(path)
+    assert isinstance(cfg, Config)
+
+
+def test_required_configs_exist():
+    assert {p.name for p in CONFIGS} >= {"demo.yaml", "smoke.yaml", "default.yaml", "seed_reference.yaml"}
+
+
+def test_default_and_reference_scale():
+    default = load_config(CONFIGS[0].parent / "default.yaml")
+    assert default.simulate.n_subjects * default.simulate.segments_per_subject == 327_054
+    assert default.data.train_shards >= 64
+    ref = load_config(CONFIGS[0].parent / "seed_reference.yaml")
+    assert (ref.train.batch_size, ref.train.learning_rate, ref.train.patience) == (64, 1e-4, 10)
+    assert ref.model.filters == [64, 128, 256]
+
+
+def test_unknown_nested_key_names_path_and_file(tmp_path):
+    path = write(tmp_path, "model:\n  latnt_dim: 4\n")
+    with pytest.raises(UserError) as exc:
+        load_config(path)
+    msg = str(exc.value)
+    assert "model.latnt_dim" in msg and str(path) in msg and "\n" not in msg
+
+
+def test_unknown_section(tmp_path):
+    with pytest.raises(UserError, match="unknown key 'trainer'"):
+        load_config(write(tmp_path, "trainer: {}\n"))
+
+
+def test_wrong_type_names_key(tmp_path):
+    with pytest.raises(UserError, match=r"'train.epochs': expected int, got 'ten'"):
+        load_config(write(tmp_path, "train:\n  epochs: ten\n"))
+    with pytest.raises(UserError, match=r"'model.filters\[1\]': expected int"):
+        load_config(write(tmp_path, "model:\n  filters: [8, x]\n"))
+    with pytest.raises(UserError, match="'train.scale_lr': expected bool"):
+        load_config(write(tmp_path, "train:\n  scale_lr: 3\n"))
+
+
+def test_int_accepted_for_float(tmp_path):
+    assert load_config(write(tmp_path, "train:\n  learning_rate: 1\n")).train.learning_rate == 1.0
+
+
+def test_invalid_yaml_and_missing_file(tmp_path):
+    with pytest.raises(UserError, match="not valid YAML"):
+        load_config(write(tmp_path, "train: [\n"))
+    with pytest.raises(UserError, match="cannot read config"):
+        load_config(tmp_path / "nope.yaml")
+
+
+def test_value_checks(tmp_path):
+    with pytest.raises(UserError, match="'data.normalization' is 'l2'"):
+        load_config(None, ["data.normalization=l2"])
+    with pytest.raises(UserError, match="'train.batch_size' must be > 0"):
+        load_config(None, ["train.batch_size=0"])
+    with pytest.raises(UserError, match="model.conditions"):
+        load_config(None, ["model.conditions=[shoe_size]"])
+
+
+def test_overrides_apply_and_are_typed():
+    cfg = load_config(CONFIGS[0].parent / "smoke.yaml", ["train.epochs=7", "model.filters=[4, 8]", "data.fs=100"])
+    assert cfg.train.epochs == 7 and cfg.model.filters == [4, 8] and cfg.data.fs == 100.0
+
+
+@pytest.mark.parametrize("bad, match", [
+    ("train.epochs", "not of the form key.sub=value"),
+    ("=3", "not of the form"),
+    ("train..epochs=3", "not of the form"),
+    ("train.epochz=3", "unknown key 'train.epochz'"),
+    ("train.epochs=[1", "not valid YAML"),
+    ("train.epochs=abc", "expected int"),
+])
+def test_bad_overrides(bad, match):
+    with pytest.raises(UserError, match=match):
+        load_config(None, [bad])
+
+
+def test_saved_config_round_trips(tmp_path):
+    cfg = load_config(None, ["train.epochs=9"])
+    save_config(cfg, tmp_path / "resolved.yaml")
+    assert load_config(tmp_path / "resolved.yaml") == cfg

@@ -1,0 +1,68 @@
+"""Generation from an exported model (no Horovod): determinism, label overrides, requests, outputs."""
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from cvae.generate import generate, parse_ages, parse_labels
+from launch.errors import UserError
+
+
+def test_parse_ages():
+    assert parse_ages("18:22").tolist() == [18, 19, 20, 21, 22]
+    assert parse_ages("20:40:10").tolist() == [20, 30, 40]
+    assert parse_ages("25,35").tolist() == [25, 35]
+    for bad in ("a:b", "40:20", "20:40:0", "20:30:40:50", ""):
+        with pytest.raises(UserError, match="--ages"):
+            parse_ages(bad)
+
+
+def test_parse_labels():
+    assert parse_labels(["sex=F", "bmi=24"], ["age", "sex", "bmi"]) == {"sex": 1.0, "bmi": 24.0}
+    for bad in (["shoe=3"], ["bmi"], ["bmi=fat"], ["age=40"]):
+        with pytest.raises(UserError, match="--label"):
+            parse_labels(bad, ["age", "sex", "bmi"])
+
+
+def test_generation_is_deterministic_and_honours_labels(trained_run, tmp_path):
+    ages = np.array([30.0, 50.0])
+    a = generate(trained_run, ages, 5, tmp_path / "a.npz", seed=3, fixed={"bmi": 25.0}, formats=("csv", "pickle"))
+    b = generate(trained_run, ages, 5, tmp_path / "b.npz", seed=3, fixed={"bmi": 25.0})
+    c = generate(trained_run, ages, 5, tmp_path / "c.npz", seed=4, fixed={"bmi": 25.0})
+    assert a["signals"] == 10
+    with np.load(tmp_path / "a.npz") as x, np.load(tmp_path / "b.npz") as y, np.load(tmp_path / "c.npz") as z:
+        assert np.array_equal(x["signals"], y["signals"])
+        assert not np.array_equal(x["signals"], z["signals"])
+        names = list(x["label_names"])
+        labels = x["labels"]
+        assert labels[:, names.index("age")].tolist() == [30.0] * 5 + [50.0] * 5
+        assert np.all(labels[:, names.index("bmi")] == 25.0)
+        assert x["signals"].shape == (10, 1024) and np.isfinite(x["signals"]).all()
+        assert np.abs(x["signals"]).max() <= 1.0   # tanh output, the maxabs data range
+        assert json.loads(str(x["request"]))["seed"] == 3
+    assert (tmp_path / "a.png").stat().st_size > 1000
+    csv = pd.read_csv(tmp_path / "a.csv")
+    assert len(csv) == 10 and (csv["bmi"] == 25.0).all()
+    ref = pd.read_pickle(tmp_path / "a.pickle")
+    assert set(ref) == {"labels", "samples"} and len(ref["samples"]) == 10
+
+
+def test_other_labels_come_from_subjects_near_the_age(trained_run, tmp_path):
+    pool = pd.read_csv(trained_run / "labels-train.csv.gz")
+    generate(trained_run, np.array([pool["age"].min() + 1]), 30, tmp_path / "g.npz", seed=0)
+    with np.load(tmp_path / "g.npz") as g:
+        heights = g["labels"][:, list(g["label_names"]).index("height")]
+    assert set(np.round(heights, 3)) <= set(np.round(pool["height"].astype(np.float32), 3))
+
+
+def test_out_of_range_requests_are_refused(trained_run, tmp_path):
+    with pytest.raises(UserError, match="training range"):
+        generate(trained_run, np.array([5.0]), 2, tmp_path / "x.npz")
+    with pytest.raises(UserError, match="bmi=90"):
+        generate(trained_run, np.array([40.0]), 2, tmp_path / "x.npz", fixed={"bmi": 90.0})
+    with pytest.raises(UserError, match=".npz"):
+        generate(trained_run, np.array([40.0]), 2, tmp_path / "x.csv")
+    assert not list(tmp_path.iterdir())   # nothing half-written
+    generate(trained_run, np.array([5.0]), 2, tmp_path / "x.npz", allow_extrapolation=True)
+    assert (tmp_path / "x.npz").is_file()

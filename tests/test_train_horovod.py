@@ -1,0 +1,53 @@
+"""Real 2-rank Horovod (Gloo, localhost) training: averaged gradients, broadcast early stop, TensorBoard."""
+import json
+
+import numpy as np
+import tensorflow as tf
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from conftest import SMOKE, horovodrun
+
+
+def rank_reports(run):
+    return [json.loads(p.read_text()) for p in sorted((run / "ranks").glob("rank-*.json"))]
+
+
+def test_two_ranks_end_with_identical_weights(trained_run):
+    reports = rank_reports(trained_run)
+    assert [r["rank"] for r in reports] == [0, 1] and all(r["size"] == 2 for r in reports)
+    assert reports[0]["weights_sha256"] == reports[1]["weights_sha256"]
+    assert reports[0]["steps_per_epoch"] == reports[1]["steps_per_epoch"] > 0
+    assert (trained_run / "model" / "decoder.keras").is_file()
+    assert (trained_run / "config.yaml").is_file() and (trained_run / "data.json").is_file()
+
+
+def test_tensorboard_holds_train_and_val_scalars_and_images(trained_run):
+    files = list((trained_run / "tensorboard").glob("events.out.tfevents.*"))
+    assert len(files) == 1   # rank 0 alone writes TensorBoard
+    acc = EventAccumulator(str(files[0]), size_guidance={"tensors": 0})
+    acc.Reload()
+    tags = set(acc.Tags()["tensors"])
+    for tag in ("train/loss", "train/recon", "train/kl", "val/loss", "val/recon", "val/kl",
+                "opt/learning_rate", "perf/signals_per_s", "perf/epoch_time_s"):
+        assert tag in tags, tag
+    epochs = [e.step for e in acc.Tensors("val/loss")]
+    assert epochs == [1, 2, 3]
+    val = [float(tf.make_ndarray(e.tensor_proto)) for e in acc.Tensors("val/loss")]
+    assert all(np.isfinite(val))
+    for tag in ("reconstructions", "generated_by_age"):
+        png = tf.make_ndarray(acc.Tensors(tag)[-1].tensor_proto)[2]   # [width, height, png bytes]
+        assert tf.io.decode_png(png).shape[-1] == 4
+
+
+def test_early_stop_decided_on_rank0_reaches_every_rank(smoke_data, tmp_path):
+    run = tmp_path / "run"
+    # No val improvement can beat min_delta=1e9, so rank 0 stops after epoch 2 with patience 0;
+    # rank 1 never validates and can only stop there through the broadcast decision.
+    result = horovodrun(2, "train", "--config", str(SMOKE), "--data", str(smoke_data), "--run-dir", str(run),
+                        "train.epochs=6", "train.patience=0", "train.min_delta=1e9")
+    assert result.returncode == 0, (result.stdout + result.stderr)[-4000:]
+    reports = rank_reports(run)
+    assert [r["stop_epoch"] for r in reports] == [2, 2]
+    assert [r["epochs_run"] for r in reports] == [2, 2]
+    assert reports[0]["weights_sha256"] == reports[1]["weights_sha256"]
+    assert "early stopping after epoch 2" in result.stderr
