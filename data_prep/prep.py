@@ -92,7 +92,8 @@ def _claim_output(out: Path, ident: str, overwrite: bool) -> None:
                     path.unlink()
     elif (out / MANIFEST).exists():
         raise UserError(f"{out} holds a manifest from another prep run; pass --overwrite or choose another --out")
-    write_json_atomic(state, {"dataset_id": ident})
+    if not state.is_file() or json.loads(state.read_text()).get("dataset_id") != ident:
+        write_json_atomic(state, {"dataset_id": ident})
 
 
 def label_stats(rows: pd.DataFrame, columns: list[str]) -> dict:

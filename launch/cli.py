@@ -182,7 +182,8 @@ def cmd_demo(args) -> int:
     print(f"\ndemo outputs:\n  data:        {data / 'manifest.json'}\n  run:         {run} "
           f"(TensorBoard logs in {run / 'tensorboard'})\n  synthetic:   {synthetic}\n  figure:      "
           f"{synthetic.with_suffix('.png')}\n  report:      {report / 'report.md'}\n"
-          f"open TensorBoard: ppg-cvae tensorboard {run}   (or: tensorboard --logdir {run / 'tensorboard'})")
+          f"open TensorBoard: {Path(sys.executable).parent / 'tensorboard'} --logdir {run / 'tensorboard'} "
+          "--host 127.0.0.1")
     return 0
 
 

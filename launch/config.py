@@ -107,18 +107,24 @@ def _type_name(tp) -> str:
     return getattr(tp, "__name__", str(tp))
 
 
-def _coerce(value, tp, where: str):
-    """Check `value` against the annotated type `tp`; ints are accepted where floats are wanted."""
+def _coerce(value, tp, source: str, key: str):
+    """Check `value` against the annotated type `tp`; ints (and YAML-1.1 strings like '1e9') pass as floats."""
     origin = typing.get_origin(tp)
     if origin is list:
         (item_tp,) = typing.get_args(tp)
         if not isinstance(value, list):
-            raise UserError(f"{where}: expected a list of {_type_name(item_tp)}, got {value!r}")
-        return [_coerce(v, item_tp, f"{where}[{i}]") for i, v in enumerate(value)]
-    if tp is float and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
+            raise UserError(f"{source}: '{key}': expected a list of {_type_name(item_tp)}, got {value!r}")
+        return [_coerce(v, item_tp, source, f"{key}[{i}]") for i, v in enumerate(value)]
+    if tp is float and not isinstance(value, bool):
+        if isinstance(value, int):
+            return float(value)
+        if isinstance(value, str):
+            try:
+                return float(value)
+            except ValueError:
+                pass
     if tp is int and isinstance(value, bool) or not isinstance(value, tp):
-        raise UserError(f"{where}: expected {_type_name(tp)}, got {value!r} ({type(value).__name__})")
+        raise UserError(f"{source}: '{key}': expected {_type_name(tp)}, got {value!r} ({type(value).__name__})")
     return value
 
 
@@ -138,7 +144,7 @@ def _build(cls, data, path: str, source: str):
         if dataclasses.is_dataclass(tp):
             kwargs[name] = _build(tp, value, key, source)
         else:
-            kwargs[name] = _coerce(value, tp, f"{source}: '{key}'")
+            kwargs[name] = _coerce(value, tp, source, key)
     return cls(**kwargs)
 
 
