@@ -21,6 +21,7 @@ setup(
         "matplotlib==3.9.2",
         "tqdm==4.67.1",
         "wfdb==4.1.2",
+        "pyarrow==17.0.0",  # Parquet label tables
     ],
     extras_require={
         "gpu": [f"tensorflow[and-cuda]=={TF_VERSION}"],

@@ -62,6 +62,8 @@ def write_shard(task: ShardTask, source, cfg: Config) -> dict:
             rows = task.rows.iloc[start:start + CHUNK_ROWS]
             raw = source.signals(rows)
             reasons = check_rows(raw, rows, labels, cfg.data.signal_length)
+            if "_reason" in rows:   # problems a reader already found (wrong length, duplicate)
+                reasons = np.where(rows["_reason"].to_numpy() != "", rows["_reason"].to_numpy(), reasons)
             ok = reasons == ""
             quarantine += [{"row": int(r), "subject_id": s, "split": task.split, "reason": why}
                            for r, s, why in zip(rows["row"][~ok], rows["subject_id"][~ok], reasons[~ok])]
@@ -115,7 +117,15 @@ def prepare(cfg: Config, out: str | Path, source, overwrite: bool = False) -> di
         return json.loads(manifest_path.read_text())
 
     rows = source.rows()
-    rows["split"] = assign_splits(rows["subject_id"], cfg.data.val_fraction, cfg.data.test_fraction, cfg.data.seed)
+    if "given_split" in rows:
+        rows["split"] = rows["given_split"]
+        spread = rows.groupby("subject_id")["split"].nunique()
+        if (spread > 1).any():
+            raise UserError(f"subject {spread[spread > 1].index[0]!r} appears in more than one of the given "
+                            "train/validation/test files; the splits must be subject-disjoint")
+    else:
+        rows["split"] = assign_splits(rows["subject_id"], cfg.data.val_fraction, cfg.data.test_fraction,
+                                      cfg.data.seed)
     tasks = []
     for split in SPLITS:
         sub = rows[rows["split"] == split]
@@ -175,6 +185,7 @@ def prepare(cfg: Config, out: str | Path, source, overwrite: bool = False) -> di
     write_json_atomic(manifest_path, manifest)
     for task, _ in results:
         _done_path(task.path).unlink(missing_ok=True)
+    (out / ".source-signals.npy").unlink(missing_ok=True)
     seconds = time.time() - t0
     nbytes = sum(s["bytes"] for info in splits.values() for s in info["shards"])
     resumed = sum(1 for _, e in results if e.get("resumed"))

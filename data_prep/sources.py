@@ -1,13 +1,31 @@
-"""Signal sources: each exposes a row table (labels + subject_id) and produces signals for any row subset."""
+"""Signal sources: each exposes a row table (labels + subject_id) and produces signals for any row subset.
+
+File readers (reference-study pickles, .npz, .npy + CSV/Parquet labels, raw CSV/WFDB recordings)
+load into one float32 [N, L] array that is parked in a .npy beside the output and memory-mapped,
+so shard workers in other processes read rows without copying the whole array.
+"""
 from __future__ import annotations
 
-from dataclasses import dataclass
+import hashlib
+import io
+import logging
+import pickle
+from dataclasses import dataclass, field
+from fractions import Fraction
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from scipy.signal import resample, resample_poly
 
 from data_prep import simulate
+from data_prep.validate import LABEL_RANGES
 from launch.config import DataConfig, SimulateConfig
+from launch.errors import UserError
+
+log = logging.getLogger(__name__)
+REFERENCE_TRIO = {"train_db_1p.pickle": "train", "validation_db_1p.pickle": "val", "test_db_1p.pickle": "test"}
+SEX_CODES = {"m": 0.0, "male": 0.0, "f": 1.0, "female": 1.0, "0": 0.0, "1": 1.0}
 
 
 @dataclass
@@ -25,3 +43,295 @@ class SimulatorSource:
 
     def signals(self, rows: pd.DataFrame) -> np.ndarray:
         return simulate.simulate_signals(rows, self.sim, self.data, self.data.seed)
+
+
+@dataclass
+class ArraySource:
+    """Signals from files, parked in `npy` (memory-mapped on use) with a row table."""
+    npy: Path
+    table: pd.DataFrame
+    info: dict = field(default_factory=dict)
+
+    def describe(self) -> dict:
+        return self.info
+
+    def rows(self) -> pd.DataFrame:
+        return self.table.copy()
+
+    def signals(self, rows: pd.DataFrame) -> np.ndarray:
+        return np.asarray(np.load(self.npy, mmap_mode="r")[rows["row"].to_numpy()])
+
+
+# ---------------------------------------------------------------- restricted unpickling
+_SAFE_FUNCTIONS = {
+    ("numpy.core.multiarray", "_reconstruct"), ("numpy.core.multiarray", "scalar"),
+    ("numpy.core.numeric", "_frombuffer"), ("pandas._libs.internals", "_unpickle_block"),
+    ("pandas.core.indexes.base", "_new_Index"), ("pandas.core.internals.blocks", "new_block"),
+    ("pandas._libs.tslibs.timestamps", "_unpickle_timestamp"), ("copyreg", "_reconstructor"),
+    ("_codecs", "encode"),
+}
+_SAFE_BUILTINS = {"slice", "list", "dict", "tuple", "set", "frozenset", "bytearray", "complex", "range",
+                  "int", "float", "str", "bool", "object"}
+_SAFE_CLASS_MODULES = ("numpy", "pandas.core.", "pandas._libs.")
+
+
+class RestrictedUnpickler(pickle.Unpickler):
+    """Admits numpy/pandas data types and builtin containers only; anything else is refused unexecuted."""
+
+    def find_class(self, module: str, name: str):
+        if module in ("builtins", "__builtin__") and name in _SAFE_BUILTINS:
+            return super().find_class(module, name)
+        if (module, name) in _SAFE_FUNCTIONS:
+            return super().find_class(module, name)
+        if module == "numpy" or module.startswith(_SAFE_CLASS_MODULES):
+            obj = super().find_class(module, name)
+            if isinstance(obj, type):
+                return obj
+        raise pickle.UnpicklingError(f"refused to load '{module}.{name}' (only numpy/pandas data is allowed)")
+
+
+def load_pickle(path: Path):
+    """Unpickle with RestrictedUnpickler; a refused or broken pickle is a one-line user error."""
+    try:
+        with open(path, "rb") as fh:
+            return RestrictedUnpickler(fh).load()
+    except pickle.UnpicklingError as exc:
+        raise UserError(f"{path}: {exc}; this file is not a plain data pickle and was not loaded") from None
+    except (EOFError, ValueError, TypeError, AttributeError, ImportError, IndexError) as exc:
+        raise UserError(f"{path}: unreadable pickle ({type(exc).__name__}: {exc})") from None
+
+
+def read_reference_pickle(path: Path) -> tuple[list, pd.DataFrame]:
+    """The reference study's {"labels": DataFrame, "samples": list of 1-D arrays}."""
+    obj = load_pickle(path)
+    if not isinstance(obj, dict) or "labels" not in obj or "samples" not in obj:
+        raise UserError(f"{path}: expected a dict with 'labels' (DataFrame) and 'samples' (list of arrays)")
+    labels = pd.DataFrame(obj["labels"]).reset_index(drop=True)
+    samples = list(obj["samples"])
+    if len(samples) != len(labels):
+        raise UserError(f"{path}: {len(samples)} samples but {len(labels)} label rows")
+    return samples, labels
+
+
+# ---------------------------------------------------------------- other readers
+def read_npz(path: Path) -> tuple[np.ndarray, pd.DataFrame]:
+    """`.npz` with `signals` [N, L] and one 1-D array per label (plus optional subject_id)."""
+    with np.load(path, allow_pickle=False) as npz:
+        if "signals" not in npz:
+            raise UserError(f"{path}: no 'signals' array (found {', '.join(npz.files)})")
+        signals = npz["signals"]
+        labels = pd.DataFrame({k: npz[k] for k in npz.files if k != "signals" and npz[k].ndim == 1})
+    if signals.ndim != 2 or (len(labels.columns) and len(labels) != len(signals)):
+        raise UserError(f"{path}: 'signals' must be [N, L] with one label value per row")
+    return signals, labels
+
+
+def read_label_table(path: Path) -> pd.DataFrame:
+    if path.suffix == ".parquet":
+        try:
+            return pd.read_parquet(path)
+        except ImportError:
+            raise UserError(f"{path}: reading Parquet needs pyarrow; pip install pyarrow or use CSV") from None
+    return pd.read_csv(path)
+
+
+def read_npy_with_table(path: Path) -> tuple[np.ndarray, pd.DataFrame]:
+    """`x.npy` signals [N, L] with labels in `x.csv` or `x.parquet` beside it."""
+    table = next((p for p in (path.with_suffix(".csv"), path.with_suffix(".parquet")) if p.exists()), None)
+    if table is None:
+        raise UserError(f"{path}: no label table beside it; add {path.with_suffix('.csv').name} or .parquet")
+    signals = np.load(path, allow_pickle=False)
+    labels = read_label_table(table)
+    if signals.ndim != 2 or len(labels) != len(signals):
+        raise UserError(f"{path}: signals {signals.shape} and {len(labels)} label rows in {table.name} do not match")
+    return signals, labels
+
+
+def resample_to(x: np.ndarray, fs_in: float, fs_out: float) -> np.ndarray:
+    """Polyphase resampling of a 1-D recording between sampling rates."""
+    if abs(fs_in - fs_out) < 1e-9:
+        return x
+    ratio = Fraction(fs_out / fs_in).limit_denominator(1000)
+    return resample_poly(x, ratio.numerator, ratio.denominator)
+
+
+def windows(x: np.ndarray, length: int, overlap: float) -> np.ndarray:
+    """Fixed windows of `length` with the given fractional overlap; a short tail is dropped."""
+    step = max(1, int(round(length * (1 - overlap))))
+    starts = range(0, len(x) - length + 1, step)
+    return np.stack([x[s:s + length] for s in starts]) if len(x) >= length else np.zeros((0, length))
+
+
+def read_recording(path: Path, data: DataConfig, fs: float | None) -> tuple[np.ndarray, float]:
+    """One raw recording (CSV column or WFDB record) -> (1-D signal, its sampling rate)."""
+    if path.suffix in (".hea", ".dat"):
+        import wfdb
+        record = wfdb.rdrecord(str(path.with_suffix("")))
+        names = [n.upper() for n in record.sig_name]
+        if data.raw_channel:
+            if data.raw_channel.upper() not in names:
+                raise UserError(f"{path}: no channel {data.raw_channel!r} (has {', '.join(record.sig_name)}); "
+                                "fix data.raw_channel")
+            ch = names.index(data.raw_channel.upper())
+        else:
+            ch = next((i for i, n in enumerate(names) if "PLETH" in n or "PPG" in n), 0)
+        return record.p_signal[:, ch].astype(np.float64), float(record.fs)
+    table = pd.read_csv(path)
+    numeric = [c for c in table.columns if pd.api.types.is_numeric_dtype(table[c]) and c.lower() != "time"]
+    column = data.raw_column or (numeric[0] if numeric else None)
+    if column not in table:
+        raise UserError(f"{path}: no column {column!r} (has {', '.join(map(str, table.columns))}); set data.raw_column")
+    if fs is None and "time" in [c.lower() for c in table.columns]:
+        t = table[[c for c in table.columns if c.lower() == "time"][0]].to_numpy(np.float64)
+        fs = 1.0 / float(np.median(np.diff(t)))
+    if fs is None:
+        raise UserError(f"{path}: no sampling rate; pass --fs HZ or add a 'time' column in seconds")
+    return table[column].to_numpy(np.float64), float(fs)
+
+
+def read_recordings(paths: list[Path], data: DataConfig, fs: float | None) -> tuple[np.ndarray, pd.DataFrame]:
+    """Recordings resampled to data.fs and cut into windows; labels per record from labels.csv beside them."""
+    tables = {p.parent / "labels.csv" for p in paths}
+    missing = [t for t in tables if not t.exists()]
+    if missing:
+        raise UserError(f"{missing[0]} not found: raw recordings need a labels.csv beside them with a 'record' "
+                        "column (file name without extension) and the label columns")
+    labels = pd.concat([pd.read_csv(t) for t in tables], ignore_index=True)
+    if "record" not in labels:
+        raise UserError(f"{sorted(tables)[0]}: needs a 'record' column naming each recording")
+    labels["record"] = labels["record"].astype(str)
+    labels = labels.set_index("record")
+    out_signals, out_rows = [], []
+    for path in paths:
+        if path.stem not in labels.index:
+            raise UserError(f"{path}: record {path.stem!r} has no row in labels.csv")
+        x, rate = read_recording(path, data, fs)
+        w = windows(resample_to(x, rate, data.fs), data.signal_length, data.window_overlap)
+        out_signals.append(w)
+        row = labels.loc[path.stem].to_dict()
+        row.setdefault("subject_id", path.stem)
+        out_rows += [dict(row, segment_id=f"{path.stem}:{i}") for i in range(len(w))]
+    return np.concatenate(out_signals).astype(np.float32), pd.DataFrame(out_rows)
+
+
+# ---------------------------------------------------------------- normalization to the common form
+def fix_length(samples, length: int, policy: str) -> tuple[np.ndarray, np.ndarray]:
+    """List/array of 1-D signals -> float32 [N, length] and a reason per row ('' or 'wrong_length')."""
+    out = np.zeros((len(samples), length), np.float32)
+    reasons = np.full(len(samples), "", dtype=object)
+    for i, s in enumerate(samples):
+        s = np.asarray(s, dtype=np.float64).ravel()
+        if len(s) == length:
+            out[i] = s
+        elif policy == "crop" and len(s) > length:
+            out[i] = s[:length]
+        elif policy == "resample" and len(s) > 1:
+            out[i] = resample(s, length)
+        else:
+            reasons[i] = "wrong_length"
+    return out, reasons
+
+
+def map_labels(labels: pd.DataFrame, data: DataConfig, where: str) -> pd.DataFrame:
+    """Rename columns by data.label_map, encode sex, apply data.label_scale, and check units by medians."""
+    labels = labels.rename(columns=data.label_map)
+    missing = [c for c in data.labels if c not in labels]
+    if missing:
+        raise UserError(f"{where}: label column(s) {missing} missing (has {', '.join(map(str, labels.columns))}); "
+                        "map them with data.label_map (e.g. data.label_map={Age: age}) or drop them from data.labels")
+    if "sex" in labels and not pd.api.types.is_numeric_dtype(labels["sex"]):
+        labels["sex"] = labels["sex"].astype(str).str.strip().str.lower().map(SEX_CODES)
+    for col in data.labels:
+        labels[col] = pd.to_numeric(labels[col], errors="coerce") * data.label_scale.get(col, 1.0)
+        median = labels[col].median()
+        lo, hi = LABEL_RANGES[col]
+        if np.isfinite(median) and not lo <= median <= hi:
+            raise UserError(f"{where}: label '{col}' has median {median:g}, outside the plausible {lo:g}-{hi:g}; "
+                            f"wrong unit? scale it with data.label_scale.{col}=FACTOR")
+    return labels
+
+
+def duplicate_reasons(signals: np.ndarray, labels: pd.DataFrame) -> np.ndarray:
+    """'duplicate' for every repeat of a segment_id (when given) or of identical signal bytes."""
+    keys = labels["segment_id"].astype(str) if "segment_id" in labels else pd.Series(
+        [hashlib.blake2b(row.tobytes(), digest_size=16).hexdigest() for row in signals])
+    return np.where(keys.duplicated().to_numpy(), "duplicate", "")
+
+
+def _expand(paths: list[str]) -> list[Path]:
+    out = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            found = sorted(q for q in p.iterdir() if q.suffix in (".pickle", ".pkl", ".npz", ".npy", ".hea")
+                           or (q.suffix == ".csv" and q.name != "labels.csv" and not q.with_suffix(".npy").exists()))
+            if not found:
+                raise UserError(f"--source {p}: no .pickle/.npz/.npy/.csv/.hea files inside")
+            out += found
+        elif p.exists():
+            out.append(p)
+        else:
+            raise UserError(f"--source {p}: no such file or directory")
+    return out
+
+
+def open_files(paths: list[str], data: DataConfig, fs: float | None, workdir: Path) -> ArraySource:
+    """Read every --source path into one ArraySource (with any given train/val/test split kept)."""
+    files = _expand(paths)
+    kinds = {f.suffix for f in files}
+    parts, given_split = [], False
+    recordings = [f for f in files if f.suffix in (".hea", ".csv")]
+    for f in files:
+        if f.suffix in (".pickle", ".pkl"):
+            samples, labels = read_reference_pickle(f)
+            if f.name in REFERENCE_TRIO:
+                labels["given_split"] = REFERENCE_TRIO[f.name]
+                given_split = True
+        elif f.suffix == ".npz":
+            samples, labels = read_npz(f)
+        elif f.suffix == ".npy":
+            samples, labels = read_npy_with_table(f)
+        else:
+            continue
+        parts.append((f, samples, labels))
+    if recordings:
+        signals, labels = read_recordings(recordings, data, fs)
+        parts.append((recordings[0].parent, signals, labels))
+    if given_split and any("given_split" not in lab for _, _, lab in parts):
+        raise UserError("--source mixes the reference train/validation/test pickles with other files; "
+                        "pass the trio alone or rename the pickles to have them split here")
+    fixed, tables = [], []
+    for f, samples, labels in parts:
+        signals, reasons = fix_length(samples, data.signal_length, data.length_policy)
+        labels = map_labels(labels, data, str(f))
+        if "subject_id" not in labels:
+            labels["subject_id"] = [f"{f.stem}:{i}" for i in range(len(labels))]
+            log.warning("%s: no subject_id column; each row is treated as its own subject", f)
+        labels["subject_id"] = labels["subject_id"].astype(str)
+        labels["_reason"] = reasons
+        fixed.append(signals)
+        tables.append(labels)
+    signals = np.concatenate(fixed)
+    table = pd.concat(tables, ignore_index=True)
+    dup = duplicate_reasons(signals, table)
+    table["_reason"] = np.where(table["_reason"] == "", dup, table["_reason"])
+    table.insert(0, "row", np.arange(len(table), dtype=np.int64))
+    workdir.mkdir(parents=True, exist_ok=True)
+    npy = workdir / ".source-signals.npy"
+    np.save(npy, signals)
+    digest = hashlib.sha256(signals.tobytes())
+    digest.update(pd.util.hash_pandas_object(table.drop(columns=["_reason"]), index=False).values.tobytes())
+    info = {"kind": "files", "paths": [str(f) for f in files], "formats": sorted(kinds),
+            "given_split": given_split, "content_sha256": digest.hexdigest()}
+    return ArraySource(npy, table, info)
+
+
+def open_source(paths: list[str], sim: SimulateConfig, data: DataConfig, fs: float | None, workdir: Path):
+    """The simulator when no paths are given, else the file readers."""
+    return open_files(paths, data, fs, workdir) if paths else SimulatorSource(sim, data)
+
+
+def write_reference_pickle(path: Path, signals: np.ndarray, labels: pd.DataFrame) -> None:
+    """Write the reference study's pickle layout (used to exercise that reader end to end)."""
+    buf = io.BytesIO()
+    pickle.dump({"labels": labels.reset_index(drop=True), "samples": list(signals)}, buf, protocol=4)
+    Path(path).write_bytes(buf.getvalue())

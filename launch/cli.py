@@ -56,6 +56,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fs", type=float, metavar="HZ", help="sampling rate of raw recordings that do not carry one")
     p.add_argument("--overwrite", action="store_true",
                    help="replace a different dataset already in --out (only prep's own files are removed)")
+    p.add_argument("--as-reference-pickles", action="store_true",
+                   help="instead of shards, write the source (e.g. the simulated cohort) as the reference study's "
+                        "train_db_1p/validation_db_1p/test_db_1p.pickle trio in --out")
     p.add_argument("--verify", action="store_true",
                    help="only re-check the sha256 and record count of every shard in --out against its manifest")
 
@@ -117,11 +120,16 @@ def cmd_prep(args) -> int:
                      result["shards"], result["records"])
         return 0
     from data_prep.prep import prepare
-    from data_prep.sources import SimulatorSource
+    from data_prep.sources import open_source
     cfg = load_config(args.config, args.overrides)
-    if args.source:
-        raise UserError("--source: file readers arrive with the data_prep issue; omit --source to use the simulator")
-    prepare(cfg, args.out, SimulatorSource(cfg.simulate, cfg.data), overwrite=args.overwrite)
+    if args.fs is not None and args.fs <= 0:
+        raise UserError(f"--fs {args.fs}: the sampling rate must be positive (Hz)")
+    source = open_source(args.source, cfg.simulate, cfg.data, args.fs, Path(args.out))
+    if args.as_reference_pickles:
+        from data_prep.export import write_reference_trio
+        write_reference_trio(source, cfg, Path(args.out))
+        return 0
+    prepare(cfg, args.out, source, overwrite=args.overwrite)
     return 0
 
 

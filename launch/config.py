@@ -31,6 +31,12 @@ class DataConfig:
     signal_length: int = 1024        # samples per segment
     fs: float = 125.0                # sampling rate, Hz
     labels: list[str] = field(default_factory=lambda: list(LABELS))  # label columns kept
+    label_map: dict[str, str] = field(default_factory=dict)     # source column -> label, e.g. {Age: age}
+    label_scale: dict[str, float] = field(default_factory=dict)  # unit fixes, e.g. {height: 100} for metres
+    length_policy: str = "reject"    # signals of another length: reject (quarantine) | crop | resample
+    raw_column: str = ""             # raw CSV recordings: the PPG column ('' = the only/first numeric one)
+    raw_channel: str = ""            # WFDB records: channel name ('' = first PLETH/PPG channel, else 0)
+    window_overlap: float = 0.0      # raw recordings: overlap of consecutive windows, fraction [0, 1)
     normalization: str = "maxabs"    # maxabs (per signal, reference study) | zscore | minmax
     val_fraction: float = 0.1        # of subjects
     test_fraction: float = 0.1       # of subjects
@@ -98,6 +104,7 @@ class Config:
 CHOICES = {
     "data.normalization": ("maxabs", "zscore", "minmax"),
     "data.compression": ("none", "gzip"),
+    "data.length_policy": ("reject", "crop", "resample"),
     "model.output_activation": ("tanh", "sigmoid", "linear"),
     "model.conv_activation": ("relu", "tanh", "elu"),
 }
@@ -110,6 +117,12 @@ def _type_name(tp) -> str:
 def _coerce(value, tp, source: str, key: str):
     """Check `value` against the annotated type `tp`; ints (and YAML-1.1 strings like '1e9') pass as floats."""
     origin = typing.get_origin(tp)
+    if origin is dict:
+        key_tp, value_tp = typing.get_args(tp)
+        if not isinstance(value, dict):
+            raise UserError(f"{source}: '{key}': expected a mapping, got {value!r}")
+        return {_coerce(k, key_tp, source, f"{key} key"): _coerce(v, value_tp, source, f"{key}.{k}")
+                for k, v in value.items()}
     if origin is list:
         (item_tp,) = typing.get_args(tp)
         if not isinstance(value, list):
@@ -185,6 +198,11 @@ def _validate(cfg: Config, source: str) -> Config:
     if not 0 <= cfg.data.val_fraction < 1 or not 0 <= cfg.data.test_fraction < 1 \
             or cfg.data.val_fraction + cfg.data.test_fraction >= 1:
         raise UserError(f"{source}: data.val_fraction + data.test_fraction must lie in [0, 1)")
+    if not 0 <= cfg.data.window_overlap < 1:
+        raise UserError(f"{source}: 'data.window_overlap' must lie in [0, 1)")
+    for name in list(cfg.data.label_map.values()) + list(cfg.data.label_scale):
+        if name not in LABELS:
+            raise UserError(f"{source}: data.label_map/label_scale name unknown label {name!r}; known: {', '.join(LABELS)}")
     if not 0 <= cfg.data.max_bad_fraction <= 1:
         raise UserError(f"{source}: 'data.max_bad_fraction' must lie in [0, 1]")
     if not cfg.simulate.age_min < cfg.simulate.age_max:

@@ -1,0 +1,176 @@
+"""File readers, restricted unpickling, validation classes and kill-and-resume of prep, on files made here."""
+import json
+import os
+import pickle
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from conftest import REPO, SMOKE, cli
+from data_prep.manifest import load_manifest, verify
+from data_prep.prep import prepare
+from data_prep.simulate import segment_table, simulate_signals, simulate_subjects
+from data_prep.sources import RestrictedUnpickler, open_files, write_reference_pickle
+from launch.config import load_config
+from launch.errors import UserError
+
+LABELS = ["age", "sex", "height", "weight", "bmi", "hr"]
+
+
+def cohort(n_subjects=30, per=2, seed=3):
+    cfg = load_config(SMOKE, [f"simulate.n_subjects={n_subjects}", f"simulate.segments_per_subject={per}",
+                              "simulate.artifact_rate=0"])
+    rows = segment_table(simulate_subjects(cfg.simulate, seed), per)
+    return cfg, simulate_signals(rows, cfg.simulate, cfg.data, seed), rows
+
+
+def test_reference_trio_written_by_the_simulator_round_trips(tmp_path):
+    ref = tmp_path / "ref"
+    assert cli("prep", "--config", str(SMOKE), "--out", str(ref), "--as-reference-pickles").returncode == 0
+    counts = {}
+    for name in ("train_db_1p", "validation_db_1p", "test_db_1p"):
+        with open(ref / f"{name}.pickle", "rb") as fh:
+            obj = RestrictedUnpickler(fh).load()
+        assert isinstance(obj["labels"], pd.DataFrame) and "age" in obj["labels"]
+        counts[name] = len(obj["samples"])
+    result = cli("prep", "--config", str(SMOKE), "--out", str(tmp_path / "data"), "--source", str(ref))
+    assert result.returncode == 0, result.stderr[-2000:]
+    m = load_manifest(tmp_path / "data")
+    assert m["source"]["given_split"] is True
+    q = pd.read_csv(tmp_path / "data" / "quarantine.csv")
+    for split, name in (("train", "train_db_1p"), ("val", "validation_db_1p"), ("test", "test_db_1p")):
+        assert m["splits"][split]["count"] + (q["split"] == split).sum() == counts[name]
+
+
+def test_single_pickle_with_mapped_labels(tmp_path):
+    cfg, signals, rows = cohort()
+    labels = rows[LABELS].rename(columns={"age": "Age", "sex": "Gender"})
+    labels["Gender"] = np.where(rows["sex"] == 1, "F", "M")
+    write_reference_pickle(tmp_path / "study.pickle", signals, labels)
+    with pytest.raises(UserError, match=r"missing .*data.label_map"):
+        open_files([str(tmp_path / "study.pickle")], cfg.data, None, tmp_path / "w")
+    cfg = load_config(SMOKE, ["data.label_map={Age: age, Gender: sex}"])
+    source = open_files([str(tmp_path / "study.pickle")], cfg.data, None, tmp_path / "w")
+    table = source.rows()
+    assert np.allclose(table["age"], rows["age"]) and np.array_equal(table["sex"], rows["sex"])
+    assert np.array_equal(source.signals(table.iloc[[3, 1]]), signals[[3, 1]])
+
+
+class Exploit:
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_malicious_pickle_is_refused_and_not_executed(tmp_path):
+    marker = tmp_path / "pwned"
+    Exploit.marker = marker
+    bad = tmp_path / "evil.pickle"
+    bad.write_bytes(pickle.dumps({"labels": pd.DataFrame({"age": [40.0]}), "samples": [Exploit()]}))
+    result = cli("prep", "--config", str(SMOKE), "--out", str(tmp_path / "out"), "--source", str(bad))
+    assert result.returncode == 2
+    assert "refused to load" in result.stderr and ("posix.system" in result.stderr or "os.system" in result.stderr)
+    assert not marker.exists()
+
+
+def test_npz_and_npy_with_csv_and_parquet(tmp_path):
+    cfg, signals, rows = cohort()
+    np.savez(tmp_path / "a.npz", signals=signals, subject_id=rows["subject_id"].to_numpy(str),
+             **{c: rows[c].to_numpy() for c in LABELS})
+    np.save(tmp_path / "b.npy", signals)
+    rows[["subject_id"] + LABELS].to_csv(tmp_path / "b.csv", index=False)
+    np.save(tmp_path / "c.npy", signals[:10])
+    rows[["subject_id"] + LABELS].iloc[:10].to_parquet(tmp_path / "c.parquet")
+    for name, n in (("a.npz", len(signals)), ("b.npy", len(signals)), ("c.npy", 10)):
+        source = open_files([str(tmp_path / name)], cfg.data, None, tmp_path / "w")
+        table = source.rows()
+        assert len(table) == n and (table["_reason"] == "").all()
+        assert np.array_equal(source.signals(table), signals[:n])
+        assert list(table["subject_id"]) == list(rows["subject_id"][:n])
+
+
+def test_raw_recordings_resampled_and_windowed(tmp_path):
+    import wfdb
+    cfg, signals, rows = cohort(n_subjects=2, per=1)
+    t250 = np.arange(250 * 20) / 250.0                      # 20 s at 250 Hz
+    x = np.interp(t250, np.arange(signals.shape[1] * 3) / 125.0, np.tile(signals[0], 3))
+    pd.DataFrame({"time": t250, "ppg": x}).to_csv(tmp_path / "rec1.csv", index=False)
+    wfdb.wrsamp("rec2", fs=50, units=["NU"], sig_name=["PLETH"], p_signal=x[::5][:, None].astype(np.float64),
+                fmt=["16"], write_dir=str(tmp_path))
+    pd.DataFrame({"record": ["rec1", "rec2"], "age": [40, 70], "sex": [0, 1], "height": [170, 160],
+                  "weight": [70, 60], "bmi": [24.2, 23.4], "hr": [70, 75]}).to_csv(tmp_path / "labels.csv", index=False)
+    cfg = load_config(SMOKE, ["data.window_overlap=0.5"])
+    source = open_files([str(tmp_path)], cfg.data, None, tmp_path / "w")
+    table = source.rows()
+    # 20 s at 125 Hz = 2500 samples -> windows of 1024 every 512: 3 per recording.
+    assert list(table.groupby("subject_id").size()) == [3, 3]
+    got = source.signals(table[table["subject_id"] == "rec1"].iloc[:1])[0]
+    assert np.corrcoef(got, signals[0])[0, 1] > 0.99
+    with pytest.raises(UserError, match="--fs"):
+        pd.DataFrame({"ppg": x}).to_csv(tmp_path / "rec1.csv", index=False)
+        open_files([str(tmp_path / "rec1.csv")], cfg.data, None, tmp_path / "w")
+
+
+def test_every_bad_input_class_is_quarantined_with_its_reason(tmp_path):
+    cfg, signals, rows = cohort(n_subjects=40)
+    samples = [s.copy() for s in signals]
+    labels = rows[["subject_id"] + LABELS].copy()
+    samples[0][5] = np.nan
+    samples[1] = samples[1][:900]
+    samples[2][:] = 0.3
+    samples[3] = np.clip(samples[3], None, np.percentile(samples[3], 70))
+    labels.loc[4, "age"] = np.nan
+    labels.loc[5, "hr"] = 400.0
+    samples[7] = samples[6].copy()
+    write_reference_pickle(tmp_path / "bad.pickle", np.array(samples, dtype=object), labels)
+    out = tmp_path / "data"
+    m = prepare(load_config(SMOKE, ["data.max_bad_fraction=0.2"]), out,
+                open_files([str(tmp_path / "bad.pickle")], cfg.data, None, out))
+    q = pd.read_csv(out / "quarantine.csv").set_index("row")["reason"].to_dict()
+    assert q == {0: "non_finite", 1: "wrong_length", 2: "flat", 3: "clipped", 4: "missing_label_age",
+                 5: "out_of_range_hr", 7: "duplicate"}
+    assert m["quarantine"]["total"] == 7 and m["quarantine"]["by_reason"]["duplicate"] == 1
+    crop = prepare(load_config(SMOKE, ["data.max_bad_fraction=0.2", "data.length_policy=resample"]),
+                   tmp_path / "d2", open_files([str(tmp_path / "bad.pickle")],
+                                               load_config(SMOKE, ["data.length_policy=resample"]).data, None,
+                                               tmp_path / "d2"))
+    assert "wrong_length" not in crop["quarantine"]["by_reason"]
+
+
+def test_unit_mismatch_is_caught_and_fixable(tmp_path):
+    cfg, signals, rows = cohort()
+    labels = rows[["subject_id"] + LABELS].copy()
+    labels["height"] /= 100.0
+    write_reference_pickle(tmp_path / "m.pickle", signals, labels)
+    with pytest.raises(UserError, match=r"'height' has median .* data.label_scale.height"):
+        open_files([str(tmp_path / "m.pickle")], cfg.data, None, tmp_path / "w")
+    fixed = load_config(SMOKE, ["data.label_scale={height: 100}"])
+    table = open_files([str(tmp_path / "m.pickle")], fixed.data, None, tmp_path / "w").rows()
+    assert np.allclose(table["height"], rows["height"])
+
+
+def test_killed_prep_resumes_without_redoing_finished_shards(tmp_path):
+    args = ["prep", "--config", str(SMOKE), "simulate.n_subjects=400", "data.train_shards=8", "data.workers=1"]
+    reference = tmp_path / "ref"
+    assert cli(*args, "--out", str(reference)).returncode == 0
+    out = tmp_path / "killed"
+    proc = subprocess.Popen([sys.executable, "-m", "launch.cli", *args, "--out", str(out)], cwd=REPO,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while not len(list(out.glob("*.done.json"))) >= 2 and time.time() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    done = {p.name for p in out.glob("*.done.json")}
+    assert done and not (out / "manifest.json").exists()
+    result = cli(*args, "--out", str(out))
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert f"({len(done)} resumed)" in result.stderr
+    a, b = load_manifest(reference), load_manifest(out)
+    assert [s["sha256"] for s in a["splits"]["train"]["shards"]] == [s["sha256"] for s in b["splits"]["train"]["shards"]]
+    assert verify(out)["records"] == sum(a["splits"][s]["count"] for s in ("train", "val", "test"))
+    assert not list(out.glob("*.tmp"))
