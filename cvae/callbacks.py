@@ -116,9 +116,10 @@ class Checkpointer(keras.callbacks.Callback):
         self.last, self.best, self.validation = last, best, validation
 
     def on_epoch_end(self, epoch, logs=None):
-        self.last.save(checkpoint_number=epoch + 1)
+        step = self.model.optimizer.iterations   # numbered by optimizer step: unique, also mid-epoch
+        self.last.save(checkpoint_number=step)
         if self.validation.improved:
-            self.best.save(checkpoint_number=epoch + 1)
+            self.best.save(checkpoint_number=step)
 
 
 def waveform_figure(signals: np.ndarray, titles: list[str], fs: float, spread: np.ndarray | None = None) -> bytes:
@@ -142,6 +143,21 @@ def waveform_figure(signals: np.ndarray, titles: list[str], fs: float, spread: n
     return buf.getvalue()
 
 
+class EpochTimer(keras.callbacks.Callback):
+    """Wall time of each epoch: put into the logs as `epoch_time_s` and kept in `seconds`."""
+
+    def __init__(self):
+        super().__init__()
+        self.seconds: list[float] = []
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.t0 = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.seconds.append(time.perf_counter() - self.t0)
+        logs["epoch_time_s"] = self.seconds[-1]
+
+
 class TensorBoardLogger(keras.callbacks.Callback):
     """Rank 0: train/val loss terms, LR, signals/s, epoch and step time, waveform images, hparams."""
 
@@ -157,11 +173,8 @@ class TensorBoardLogger(keras.callbacks.Callback):
         with self.writer.as_default():
             hp.hparams(self.hparams, trial_id="run")
 
-    def on_epoch_begin(self, epoch, logs=None):
-        self.t0 = time.perf_counter()
-
     def on_epoch_end(self, epoch, logs=None):
-        seconds = time.perf_counter() - self.t0
+        seconds = logs["epoch_time_s"]
         lr = self.model.optimizer.learning_rate
         lr = float(lr(self.model.optimizer.iterations) if callable(lr) else lr)
         with self.writer.as_default(step=epoch + 1):

@@ -24,17 +24,24 @@ def condition_scaler(manifest: dict, conditions: list[str]) -> tuple[np.ndarray,
     return mean, std
 
 
-def _records(files: list[Path], manifest: dict, conditions: list[str], parallel: bool):
-    """Dataset of (signal, normalized condition) from the given shard files."""
+def _serialized(files: list[Path], manifest: dict) -> tf.data.Dataset:
+    """The raw records of the given shard files, interleaved in a fixed order."""
     compression = "GZIP" if manifest["compression"] == "gzip" else ""
     ds = tf.data.Dataset.from_tensor_slices([str(f) for f in files])
-    ds = ds.interleave(lambda f: tf.data.TFRecordDataset(f, compression_type=compression),
-                       cycle_length=min(4, max(len(files), 1)), num_parallel_calls=AUTOTUNE if parallel else None,
-                       deterministic=True)
+    return ds.interleave(lambda f: tf.data.TFRecordDataset(f, compression_type=compression),
+                         cycle_length=min(4, max(len(files), 1)), num_parallel_calls=AUTOTUNE, deterministic=True)
+
+
+def _parser(manifest: dict, conditions: list[str]):
+    """serialized Example -> (signal, condition normalized with the training-split statistics)."""
     mean, std = condition_scaler(manifest, conditions)
     parse = parse_fn(conditions, manifest["signal_length"])
-    return ds.map(lambda s: (lambda x, y: (x, (y - mean) / std))(*parse(s)),
-                  num_parallel_calls=AUTOTUNE if parallel else None, deterministic=True)
+
+    def fn(serialized):
+        signal, labels = parse(serialized)
+        return signal, (labels - mean) / std
+
+    return fn
 
 
 def rank_plan(manifest: dict, rank: int, size: int, batch_size: int) -> tuple[str, list[int], int]:
@@ -61,14 +68,28 @@ def rank_plan(manifest: dict, rank: int, size: int, batch_size: int) -> tuple[st
 
 
 def train_dataset(data_dir, manifest: dict, conditions: list[str], batch_size: int, rank: int, size: int,
-                  shuffle_buffer: int, seed: int) -> tuple[tf.data.Dataset, int]:
-    """Endless shuffled stream of full batches for this rank, and the steps per epoch."""
+                  shuffle_buffer: int, seed: int, start_epoch: int, epochs: int,
+                  cache: bool = False) -> tuple[tf.data.Dataset, int]:
+    """This rank's batches for epochs start_epoch..epochs-1, and the steps per epoch.
+
+    Each epoch is shuffled with its own seed (seed, rank, epoch), so a run resumed at epoch k sees
+    exactly the batches an uninterrupted run would have seen from epoch k on.
+    """
     mode, file_idx, steps = rank_plan(manifest, rank, size, batch_size)
     paths = shard_paths(data_dir, manifest, "train")
-    ds = _records([paths[i] for i in file_idx], manifest, conditions, parallel=True)
+    records = _serialized([paths[i] for i in file_idx], manifest)
     if mode == "elements":
-        ds = ds.shard(size, rank)
-    ds = ds.shuffle(shuffle_buffer, seed=seed + rank, reshuffle_each_iteration=True).repeat()
+        records = records.shard(size, rank)
+    records = records.map(_parser(manifest, conditions), num_parallel_calls=AUTOTUNE, deterministic=True)
+    if cache:
+        records = records.cache()
+    per_epoch = steps * batch_size
+
+    def epoch(e):
+        return records.shuffle(shuffle_buffer, seed=tf.cast(seed, tf.int64) * 1_000_003 + rank * 10_007 + e,
+                               reshuffle_each_iteration=False).take(per_epoch)
+
+    ds = tf.data.Dataset.range(start_epoch, max(epochs, start_epoch + 1)).flat_map(epoch)
     return ds.batch(batch_size, drop_remainder=True).prefetch(AUTOTUNE), steps
 
 
@@ -76,5 +97,5 @@ def eval_dataset(data_dir, manifest: dict, split: str, conditions: list[str], ba
     """Every record of a split, in order, in batches (the last one may be short)."""
     if manifest["splits"][split]["count"] == 0:
         raise UserError(f"the {split} split is empty; raise data.{split}_fraction or prepare more subjects")
-    ds = _records(shard_paths(data_dir, manifest, split), manifest, conditions, parallel=True)
-    return ds.batch(batch_size).prefetch(AUTOTUNE)
+    ds = _serialized(shard_paths(data_dir, manifest, split), manifest)
+    return ds.map(_parser(manifest, conditions), num_parallel_calls=AUTOTUNE).batch(batch_size).prefetch(AUTOTUNE)

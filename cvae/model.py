@@ -9,14 +9,6 @@ from launch.config import ModelConfig
 layers = keras.layers
 
 
-class Sampling(layers.Layer):
-    """z = mean + exp(log_var / 2) * eps (the reparameterization trick)."""
-
-    def call(self, inputs):
-        z_mean, z_log_var = inputs
-        return z_mean + tf.exp(0.5 * z_log_var) * tf.random.normal(tf.shape(z_mean))
-
-
 def build_encoder(cfg: ModelConfig, length: int, n_cond: int) -> keras.Model:
     """Strided Conv1D stack -> flatten -> concat condition -> dense stack -> (z_mean, z_log_var)."""
     signal = keras.Input((length,), name="signal")
@@ -46,20 +38,26 @@ def build_decoder(cfg: ModelConfig, length: int, n_cond: int) -> keras.Model:
     for filters in reversed(cfg.filters):
         h = layers.Conv1DTranspose(filters, cfg.kernel_size, strides=cfg.stride, padding="same",
                                    activation=cfg.conv_activation)(h)
-    h = layers.Conv1D(1, cfg.kernel_size, padding="same", activation=cfg.output_activation)(h)
-    return keras.Model([z, cond], layers.Reshape((length,))(h), name="decoder")
+    h = layers.Conv1D(1, cfg.kernel_size, padding="same", activation=cfg.output_activation, dtype="float32")(h)
+    return keras.Model([z, cond], layers.Reshape((length,), dtype="float32")(h), name="decoder")
 
 
 class CVAE(keras.Model):
     """Trains encoder + decoder on (signal, condition) batches: loss = reconstruction + beta * KL."""
 
-    def __init__(self, cfg: ModelConfig, length: int, n_cond: int, stop_sync=None, **kwargs):
-        """`stop_sync` (e.g. a Horovod max-allreduce) agrees on `stop_requested` across ranks inside each
-        training step, so a preemption request on any rank reaches all of them at no extra round trip."""
+    def __init__(self, cfg: ModelConfig, length: int, n_cond: int, seed: int = 0, stop_sync=None,
+                 jit_compile: bool = False, **kwargs):
+        """`seed` (one per rank) keys the latent noise.
+        `stop_sync` (e.g. a Horovod max-allreduce) agrees on `stop_requested` across ranks inside each
+        training step, so a preemption request on any rank reaches all of them at no extra round trip.
+        `jit_compile` XLA-compiles the loss computation (forward and backward); the allreduce stays outside."""
         super().__init__(**kwargs)
         self.encoder = build_encoder(cfg, length, n_cond)
         self.decoder = build_decoder(cfg, length, n_cond)
-        self.sampling = Sampling()
+        self.noise_seed = seed
+        self.noise_step = tf.Variable(0, dtype=tf.int64, trainable=False, name="noise_step")
+        if jit_compile:
+            self.losses_for = tf.function(self.losses_for, jit_compile=True)
         self.beta = tf.Variable(cfg.beta, trainable=False, dtype=tf.float32, name="beta")
         self.trackers = {name: keras.metrics.Mean(name=name) for name in ("loss", "recon", "kl")}
         self.stop_sync = stop_sync
@@ -70,10 +68,20 @@ class CVAE(keras.Model):
     def metrics(self):
         return list(self.trackers.values())
 
+    def sample_z(self, z_mean, z_log_var):
+        """The reparameterization trick, z = mean + exp(log_var / 2) * eps, with eps a stateless function of
+        (seed, step counter): the counter is checkpointed, so a resumed run draws the same noise."""
+        step = self.noise_step.assign_add(1)
+        seed = tf.stack([tf.constant(self.noise_seed, tf.int64), step])
+        eps = tf.random.stateless_normal(tf.shape(z_mean), seed=seed, dtype=z_mean.dtype)
+        return z_mean + tf.exp(0.5 * z_log_var) * eps
+
     def call(self, inputs, training=False):
+        """Reconstruction: sampled z in training, z_mean otherwise."""
         signal, cond = inputs
         z_mean, z_log_var = self.encoder([signal, cond], training=training)
-        return self.decoder([self.sampling([z_mean, z_log_var]), cond], training=training)
+        z = self.sample_z(z_mean, z_log_var) if training else z_mean
+        return self.decoder([z, cond], training=training)
 
     def losses_for(self, signal, cond, training=False):
         """Per-batch mean of the summed squared reconstruction error and of the KL divergence.
@@ -81,8 +89,9 @@ class CVAE(keras.Model):
         Training samples z; evaluation decodes z_mean, so validation (and early stopping) is deterministic.
         """
         z_mean, z_log_var = self.encoder([signal, cond], training=training)
-        z = self.sampling([z_mean, z_log_var]) if training else z_mean
+        z = self.sample_z(z_mean, z_log_var) if training else z_mean
         recon = self.decoder([z, cond], training=training)
+        z_mean, z_log_var = tf.cast(z_mean, tf.float32), tf.cast(z_log_var, tf.float32)
         rec = tf.reduce_mean(tf.reduce_sum(tf.square(signal - recon), axis=1))
         kl = tf.reduce_mean(-0.5 * tf.reduce_sum(1 + z_log_var - tf.square(z_mean) - tf.exp(z_log_var), axis=1))
         return rec, kl

@@ -17,7 +17,7 @@ import tensorflow as tf
 from tensorflow import keras
 
 from cvae import callbacks as cb
-from cvae.data import condition_scaler, eval_dataset, train_dataset
+from cvae.data import condition_scaler, eval_dataset, rank_plan, train_dataset
 from cvae.export import export_model
 from cvae.model import CVAE
 from data_prep.manifest import load_manifest, write_json_atomic
@@ -102,20 +102,28 @@ def train(cfg: Config, data_dir: str | Path, run_dir: str | Path, resume: bool =
         raise error or UserError("rank 0 refused the run directory (see its message)")
 
     tf.keras.utils.set_random_seed(cfg.train.seed + rank)
+    if cfg.train.deterministic:
+        tf.config.experimental.enable_op_determinism()
+    if cfg.train.mixed_precision:
+        keras.mixed_precision.set_global_policy("mixed_float16")
     conditions = cfg.model.conditions
-    train_ds, steps = train_dataset(data_dir, manifest, conditions, cfg.train.batch_size, rank, size,
-                                    cfg.train.shuffle_buffer, cfg.train.seed)
-    model = CVAE(cfg.model, manifest["signal_length"], len(conditions),
-                 stop_sync=lambda flag: hvd_tf.allreduce(flag, op=hvd_tf.Max, name="stop_requested"))
+    model = CVAE(cfg.model, manifest["signal_length"], len(conditions), seed=cfg.train.seed * 1000 + rank,
+                 stop_sync=lambda flag: hvd_tf.allreduce(flag, op=hvd_tf.Max, name="stop_requested"),
+                 jit_compile=cfg.train.xla)
+    steps = rank_plan(manifest, rank, size, cfg.train.batch_size)[2]
     base = cfg.train.learning_rate * (size if cfg.train.scale_lr else 1)
     lr = WarmupLR(base / size if cfg.train.warmup_epochs else base, base, cfg.train.warmup_epochs * steps)
-    model.compile(optimizer=hvd.DistributedOptimizer(keras.optimizers.Adam(lr)))
+    optimizer = hvd.DistributedOptimizer(
+        keras.optimizers.Adam(lr), backward_passes_per_step=cfg.train.backward_passes_per_step,
+        compression=hvd.Compression.fp16 if cfg.train.fp16_allreduce else hvd.Compression.none)
+    model.compile(optimizer=optimizer)
     model.build([(None, manifest["signal_length"]), (None, len(conditions))])
 
     state = cb.TrainState()
     ckpt = tf.train.Checkpoint(model=model, optimizer=model.optimizer, state=state)
     last = tf.train.CheckpointManager(ckpt, run_dir / "checkpoints", max_to_keep=cfg.train.keep_checkpoints)
     best = tf.train.CheckpointManager(ckpt, run_dir / "best", max_to_keep=1)
+    model.optimizer.build(model.trainable_variables)   # slots exist before a restore, so they are restored too
     if resume and last.latest_checkpoint:
         ckpt.restore(last.latest_checkpoint)   # every rank restores; the broadcast below keeps them equal
         if rank == 0:
@@ -123,13 +131,16 @@ def train(cfg: Config, data_dir: str | Path, run_dir: str | Path, resume: bool =
     elif resume and rank == 0:
         log.info("--resume: no checkpoint in %s yet, starting from scratch", run_dir)
     start_epoch = int(state.epoch.numpy())
+    train_ds, steps = train_dataset(data_dir, manifest, conditions, cfg.train.batch_size, rank, size,
+                                    cfg.train.shuffle_buffer, cfg.train.seed, start_epoch, cfg.train.epochs,
+                                    cache=cfg.train.cache)
 
     validation = cb.RankZeroValidation(
         eval_dataset(data_dir, manifest, "val", conditions, 256) if rank == 0 else None,
         state, cfg.train.patience, cfg.train.min_delta)
-    preemption = cb.Preemption()
+    preemption, timer = cb.Preemption(), cb.EpochTimer()
     callbacks = [hvd.callbacks.BroadcastGlobalVariablesCallback(0), hvd.callbacks.MetricAverageCallback(),
-                 cb.KLWarmup(cfg.model.beta, cfg.model.kl_warmup_epochs), preemption, validation]
+                 cb.KLWarmup(cfg.model.beta, cfg.model.kl_warmup_epochs), preemption, validation, timer]
     if rank == 0:
         mean, std = condition_scaler(manifest, conditions)
         sample = next(iter(eval_dataset(data_dir, manifest, "val", conditions, 4)))
@@ -149,7 +160,7 @@ def train(cfg: Config, data_dir: str | Path, run_dir: str | Path, resume: bool =
                  size, device, steps, cfg.train.batch_size, base, start_epoch + 1, cfg.train.epochs)
 
     t0 = time.time()
-    epochs_run = 0
+    epochs_run, history = 0, None
     if start_epoch < cfg.train.epochs and int(state.wait.numpy()) <= cfg.train.patience:
         history = model.fit(train_ds, epochs=cfg.train.epochs, initial_epoch=start_epoch, steps_per_epoch=steps,
                             callbacks=callbacks, verbose=2 if rank == 0 else 0)
@@ -157,11 +168,13 @@ def train(cfg: Config, data_dir: str | Path, run_dir: str | Path, resume: bool =
     end_epoch = int(state.epoch.numpy())
     if preemption.preempted and rank == 0:
         # Mid-epoch stop: save weights/optimizer, keep `epoch` at the last completed one, so a resume redoes it.
-        last.save(checkpoint_number=end_epoch)
+        last.save(checkpoint_number=model.optimizer.iterations)
     (run_dir / "ranks").mkdir(exist_ok=True)
     write_json_atomic(run_dir / "ranks" / f"rank-{rank:03d}.json", {
         "rank": rank, "size": size, "device": device, "steps_per_epoch": steps, "epochs_run": epochs_run,
-        "stop_epoch": end_epoch, "preempted": preemption.preempted, "weights_sha256": weights_digest(model)})
+        "stop_epoch": end_epoch, "preempted": preemption.preempted, "weights_sha256": weights_digest(model),
+        "val_loss_history": [float(v) for v in history.history.get("val_loss", [])] if epochs_run else [],
+        "epoch_seconds": timer.seconds, "signals_per_epoch": steps * cfg.train.batch_size * size})
     if preemption.preempted:
         if rank == 0:
             log.warning("preempted: checkpoint at epoch %d written to %s; rerun with --resume (exit %d)",

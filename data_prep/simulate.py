@@ -90,16 +90,18 @@ def simulate_signals(rows: pd.DataFrame, sim: SimulateConfig, data: DataConfig, 
     slow = rel_jitter * np.sin(2 * np.pi * (0.05 + 0.08 * d(1)) * t + 2 * np.pi * d(2))
     rate = (hr / 60.0) * (1.0 + rsa * np.sin(2 * np.pi * f_resp * t + 2 * np.pi * d(3)) + 0.5 * slow)
     phase = d(4) + np.cumsum(rate, axis=1) / fs
-    period = 1.0 / rate
-    tau = (phase % 1.0) * period                                      # seconds since beat onset
+    period = (1.0 / rate).astype(np.float32)
+    tau = ((phase % 1.0) * period).astype(np.float32)                 # seconds since beat onset
 
     # Beat shape: systolic upstroke lengthens with age; the diastolic peak follows at height/SI
     # (stiffness index definition) with amplitude RI; the dicrotic notch fades with age.
-    w_sys = 0.045 + 0.00035 * (age - 18.0)
-    t_sys = 0.05 + 2.2 * w_sys
-    t_dia = t_sys + np.clip(height_m / si, 0.10, 0.40)
-    w_dia = 0.09 + 0.0004 * (age - 18.0)
-    notch = np.clip(0.12 * (1.0 - (age - 18.0) / 70.0), 0.0, None)
+    f32 = lambda a: a.astype(np.float32)  # noqa: E731  (beat-shape math in float32)
+    w_sys = f32(0.045 + 0.00035 * (age - 18.0))
+    t_sys = f32(0.05 + 2.2 * w_sys)
+    t_dia = f32(t_sys + np.clip(height_m / si, 0.10, 0.40))
+    w_dia = f32(0.09 + 0.0004 * (age - 18.0))
+    notch = f32(np.clip(0.12 * (1.0 - (age - 18.0) / 70.0), 0.0, None))
+    ri = f32(ri)
     shape = (_pulse(tau, t_sys, w_sys, t_dia, w_dia, ri, notch)
              + _pulse(tau + period, t_sys, w_sys, t_dia, w_dia, ri, notch))   # tail of the previous beat
 

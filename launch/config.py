@@ -76,6 +76,12 @@ class TrainConfig:
     min_delta: float = 0.0           # smallest val_loss decrease that counts as improvement
     threads_per_rank: int = 1        # CPU intra-op threads per rank (0 = TensorFlow default)
     shuffle_buffer: int = 4096
+    cache: bool = False              # keep this rank's decoded training records in memory after epoch 1
+    fp16_allreduce: bool = False     # compress gradients to float16 for the allreduce
+    backward_passes_per_step: int = 1  # accumulate this many local batches per allreduce/update
+    mixed_precision: bool = False    # float16 compute with float32 variables (GPUs)
+    xla: bool = False                # XLA-compile the model's forward/backward computation
+    deterministic: bool = False      # TensorFlow op determinism (bit-reproducible resume; slower)
     image_every: int = 5             # epochs between TensorBoard waveform images (0 = never)
     keep_checkpoints: int = 3
     seed: int = 42
@@ -184,6 +190,7 @@ def _validate(cfg: Config, source: str) -> Config:
         "train.epochs": cfg.train.epochs, "train.batch_size": cfg.train.batch_size,
         "train.learning_rate": cfg.train.learning_rate, "generate.batch_size": cfg.generate.batch_size,
         "train.keep_checkpoints": cfg.train.keep_checkpoints,
+        "train.backward_passes_per_step": cfg.train.backward_passes_per_step,
     }
     for key, value in positive.items():
         if value <= 0:
