@@ -22,6 +22,7 @@ setup(
         "tqdm==4.67.1",
         "wfdb==4.1.2",
         "pyarrow==17.0.0",  # Parquet label tables
+        "setuptools==69.5.1",  # tensorboard 2.15 imports pkg_resources (removed from recent setuptools)
     ],
     extras_require={
         "gpu": [f"tensorflow[and-cuda]=={TF_VERSION}"],

@@ -43,7 +43,9 @@ def ours(np_: int, data: Path, run: Path, epochs: int) -> float:
 def in_process(kind: str, data: Path, epochs: int, workdir: Path) -> float:
     """Run one of the in-process baselines in a fresh 1-thread process; returns its signals/s."""
     out = subprocess.run([sys.executable, __file__, "--child", kind, "--data", str(data), "--epochs", str(epochs),
-                          "--workdir", str(workdir)], cwd=REPO, check=True, capture_output=True, text=True)
+                          "--workdir", str(workdir)], cwd=REPO, capture_output=True, text=True)
+    if out.returncode:
+        sys.exit(f"{kind} failed:\n{out.stderr[-3000:]}")
     return float(out.stdout.strip().splitlines()[-1])
 
 
@@ -82,7 +84,7 @@ def child(kind: str, data: Path, epochs: int, workdir: Path) -> float:
         times = []
         cb = keras.callbacks.LambdaCallback(on_epoch_begin=lambda e, l: times.append(time.perf_counter()),
                                             on_epoch_end=lambda e, l: times.append(time.perf_counter()))
-        model.fit((x, c), batch_size=batch, epochs=epochs, steps_per_epoch=steps, shuffle=True, verbose=0,
+        model.fit(x, c, batch_size=batch, epochs=epochs, steps_per_epoch=steps, shuffle=True, verbose=0,
                   callbacks=[cb])
         steady = sum(times[i + 1] - times[i] for i in range(2, len(times), 2))
         return steps * batch * (epochs - 1) / steady

@@ -13,6 +13,7 @@ import pandas as pd
 from tqdm import tqdm
 
 from cvae.callbacks import waveform_figure
+from cvae.evaluate.features import beat_templates
 from cvae.export import Generator
 from launch.errors import UserError
 
@@ -71,6 +72,34 @@ class _NpyStream:
         self.fh.close()
 
 
+class DecadeBeats:
+    """Running mean +/- sd of the peak-aligned beat per age decade (streamed batch by batch)."""
+
+    def __init__(self, decades: list[int], fs: float):
+        self.decades, self.fs = decades, fs
+        self.n = {d: 0 for d in decades}
+        self.sum = {d: 0.0 for d in decades}
+        self.sq = {d: 0.0 for d in decades}
+
+    def add(self, signals: np.ndarray, decade: np.ndarray) -> None:
+        beats = beat_templates(signals, self.fs)
+        for d in self.decades:
+            sel = beats[(decade == d) & ~np.isnan(beats[:, 0])].astype(np.float64)
+            self.n[d] += len(sel)
+            self.sum[d] = self.sum[d] + sel.sum(axis=0)
+            self.sq[d] = self.sq[d] + np.square(sel).sum(axis=0)
+
+    def png(self) -> bytes:
+        shown = [d for d in self.decades if self.n[d]]
+        if not shown:
+            raise UserError("no beats could be detected in the generated signals; the model is not usable yet")
+        mean = np.stack([self.sum[d] / self.n[d] for d in shown])
+        sd = np.stack([np.sqrt(np.maximum(self.sq[d] / self.n[d] - (self.sum[d] / self.n[d]) ** 2, 0))
+                       for d in shown])
+        return waveform_figure(mean, [f"ages {d}-{d + 9}: mean +/- sd beat of {self.n[d]} synthetic signals"
+                                      for d in shown], self.fs, spread=sd)
+
+
 def _label_rows(pool: pd.DataFrame, ages: np.ndarray, n: int, fixed: dict, rng) -> pd.DataFrame:
     """Labels for n signals per age: the other labels of training subjects near that age, then overrides."""
     out = []
@@ -117,9 +146,7 @@ def generate(run_dir: str | Path, ages: np.ndarray, n_per_age: int, out: str | P
                "allow_extrapolation": allow_extrapolation, "model": str(run_dir)}
     cond = labels[meta["conditions"]].to_numpy(np.float32)
     decade = (labels["age"].to_numpy() // 10 * 10).astype(int)
-    decades = sorted(set(decade))
-    sums = {d: np.zeros(length) for d in decades}
-    squares = {d: np.zeros(length) for d in decades}
+    figure = DecadeBeats(sorted(set(decade)), meta["fs"])
     keep = [] if "pickle" in formats else None
 
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -132,10 +159,7 @@ def generate(run_dir: str | Path, ages: np.ndarray, n_per_age: int, out: str | P
                 z = rng.standard_normal((stop - start, meta["latent_dim"]))
                 batch = gen(cond[start:stop], z)
                 stream.write(batch)
-                for d in decades:
-                    sel = batch[decade[start:stop] == d]
-                    sums[d] += sel.sum(axis=0)
-                    squares[d] += np.square(sel, dtype=np.float64).sum(axis=0)
+                figure.add(batch, decade[start:stop])
                 if keep is not None:
                     keep.append(batch)
             stream.close()
@@ -149,13 +173,7 @@ def generate(run_dir: str | Path, ages: np.ndarray, n_per_age: int, out: str | P
             with open(_tmp(out.with_suffix(".pickle")), "wb") as fh:
                 pickle.dump({"labels": labels, "samples": list(np.concatenate(keep))}, fh, protocol=4)
 
-        counts = {d: int((decade == d).sum()) for d in decades}
-        means = np.stack([sums[d] / counts[d] for d in decades])
-        spreads = np.stack([np.sqrt(np.maximum(squares[d] / counts[d] - (sums[d] / counts[d]) ** 2, 0)) for d in decades])
-        png = out.with_suffix(".png")
-        _tmp(png).write_bytes(waveform_figure(
-            means, [f"ages {d}-{d + 9}: mean +/- sd of {counts[d]} synthetic signals" for d in decades],
-            meta["fs"], spread=spreads))
+        _tmp(out.with_suffix(".png")).write_bytes(figure.png())
         for path in written:   # everything appears only once all of it is complete
             os.replace(_tmp(path), path)
     except BaseException:

@@ -23,6 +23,7 @@ from cvae.model import CVAE
 from data_prep.manifest import load_manifest, write_json_atomic
 from launch.config import Config, save_config
 from launch.errors import UserError
+from launch.horovod import launcher_world_size
 
 log = logging.getLogger(__name__)
 EXIT_PREEMPTED = 75   # checkpoint written after SIGTERM/SIGUSR1; rerun with --resume to continue
@@ -88,6 +89,11 @@ def train(cfg: Config, data_dir: str | Path, run_dir: str | Path, resume: bool =
     """Train on every rank of the Horovod job; returns the process exit code (0 or EXIT_PREEMPTED)."""
     hvd.init()
     rank, size = hvd.rank(), hvd.size()
+    started = launcher_world_size(dict(os.environ))
+    if size == 1 and started > 1:
+        raise UserError(f"the launcher started {started} processes but Horovod sees 1: its MPI/Gloo does not match "
+                        "Horovod's build; use horovodrun, or srun --mpi=pmix / mpirun with the MPI Horovod was "
+                        "built against (see 'ppg-cvae doctor')")
     device = setup_devices(cfg.train.threads_per_rank)
     data_dir, run_dir = Path(data_dir), Path(run_dir)
     manifest = load_manifest(data_dir)
@@ -130,6 +136,8 @@ def train(cfg: Config, data_dir: str | Path, run_dir: str | Path, resume: bool =
             log.info("resumed from %s at epoch %d", last.latest_checkpoint, int(state.epoch.numpy()))
     elif resume and rank == 0:
         log.info("--resume: no checkpoint in %s yet, starting from scratch", run_dir)
+    model.stop_requested.assign(0.0)   # a preemption checkpoint carries the stop flags; this run starts afresh
+    model.stop_agreed.assign(0.0)
     start_epoch = int(state.epoch.numpy())
     train_ds, steps = train_dataset(data_dir, manifest, conditions, cfg.train.batch_size, rank, size,
                                     cfg.train.shuffle_buffer, cfg.train.seed, start_epoch, cfg.train.epochs,

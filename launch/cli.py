@@ -1,4 +1,4 @@
-"""`ppg-cvae`: one console script with subcommands prep, train, generate, evaluate, demo, doctor."""
+"""`ppg-cvae`: one console script: prep, train, generate, evaluate, demo, launch, tensorboard, doctor."""
 from __future__ import annotations
 
 import argparse
@@ -106,6 +106,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", default=str(DEMO_CONFIG), metavar="C", help="YAML config (default configs/demo.yaml)")
     p.add_argument("overrides", nargs="*", metavar="key.sub=value", help=OVERRIDES_HELP)
 
+    p = sub.add_parser("launch", help="build and run the horovodrun command for N ranks (local, hosts, or Slurm)",
+                       description="Run a ppg-cvae subcommand (normally train) on N Horovod ranks. Inside a Slurm "
+                                   "allocation the hosts and slots come from the Slurm environment.")
+    p.add_argument("--np", type=int, dest="np_", metavar="N",
+                   help="number of ranks (default: all slots of --hosts / the Slurm allocation, else 1)")
+    p.add_argument("--hosts", metavar="H1:S,H2:S", help="hosts and slots, e.g. node1:4,node2:4 (default: localhost)")
+    p.add_argument("--controller", choices=["gloo", "mpi"], default="gloo", help="Horovod controller (default gloo)")
+    p.add_argument("--dry-run", action="store_true", help="print the command instead of running it")
+    p.add_argument("command_args", nargs=argparse.REMAINDER, metavar="-- train ...",
+                   help="the ppg-cvae subcommand and its arguments, after --")
+
+    p = sub.add_parser("tensorboard", help="serve a run's TensorBoard logs on 127.0.0.1 (prints the ssh tunnel)",
+                       description="Start TensorBoard on RUN_DIR/tensorboard, bound to 127.0.0.1 unless --host.")
+    p.add_argument("run_dir", metavar="RUN_DIR", help="training run directory")
+    p.add_argument("--port", type=int, default=6006, help="port (default 6006)")
+    p.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1: reach it via ssh -L)")
+
     sub.add_parser("doctor", help="versions, Horovod build (frameworks, controllers), GPUs, what is missing",
                    description="Report the environment and exit non-zero when an essential piece is missing.")
     return parser
@@ -190,8 +207,7 @@ def cmd_demo(args) -> int:
     print(f"\ndemo outputs:\n  data:        {data / 'manifest.json'}\n  run:         {run} "
           f"(TensorBoard logs in {run / 'tensorboard'})\n  synthetic:   {synthetic}\n  figure:      "
           f"{synthetic.with_suffix('.png')}\n  report:      {report / 'report.md'}\n"
-          f"open TensorBoard: {Path(sys.executable).parent / 'tensorboard'} --logdir {run / 'tensorboard'} "
-          "--host 127.0.0.1")
+          f"open TensorBoard: ppg-cvae tensorboard {run}   (serves 127.0.0.1:6006)")
     return 0
 
 
@@ -205,8 +221,42 @@ def cmd_doctor(args) -> int:
     return 1 if missing else 0
 
 
+def cmd_launch(args) -> int:
+    from launch import horovod
+    command = args.command_args[1:] if args.command_args[:1] == ["--"] else args.command_args
+    if not command:
+        raise UserError("launch: give the subcommand after --, e.g. ppg-cvae launch --np 2 -- train --config C ...")
+    hosts = args.hosts or horovod.slurm_hosts(dict(os.environ))
+    slots = horovod.parse_hosts(hosts) if hosts else None
+    np_ = args.np_ or slots or 1
+    if np_ < 1 or (slots is not None and np_ > slots):
+        raise UserError(f"--np {np_}: must be between 1 and the {slots} slots of {hosts}")
+    cmd = horovod.horovodrun_command(np_, command, hosts=hosts, controller=args.controller)
+    if args.dry_run:
+        print(" ".join(cmd))
+        return 0
+    return horovod.run(cmd)
+
+
+def cmd_tensorboard(args) -> int:
+    import getpass
+    import shutil
+    import socket
+    logdir = Path(args.run_dir) / "tensorboard"
+    if not logdir.is_dir():
+        raise UserError(f"{logdir} not found; pass a run directory written by ppg-cvae train")
+    print(f"TensorBoard for {logdir} at http://{args.host}:{args.port}/\n"
+          f"from your laptop: ssh -N -L {args.port}:127.0.0.1:{args.port} {getpass.getuser()}@{socket.getfqdn()} "
+          f"then open http://localhost:{args.port}/", flush=True)
+    exe = Path(sys.executable).parent / "tensorboard"
+    exe = str(exe) if exe.exists() else shutil.which("tensorboard")
+    if exe is None:
+        raise UserError("tensorboard is not installed in this environment; run 'make setup'")
+    os.execv(exe, [exe, "--logdir", str(logdir), "--host", args.host, "--port", str(args.port)])
+
+
 COMMANDS = {"prep": cmd_prep, "train": cmd_train, "generate": cmd_generate, "evaluate": cmd_evaluate,
-            "demo": cmd_demo, "doctor": cmd_doctor}
+            "demo": cmd_demo, "launch": cmd_launch, "tensorboard": cmd_tensorboard, "doctor": cmd_doctor}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,10 +1,16 @@
-"""Building and running horovodrun command lines (local ranks, explicit hosts)."""
+"""Building and running launcher command lines: horovodrun (local, explicit hosts, or the Slurm allocation)."""
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
+
+from launch.errors import UserError
+
+# Variables through which launchers tell a process how many peers it has.
+WORLD_SIZE_VARS = ("OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_SIZE", "SLURM_STEP_NUM_TASKS", "HOROVOD_SIZE")
 
 
 def horovodrun_path() -> str:
@@ -23,3 +29,47 @@ def run(command: list[str]) -> int:
     """Run a launcher command with unbuffered rank output; returns its exit code."""
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     return subprocess.call(command, env=env)
+
+
+def expand_tasks_per_node(spec: str) -> list[int]:
+    """Slurm's SLURM_TASKS_PER_NODE, e.g. '4(x2),2' -> [4, 4, 2]."""
+    out = []
+    for part in spec.split(","):
+        m = re.fullmatch(r"(\d+)(?:\(x(\d+)\))?", part.strip())
+        if not m:
+            raise UserError(f"cannot parse SLURM_TASKS_PER_NODE={spec!r}")
+        out += [int(m.group(1))] * int(m.group(2) or 1)
+    return out
+
+
+def slurm_hosts(env: dict) -> str | None:
+    """'host1:4,host2:4' for the current Slurm allocation, or None outside one."""
+    nodelist = env.get("SLURM_JOB_NODELIST")
+    if not nodelist:
+        return None
+    try:
+        names = subprocess.run(["scontrol", "show", "hostnames", nodelist], capture_output=True, text=True,
+                               check=True).stdout.split()
+    except (OSError, subprocess.CalledProcessError) as exc:
+        raise UserError(f"inside a Slurm allocation ({nodelist}) but 'scontrol show hostnames' failed ({exc}); "
+                        "pass --hosts explicitly") from None
+    slots = expand_tasks_per_node(env.get("SLURM_TASKS_PER_NODE", ",".join("1" for _ in names)))
+    if len(slots) != len(names):
+        raise UserError(f"SLURM_TASKS_PER_NODE gives {len(slots)} nodes, the node list {len(names)}")
+    return ",".join(f"{h}:{n}" for h, n in zip(names, slots))
+
+
+def parse_hosts(hosts: str) -> int:
+    """Total slots of 'h1:4,h2:4'; a malformed list is a user error."""
+    total = 0
+    for item in hosts.split(","):
+        m = re.fullmatch(r"[A-Za-z0-9._-]+:(\d+)", item.strip())
+        if not m or int(m.group(1)) < 1:
+            raise UserError(f"--hosts {hosts!r}: use host:slots[,host:slots...], e.g. node1:4,node2:4")
+        total += int(m.group(1))
+    return total
+
+
+def launcher_world_size(env: dict) -> int:
+    """The number of processes a launcher says it started (1 when none says so)."""
+    return max([int(env[v]) for v in WORLD_SIZE_VARS if env.get(v, "").isdigit()] or [1])

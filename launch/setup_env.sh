@@ -22,7 +22,7 @@ PY="$VENV/bin/python"
 stamp="$VENV/.ppg-cvae-setup.sha256"
 want=$(sha256sum setup.py | cut -d' ' -f1)
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
-  "$PY" -m pip install -q --upgrade pip wheel setuptools packaging
+  "$PY" -m pip install -q --upgrade pip wheel "setuptools==69.5.1" packaging
   "$PY" -m pip install -q -e ".[test]"
   echo "$want" > "$stamp"
 fi

@@ -1,0 +1,96 @@
+"""A real one-node Slurm (munge, slurmctld, slurmd) started here: the chained pipeline and preemption/requeue."""
+import json
+import os
+import subprocess
+import time
+
+import pytest
+
+from conftest import REPO, cli
+
+CLUSTER = REPO / "slurm" / "local_cluster.sh"
+
+
+@pytest.fixture(scope="module")
+def slurm(tmp_path_factory):
+    start = subprocess.run(["bash", str(CLUSTER), "start"], capture_output=True, text=True, timeout=600)
+    if start.returncode == 3:
+        pytest.skip(f"Slurm cannot be installed here: {start.stderr.strip()}")
+    assert start.returncode == 0, start.stdout + start.stderr
+    env = dict(os.environ, SLURM_CONF=start.stdout.strip().split("=", 1)[1], PPG_CVAE_HOME=str(REPO))
+    yield env
+    subprocess.run(["bash", str(CLUSTER), "stop"], capture_output=True, timeout=120)
+
+
+def job(env, jobid) -> dict:
+    out = subprocess.run(["scontrol", "show", "job", str(jobid)], env=env, capture_output=True, text=True).stdout
+    return dict(item.split("=", 1) for item in out.split() if "=" in item)
+
+
+def wait_done(env, jobid, timeout=420):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        info = job(env, jobid)
+        if info.get("JobState") in ("COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "OUT_OF_MEMORY"):
+            return info
+        time.sleep(1)
+    raise AssertionError(f"job {jobid} still {job(env, jobid).get('JobState')} after {timeout} s")
+
+
+def log_of(info) -> str:
+    return open(info["StdOut"]).read()
+
+
+def test_pipeline_runs_every_stage_on_two_tasks(slurm, tmp_path):
+    env = dict(slurm, CONFIG="configs/smoke.yaml", DATA_DIR=str(tmp_path / "data"), RUN_DIR=str(tmp_path / "run"),
+               OUT=str(tmp_path / "syn.npz"), REPORT_DIR=str(tmp_path / "report"), AGES="30:70:10", N_PER_AGE="20",
+               TRAIN_SBATCH_ARGS="--nodes=1 --ntasks-per-node=2 --cpus-per-task=1",
+               PREP_SBATCH_ARGS="--cpus-per-task=1")
+    out = subprocess.run(["bash", str(REPO / "slurm" / "submit_pipeline.sh")], env=env, capture_output=True,
+                         text=True, check=True).stdout
+    ids = {line.split()[0]: line.split()[1] for line in out.strip().splitlines()}
+    assert set(ids) == {"prep", "train", "generate", "evaluate"}
+    assert "afterok:" + ids["train"] in job(slurm, ids["generate"]).get("Dependency", "") or \
+        job(slurm, ids["generate"]).get("JobState") != "PENDING"
+    for stage in ("prep", "train", "generate", "evaluate"):
+        info = wait_done(slurm, ids[stage])
+        assert info["JobState"] == "COMPLETED", f"{stage}: {info['JobState']}\n{log_of(info)[-3000:]}"
+    ranks = [json.loads(p.read_text()) for p in sorted((tmp_path / "run" / "ranks").glob("rank-*.json"))]
+    assert [r["size"] for r in ranks] == [2, 2] and ranks[0]["weights_sha256"] == ranks[1]["weights_sha256"]
+    assert (tmp_path / "data" / "manifest.json").is_file() and (tmp_path / "syn.npz").is_file()
+    assert (tmp_path / "syn.png").is_file()
+    assert json.loads((tmp_path / "report" / "metrics.json").read_text())["counts"]["synthetic"] == 100
+    assert "logs/ppg-train-" in job(slurm, ids["train"])["StdOut"]
+
+
+def test_preempted_training_checkpoints_requeues_and_resumes(slurm, tmp_path):
+    data = tmp_path / "data"
+    subprocess.run([str(REPO / ".venv" / "bin" / "ppg-cvae"), "prep", "--config", "configs/smoke.yaml", "--out",
+                    str(data)], cwd=REPO, check=True, capture_output=True)
+    run = tmp_path / "run"
+    env = dict(slurm, CONFIG="configs/smoke.yaml", DATA_DIR=str(data), RUN_DIR=str(run),
+               OVERRIDES="train.epochs=25 train.patience=100")
+    jobid = subprocess.run(["sbatch", "--parsable", "--export=ALL", "--nodes=1", "--ntasks-per-node=2",
+                            "--cpus-per-task=1", "slurm/train.sbatch"], cwd=REPO, env=env, capture_output=True,
+                           text=True, check=True).stdout.strip()
+    deadline = time.time() + 300
+    while not list((run / "checkpoints").glob("ckpt-*.index")):
+        assert time.time() < deadline and job(slurm, jobid)["JobState"] in ("PENDING", "RUNNING")
+        time.sleep(0.5)
+    subprocess.run(["scancel", "--signal=USR1", "--batch", jobid], env=slurm, check=True)
+    info = wait_done(slurm, jobid)
+    log = log_of(info)
+    assert info["JobState"] == "COMPLETED", log[-3000:]
+    assert int(info["Restarts"]) == 1
+    assert "preempted: checkpoint at epoch" in log and "requeueing job" in log
+    assert "restart 1" in log and "resumed from" in log
+    final = json.loads((run / "ranks" / "rank-000.json").read_text())
+    assert final["stop_epoch"] == 25 and not final["preempted"]
+    assert (run / "model" / "decoder.keras").is_file()
+
+
+def test_launch_inside_an_allocation_takes_hosts_from_slurm(slurm):
+    out = cli("launch", "--dry-run", "--", "train", env={"SLURM_CONF": slurm["SLURM_CONF"],
+                                                          "SLURM_JOB_NODELIST": "node[1-2]",
+                                                          "SLURM_TASKS_PER_NODE": "2(x2)"})
+    assert out.returncode == 0 and "-np 4 -H node1:2,node2:2" in out.stdout, out.stderr
