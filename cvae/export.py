@@ -10,12 +10,15 @@ import numpy as np
 from tensorflow import keras
 
 from data_prep.manifest import write_json_atomic
+from data_prep.normalize import normalize
 from launch.config import Config
 from launch.errors import UserError
 
 
-def export_model(model, cfg: Config, manifest: dict, run_dir: Path, best_val_loss: float) -> Path:
-    """Write RUN/model/{decoder.keras, encoder.keras, meta.json}; the directory appears complete or not at all."""
+def export_model(model, cfg: Config, manifest: dict, run_dir: Path, best_val_loss: float,
+                 noise_sigma: float) -> Path:
+    """Write RUN/model/{decoder.keras, encoder.keras, meta.json}; the directory appears complete or not at all.
+    `noise_sigma` is the white-noise level that generation adds to the decoder mean (0 = none)."""
     final, tmp = run_dir / "model", run_dir / "model.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
@@ -34,6 +37,9 @@ def export_model(model, cfg: Config, manifest: dict, run_dir: Path, best_val_los
         "fs": manifest["fs"],
         "normalization": manifest["normalization"],
         "best_val_loss": best_val_loss,
+        "likelihood": cfg.model.likelihood,
+        "likelihood_sigma": float(np.exp(model.log_sigma.numpy())) if cfg.model.likelihood == "gaussian" else None,
+        "noise_sigma": noise_sigma,   # white sensor noise of the validation signals, added when sampling
     }
     write_json_atomic(tmp / "meta.json", meta)
     old = run_dir / "model.old"
@@ -57,7 +63,13 @@ class Generator:
         self.mean = np.array(self.meta["condition_mean"], np.float32)
         self.std = np.array(self.meta["condition_std"], np.float32)
 
-    def __call__(self, labels: np.ndarray, z: np.ndarray) -> np.ndarray:
-        """Signals for raw condition labels [n, n_cond] and latent draws [n, latent_dim]."""
+    def __call__(self, labels: np.ndarray, z: np.ndarray, noise: np.ndarray | None = None) -> np.ndarray:
+        """Signals for raw condition labels [n, n_cond] and latent draws [n, latent_dim]; `noise` (standard
+        normal, [n, L]) is scaled by the data's sensor-noise sigma and added to the decoder mean; the result is
+        normalized per signal like the training data."""
         cond = ((labels - self.mean) / self.std).astype(np.float32)
-        return self.decoder.predict_on_batch([z.astype(np.float32), cond])
+        x = self.decoder.predict_on_batch([z.astype(np.float32), cond])
+        if noise is not None and self.meta.get("noise_sigma"):
+            x = x + self.meta["noise_sigma"] * noise
+        # the same per-signal normalization the training data went through (e.g. max|x| = 1 for maxabs)
+        return normalize(x, self.meta["normalization"])

@@ -54,6 +54,9 @@ class CVAE(keras.Model):
         super().__init__(**kwargs)
         self.encoder = build_encoder(cfg, length, n_cond)
         self.decoder = build_decoder(cfg, length, n_cond)
+        self.gaussian = cfg.likelihood == "gaussian"
+        # log of the observation noise sigma (gaussian likelihood): learned jointly, exported for sampling
+        self.log_sigma = tf.Variable(-1.0 if self.gaussian else 0.0, trainable=self.gaussian, name="log_sigma")
         self.noise_seed = seed
         self.noise_step = tf.Variable(0, dtype=tf.int64, trainable=False, name="noise_step")
         if jit_compile:
@@ -84,7 +87,9 @@ class CVAE(keras.Model):
         return self.decoder([z, cond], training=training)
 
     def losses_for(self, signal, cond, training=False):
-        """Per-batch mean of the summed squared reconstruction error and of the KL divergence.
+        """Per-batch means of the reconstruction term and of the KL divergence. The reconstruction term is the
+        summed squared error (sse), or the Gaussian negative log-likelihood with the learned sigma
+        (sum over samples of 0.5 * err^2 / sigma^2 + log sigma, without the constant).
 
         Training samples z; evaluation decodes z_mean, so validation (and early stopping) is deterministic.
         """
@@ -92,7 +97,11 @@ class CVAE(keras.Model):
         z = self.sample_z(z_mean, z_log_var) if training else z_mean
         recon = self.decoder([z, cond], training=training)
         z_mean, z_log_var = tf.cast(z_mean, tf.float32), tf.cast(z_log_var, tf.float32)
-        rec = tf.reduce_mean(tf.reduce_sum(tf.square(signal - recon), axis=1))
+        sse = tf.reduce_sum(tf.square(signal - recon), axis=1)
+        if self.gaussian:
+            length = tf.cast(tf.shape(signal)[1], tf.float32)
+            sse = 0.5 * sse * tf.exp(-2.0 * self.log_sigma) + length * self.log_sigma
+        rec = tf.reduce_mean(sse)
         kl = tf.reduce_mean(-0.5 * tf.reduce_sum(1 + z_log_var - tf.square(z_mean) - tf.exp(z_log_var), axis=1))
         return rec, kl
 

@@ -18,6 +18,7 @@ from tensorflow import keras
 
 from cvae import callbacks as cb
 from cvae.data import condition_scaler, eval_dataset, rank_plan, train_dataset
+from cvae.evaluate.features import noise_floor_sigma
 from cvae.export import export_model
 from cvae.model import CVAE
 from data_prep.manifest import load_manifest, write_json_atomic
@@ -191,7 +192,9 @@ def train(cfg: Config, data_dir: str | Path, run_dir: str | Path, resume: bool =
     if rank == 0:
         if best.latest_checkpoint:
             tf.train.Checkpoint(model=model).restore(best.latest_checkpoint).expect_partial()
-        export_model(model, cfg, manifest, run_dir, best_val_loss=float(state.best.numpy()))
+        val_signals = np.concatenate([s.numpy() for s, _ in validation.val_data.take(8)])
+        export_model(model, cfg, manifest, run_dir, best_val_loss=float(state.best.numpy()),
+                     noise_sigma=noise_floor_sigma(val_signals, manifest["fs"]))
         log.info("trained %d epoch(s) on %d rank(s) in %.1f s; best val_loss %.4f; model in %s",
                  epochs_run, size, time.time() - t0, float(state.best.numpy()), run_dir / "model")
     return 0

@@ -60,6 +60,7 @@ class ModelConfig:
     dense_units: list[int] = field(default_factory=lambda: [128])   # encoder dense stack; decoder mirrors it
     conv_activation: str = "relu"
     output_activation: str = "tanh"  # must cover the normalized data range (tanh for maxabs)
+    likelihood: str = "gaussian"     # gaussian: learned observation noise sigma (NLL) | sse: summed squared error
     beta: float = 1.0                # KL weight
     kl_warmup_epochs: int = 0        # beta ramps linearly from 0 over these epochs
 
@@ -92,6 +93,7 @@ class GenerateConfig:
     """Synthetic cohort generation."""
     batch_size: int = 1024
     seed: int = 0
+    add_noise: bool = True           # sample x ~ N(decoder mean, sigma^2) (gaussian likelihood) instead of the mean
 
 
 @dataclass
@@ -113,6 +115,7 @@ CHOICES = {
     "data.length_policy": ("reject", "crop", "resample"),
     "model.output_activation": ("tanh", "sigmoid", "linear"),
     "model.conv_activation": ("relu", "tanh", "elu"),
+    "model.likelihood": ("gaussian", "sse"),
 }
 
 

@@ -49,3 +49,47 @@ def conditioning_and_utility(real_train: tuple, real_test: tuple, synthetic: tup
         "predicted_age_synthetic": pred_syn,
         "predicted_age_real": pred_real,
     }
+
+
+def feature_distances(real: "pd.DataFrame", synthetic: "pd.DataFrame", real_age: np.ndarray,
+                      synthetic_age: np.ndarray) -> dict:
+    """Wasserstein distance between real and synthetic distributions of each waveform feature, divided by
+    the real feature's std (0 = identical; ~1 = shifted by a standard deviation), overall and per decade."""
+    from scipy.stats import wasserstein_distance
+
+    def dist(a, b):
+        a, b = a[np.isfinite(a)], b[np.isfinite(b)]
+        if len(a) < 5 or len(b) < 5:
+            return None
+        return float(wasserstein_distance(a, b) / (a.std() or 1.0))
+
+    out = {"overall": {c: dist(real[c].to_numpy(), synthetic[c].to_numpy()) for c in real.columns}, "by_decade": {}}
+    for d in sorted(set((synthetic_age // 10 * 10).astype(int))):
+        r, s = (real_age // 10 * 10).astype(int) == d, (synthetic_age // 10 * 10).astype(int) == d
+        out["by_decade"][f"{d}s"] = {c: dist(real[c].to_numpy()[r], synthetic[c].to_numpy()[s]) for c in real.columns}
+    return out
+
+
+def diversity_and_copies(real_train: np.ndarray, real_test: np.ndarray, synthetic: np.ndarray,
+                         real_test_age: np.ndarray, synthetic_age: np.ndarray) -> dict:
+    """Diversity: mean pairwise distance within each requested age (synthetic) vs within the same decade
+    (real test). Copies: share of synthetic signals whose nearest training signal is closer than the
+    1st percentile of real-test-to-training nearest distances. Inputs are feature vectors."""
+    from sklearn.metrics import pairwise_distances
+    from sklearn.neighbors import NearestNeighbors
+
+    def mean_pairwise(x):
+        return float(pairwise_distances(x).sum() / max(len(x) * (len(x) - 1), 1)) if len(x) > 1 else np.nan
+
+    syn_div = np.nanmean([mean_pairwise(synthetic[synthetic_age == a]) for a in np.unique(synthetic_age)])
+    decades = (real_test_age // 10 * 10).astype(int)
+    real_div = np.nanmean([mean_pairwise(real_test[decades == d]) for d in np.unique(decades)])
+    nn = NearestNeighbors(n_neighbors=1).fit(real_train)
+    test_nn = nn.kneighbors(real_test)[0][:, 0]
+    syn_nn = nn.kneighbors(synthetic)[0][:, 0]
+    threshold = float(np.percentile(test_nn, 1))
+    return {"diversity_synthetic": float(syn_div), "diversity_real": float(real_div),
+            "diversity_ratio": float(syn_div / real_div) if real_div else None,
+            "copy_fraction": float(np.mean(syn_nn < threshold)), "copy_threshold": threshold,
+            "nn_distance_synthetic_median": float(np.median(syn_nn)),
+            "nn_distance_real_test_median": float(np.median(test_nn))}

@@ -8,8 +8,9 @@ from pathlib import Path
 
 import numpy as np
 
-from cvae.evaluate.features import spectral_features
-from cvae.evaluate.metrics import conditioning_and_utility, discriminative_score
+from cvae.evaluate.features import spectral_features, waveform_features
+from cvae.evaluate.metrics import (conditioning_and_utility, discriminative_score, diversity_and_copies,
+                                   feature_distances)
 from data_prep.manifest import load_manifest, shard_paths, write_json_atomic
 from data_prep.shards import read_arrays
 from launch.errors import UserError
@@ -50,6 +51,19 @@ def _age_figure(path: Path, ages: np.ndarray, predicted: np.ndarray, real_true: 
     plt.close(fig)
 
 
+def _feature_table(metrics: dict) -> str:
+    w = metrics["feature_wasserstein"]
+    cols = list(w["overall"])
+    fmt = lambda v: "n/a" if v is None else f"{v:.2f}"  # noqa: E731
+    lines = ["| | " + " | ".join(cols) + " |", "|---" * (len(cols) + 1) + "|",
+             "| all ages | " + " | ".join(fmt(w["overall"][c]) for c in cols) + " |"]
+    lines += [f"| {d} | " + " | ".join(fmt(v[c]) for c in cols) + " |" for d, v in w["by_decade"].items()]
+    means = metrics["waveform_feature_means"]
+    lines += ["", "| mean | " + " | ".join(cols) + " |", "|---" * (len(cols) + 1) + "|"]
+    lines += [f"| {k} | " + " | ".join(f"{means[k][c]:.3f}" for c in cols) + " |" for k in ("real_test", "synthetic")]
+    return "\n".join(lines)
+
+
 def evaluate(synthetic_path: str | Path, data_dir: str | Path, out: str | Path, seed: int = 0) -> dict:
     """Write REPORT_DIR/{report.md, metrics.json, age_conditioning.png}; returns the metrics."""
     manifest = load_manifest(data_dir)
@@ -66,7 +80,13 @@ def evaluate(synthetic_path: str | Path, data_dir: str | Path, out: str | Path, 
     f_train, f_test, f_syn = (spectral_features(x) for x in (train_x, test_x, syn_x))
     cond = conditioning_and_utility((f_train, train_y[:, age]), (f_test, test_y[:, age]), (f_syn, syn_age))
     disc = discriminative_score(f_test, f_syn, seed)
+    w_test, w_syn = waveform_features(test_x, manifest["fs"]), waveform_features(syn_x, manifest["fs"])
+    distances = feature_distances(w_test, w_syn, test_y[:, age], syn_age)
+    variety = diversity_and_copies(f_train, f_test, f_syn, test_y[:, age], syn_age)
     metrics = {k: v for k, v in cond.items() if not k.startswith("predicted")}
+    metrics.update(feature_wasserstein=distances, **variety,
+                   waveform_feature_means={"real_test": w_test.mean().round(4).to_dict(),
+                                           "synthetic": w_syn.mean().round(4).to_dict()})
     metrics.update(discriminative_score=disc["score"], discriminative_accuracy=disc["accuracy"],
                    counts={"real_train": len(train_x), "real_test": len(test_x), "synthetic": len(syn_x),
                            "discriminator_per_class": disc["n_per_class"], "discriminator_held_out": disc["held_out"]},
@@ -93,6 +113,20 @@ Features: log magnitude spectrum 0-19.5 Hz of each signal (phase-invariant).
 | TRTR MAE (years) | {metrics['trtr_mae']:.2f} | regressor fit on real train, tested on real test |
 
 ![age conditioning](age_conditioning.png)
+
+## Waveform features (peak-aligned mean beat of each signal)
+
+Normalized Wasserstein distance real test vs synthetic (distance / real std; 0 = same distribution):
+
+{_feature_table(metrics)}
+
+## Diversity and copies
+
+Mean pairwise feature distance within an age: synthetic {metrics['diversity_synthetic']:.3f}, real test (within a
+decade) {metrics['diversity_real']:.3f} (ratio {metrics['diversity_ratio']:.2f}). Nearest real-training neighbour:
+median distance synthetic {metrics['nn_distance_synthetic_median']:.3f} vs real test
+{metrics['nn_distance_real_test_median']:.3f}; {metrics['copy_fraction']:.1%} of synthetic signals are closer to a
+training signal than 99% of real test signals are (a copy check; about 1% is expected by chance).
 """
     tmp = out / "report.md.tmp"
     tmp.write_text(report)

@@ -1,0 +1,87 @@
+"""Evaluation metrics on cases whose answer is known, and the report end to end."""
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from cvae.evaluate.features import FEATURES, noise_floor_sigma, spectral_features, waveform_features
+from cvae.evaluate.metrics import (conditioning_and_utility, discriminative_score, diversity_and_copies,
+                                   feature_distances)
+from cvae.evaluate.report import evaluate
+from cvae.generate import generate
+from data_prep.normalize import normalize
+from data_prep.simulate import segment_table, simulate_signals, simulate_subjects
+from launch.config import load_config
+
+
+@pytest.fixture(scope="module")
+def cohort():
+    cfg = load_config(None, ["simulate.n_subjects=900", "simulate.segments_per_subject=1",
+                             "simulate.artifact_rate=0"])
+    rows = segment_table(simulate_subjects(cfg.simulate, 11), 1)
+    x = normalize(simulate_signals(rows, cfg.simulate, cfg.data, 11), "maxabs")
+    return x, rows["age"].to_numpy(), cfg
+
+
+def test_real_vs_itself_is_indistinguishable_and_noise_is_not(cohort):
+    x, _, _ = cohort
+    f = spectral_features(x)
+    assert discriminative_score(f[:450], f[450:], seed=0)["score"] < 0.1
+    rng = np.random.default_rng(0)
+    noise = spectral_features(normalize(rng.standard_normal((450, 1024)).astype(np.float32), "maxabs"))
+    assert discriminative_score(f[:450], noise, seed=0)["score"] > 0.45
+    shuffled = spectral_features(rng.permuted(x[450:], axis=1))   # same values, no pulse structure
+    assert discriminative_score(f[:450], shuffled, seed=0)["score"] > 0.45
+
+
+def test_a_generator_that_ignores_age_has_spearman_near_zero(cohort):
+    x, age, _ = cohort
+    f = spectral_features(x)
+    train, test, syn = slice(0, 500), slice(500, 700), slice(700, 900)
+    honest = conditioning_and_utility((f[train], age[train]), (f[test], age[test]), (f[syn], age[syn]))
+    assert honest["spearman_age_real"] > 0.5
+    assert honest["spearman_age_synthetic"] > 0.5 and honest["tstr_mae"] < 1.3 * honest["trtr_mae"]
+    ignored = np.random.default_rng(1).permutation(age[syn])   # requested ages unrelated to the signals
+    blind = conditioning_and_utility((f[train], age[train]), (f[test], age[test]), (f[syn], ignored))
+    assert abs(blind["spearman_age_synthetic"]) < 0.2
+    assert blind["tstr_mae"] > honest["tstr_mae"]
+
+
+def test_feature_distances_are_zero_for_the_same_distribution_and_grow_with_a_shift(cohort):
+    x, age, cfg = cohort
+    feats = waveform_features(x[:300], cfg.data.fs)
+    assert list(feats.columns) == list(FEATURES) and feats["hr"].between(40, 130).mean() > 0.9
+    same = feature_distances(feats, feats, age[:300], age[:300])
+    assert all(v == 0 for v in same["overall"].values())
+    shifted = feats + 2 * feats.std()
+    moved = feature_distances(feats, shifted, age[:300], age[:300])
+    assert all(abs(v - 2) < 0.05 for v in moved["overall"].values())
+
+
+def test_copies_of_training_signals_are_flagged(cohort):
+    x, age, _ = cohort
+    f = spectral_features(x)
+    copies = diversity_and_copies(f[:600], f[600:750], f[:150], age[600:750], age[:150])
+    fresh = diversity_and_copies(f[:600], f[600:750], f[750:], age[600:750], age[750:])
+    assert copies["copy_fraction"] > 0.95 and fresh["copy_fraction"] < 0.1
+
+
+def test_noise_floor_matches_the_simulated_sensor_noise():
+    rng = np.random.default_rng(0)
+    t = np.arange(1024) / 125.0
+    clean = np.sin(2 * np.pi * 1.2 * t)[None, :].repeat(50, 0)
+    assert abs(noise_floor_sigma(clean + 0.05 * rng.standard_normal(clean.shape), 125.0) - 0.05) < 0.005
+
+
+def test_evaluate_writes_the_report(trained_run, smoke_data, tmp_path):
+    generate(trained_run, np.array([30.0, 50.0, 70.0]), 20, tmp_path / "s.npz", seed=0)
+    metrics = evaluate(tmp_path / "s.npz", smoke_data, tmp_path / "report", seed=0)
+    saved = json.loads((tmp_path / "report" / "metrics.json").read_text())
+    for key in ("spearman_age_synthetic", "spearman_age_real", "discriminative_score", "tstr_mae", "trtr_mae"):
+        assert isinstance(saved[key], float) and saved[key] == pytest.approx(metrics[key])
+    assert saved["counts"]["synthetic"] == 60
+    report = (tmp_path / "report" / "report.md").read_text()
+    assert "Spearman" in report and "age_conditioning.png" in report and "Wasserstein" in report
+    assert (tmp_path / "report" / "age_conditioning.png").stat().st_size > 1000
+    assert isinstance(pd.DataFrame(saved["feature_wasserstein"]["by_decade"]), pd.DataFrame)
