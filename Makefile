@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 OUT ?= outputs/demo
 
-.PHONY: setup demo test test-slow bench clean
+.PHONY: setup demo test bench clean
 
 setup:
 	@bash launch/setup_env.sh
@@ -16,11 +16,9 @@ test: setup
 	@$(PY) -m pytest -q tests; rc=$$?; \
 	if [ $$rc = 5 ]; then echo "make test: pytest collected no tests" >&2; exit 1; fi; exit $$rc
 
-test-slow: setup
-	$(PY) -m pytest -q -m slow tests
-
 bench: setup
-	$(PY) bench/run_all.py
+	$(PY) bench/prep.py
+	$(PY) bench/train.py
 
 clean:
 	rm -rf outputs .pytest_cache

@@ -47,8 +47,12 @@ def test_killed_run_resumes_to_the_same_result(smoke_data, trained_run, tmp_path
     args = ["train", "--config", str(SMOKE), "--data", str(smoke_data), "--run-dir", str(run)]
     proc = start(*args)
     wait_for_checkpoint(run, proc)
+    ranks = [psutil.Process(pid) for pid in rank_pids(proc).values()]
+    for rank in ranks:   # the whole job dies at once, as on a node failure (horovodrun's children too)
+        rank.kill()
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
+    psutil.wait_procs(ranks, timeout=30)
     assert not (run / "model").exists()
     result = horovodrun(2, *args, "--resume")
     assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
