@@ -105,3 +105,13 @@ def test_simulator_is_deterministic_and_ages(tmp_path):
     assert np.corrcoef(rows["age"], rows["si"])[0, 1] > 0.3
     assert np.corrcoef(rows["age"], rows["ri"])[0, 1] > 0.5
     assert isinstance(rows, pd.DataFrame) and np.isfinite(a).all()
+
+
+def test_gzip_shards_round_trip_and_verify(tmp_path):
+    cfg = load_config(SMOKE, ["simulate.n_subjects=20", "data.compression=gzip"])
+    m = prepare(cfg, tmp_path / "gz", SimulatorSource(cfg.simulate, cfg.data))
+    files = shard_paths(tmp_path / "gz", m, "train")
+    assert all(f.name.endswith(".tfrecord.gz") for f in files)
+    signals, _ = read_arrays(files, cfg.data.labels, 1024, "gzip")
+    assert len(signals) == m["splits"]["train"]["count"] and np.abs(signals).max() == pytest.approx(1.0)
+    assert verify(tmp_path / "gz")["records"] == sum(m["splits"][s]["count"] for s in ("train", "val", "test"))

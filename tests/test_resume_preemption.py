@@ -99,10 +99,10 @@ def test_a_crashed_rank_fails_the_job_promptly(smoke_data, tmp_path):
     assert proc.returncode != 0 and time.time() - t0 < 60
 
 
-def test_fp16_allreduce_and_gradient_accumulation_keep_ranks_identical(smoke_data, tmp_path):
+def test_fp16_allreduce_accumulation_xla_and_mixed_precision_keep_ranks_identical(smoke_data, tmp_path):
     run = tmp_path / "run"
     result = horovodrun(2, "train", "--config", str(SMOKE), "--data", str(smoke_data), "--run-dir", str(run),
                         "train.epochs=2", "train.fp16_allreduce=true", "train.backward_passes_per_step=2",
-                        "train.cache=true", "train.xla=true")
+                        "train.cache=true", "train.xla=true", "train.mixed_precision=true")
     assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
     assert report(run, 0)["weights_sha256"] == report(run, 1)["weights_sha256"]
