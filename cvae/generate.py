@@ -128,9 +128,10 @@ def generate(run_dir: str | Path, ages: np.ndarray, n_per_age: int, out: str | P
         raise UserError(f"--n-per-age {n_per_age}: must be at least 1")
     gen = Generator(run_dir)
     meta = gen.meta
-    lo, hi = meta["label_stats"]["age"]["min"], meta["label_stats"]["age"]["max"]
+    # the training range in whole years of age covered (ages 18.2-97.9 in the data allow requests 18-98)
+    lo, hi = np.floor(meta["label_stats"]["age"]["min"]), np.ceil(meta["label_stats"]["age"]["max"])
     if not allow_extrapolation and (ages.min() < lo or ages.max() > hi):
-        raise UserError(f"requested ages {ages.min():g}-{ages.max():g} leave the training range {lo:.1f}-{hi:.1f}; "
+        raise UserError(f"requested ages {ages.min():g}-{ages.max():g} leave the training range {lo:g}-{hi:g}; "
                         "narrow --ages or pass --allow-extrapolation")
     pool = pd.read_csv(Path(run_dir) / "labels-train.csv.gz").drop(columns=["subject_id"])
     fixed = fixed or {}

@@ -160,7 +160,6 @@ def cmd_train(args) -> int:
 def cmd_generate(args) -> int:
     from launch.config import load_config
     cfg = load_config(args.config, args.overrides)
-    from cvae.export import Generator  # noqa: F401  (fail fast on a missing TensorFlow)
     from cvae.generate import generate, parse_ages, parse_labels
     from launch.config import LABELS
     generate(args.model, parse_ages(args.ages), args.n_per_age, args.out,
