@@ -31,9 +31,9 @@ def evaluate(model, dataset, step) -> dict[str, float]:
     batch to [recon, kl] (a tf.function made once, so evaluation does not retrace every epoch)."""
     sums = np.zeros(2)
     n = 0
-    for signal, cond in dataset:
-        b = int(signal.shape[0])
-        sums += step(signal, cond).numpy() * b
+    for batch, cond in dataset:
+        b = int(batch.shape[0])
+        sums += step(batch, cond).numpy() * b
         n += b
     rec, kl = sums / max(n, 1)
     return {"loss": rec + float(model.beta.numpy()) * kl, "recon": rec, "kl": kl}

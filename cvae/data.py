@@ -69,7 +69,7 @@ def rank_plan(manifest: dict, rank: int, size: int, batch_size: int) -> tuple[st
 
 def train_dataset(data_dir, manifest: dict, conditions: list[str], batch_size: int, rank: int, size: int,
                   shuffle_buffer: int, seed: int, start_epoch: int, epochs: int,
-                  cache: bool = False) -> tuple[tf.data.Dataset, int]:
+                  cache: bool = False, input_threads: int = 0) -> tuple[tf.data.Dataset, int]:
     """This rank's batches for epochs start_epoch..epochs-1, and the steps per epoch.
 
     Each epoch is shuffled with its own seed (seed, rank, epoch), so a run resumed at epoch k sees
@@ -90,7 +90,12 @@ def train_dataset(data_dir, manifest: dict, conditions: list[str], batch_size: i
                                reshuffle_each_iteration=False).take(per_epoch)
 
     ds = tf.data.Dataset.range(start_epoch, max(epochs, start_epoch + 1)).flat_map(epoch)
-    return ds.batch(batch_size, drop_remainder=True).prefetch(AUTOTUNE), steps
+    ds = ds.batch(batch_size, drop_remainder=True).prefetch(AUTOTUNE)
+    if input_threads:
+        options = tf.data.Options()
+        options.threading.private_threadpool_size = input_threads
+        ds = ds.with_options(options)
+    return ds, steps
 
 
 def eval_dataset(data_dir, manifest: dict, split: str, conditions: list[str], batch_size: int) -> tf.data.Dataset:

@@ -142,7 +142,8 @@ def train(cfg: Config, data_dir: str | Path, run_dir: str | Path, resume: bool =
     start_epoch = int(state.epoch.numpy())
     train_ds, steps = train_dataset(data_dir, manifest, conditions, cfg.train.batch_size, rank, size,
                                     cfg.train.shuffle_buffer, cfg.train.seed, start_epoch, cfg.train.epochs,
-                                    cache=cfg.train.cache)
+                                    cache=cfg.train.cache,
+                                    input_threads=cfg.train.threads_per_rank if device.startswith("CPU") else 0)
 
     validation = cb.RankZeroValidation(
         eval_dataset(data_dir, manifest, "val", conditions, 256) if rank == 0 else None,

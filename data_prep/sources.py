@@ -7,7 +7,6 @@ so shard workers in other processes read rows without copying the whole array.
 from __future__ import annotations
 
 import hashlib
-import io
 import logging
 import pickle
 from dataclasses import dataclass, field
@@ -332,6 +331,5 @@ def open_source(paths: list[str], sim: SimulateConfig, data: DataConfig, fs: flo
 
 def write_reference_pickle(path: Path, signals: np.ndarray, labels: pd.DataFrame) -> None:
     """Write the reference study's pickle layout (used to exercise that reader end to end)."""
-    buf = io.BytesIO()
-    pickle.dump({"labels": labels.reset_index(drop=True), "samples": list(signals)}, buf, protocol=4)
-    Path(path).write_bytes(buf.getvalue())
+    with open(path, "wb") as fh:
+        pickle.dump({"labels": labels.reset_index(drop=True), "samples": list(signals)}, fh, protocol=4)

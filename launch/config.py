@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import dataclasses
-import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -75,7 +74,7 @@ class TrainConfig:
     warmup_epochs: int = 1           # LR warm-up to the scaled value
     patience: int = 5                # epochs without val improvement before stopping
     min_delta: float = 0.0           # smallest val_loss decrease that counts as improvement
-    threads_per_rank: int = 1        # CPU intra-op threads per rank (0 = TensorFlow default)
+    threads_per_rank: int = 1        # CPU compute and input-pipeline threads per rank (0 = TensorFlow default)
     shuffle_buffer: int = 4096
     cache: bool = False              # keep this rank's decoded training records in memory after epoch 1
     fp16_allreduce: bool = False     # compress gradients to float16 for the allreduce

@@ -28,8 +28,8 @@ def test_parse_labels():
 def test_generation_is_deterministic_and_honours_labels(trained_run, tmp_path):
     ages = np.array([30.0, 50.0])
     a = generate(trained_run, ages, 5, tmp_path / "a.npz", seed=3, fixed={"bmi": 25.0}, formats=("csv", "pickle"))
-    b = generate(trained_run, ages, 5, tmp_path / "b.npz", seed=3, fixed={"bmi": 25.0})
-    c = generate(trained_run, ages, 5, tmp_path / "c.npz", seed=4, fixed={"bmi": 25.0})
+    generate(trained_run, ages, 5, tmp_path / "b.npz", seed=3, fixed={"bmi": 25.0})
+    generate(trained_run, ages, 5, tmp_path / "c.npz", seed=4, fixed={"bmi": 25.0})
     assert a["signals"] == 10
     with np.load(tmp_path / "a.npz") as x, np.load(tmp_path / "b.npz") as y, np.load(tmp_path / "c.npz") as z:
         assert np.array_equal(x["signals"], y["signals"])

@@ -1,5 +1,4 @@
 """File readers, restricted unpickling, validation classes and kill-and-resume of prep, on files made here."""
-import json
 import os
 import pickle
 import signal

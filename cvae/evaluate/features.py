@@ -1,7 +1,8 @@
-"""Phase-invariant waveform descriptors for the evaluation models."""
+"""Waveform descriptors: phase-invariant spectra, peak-aligned beats, pulse-wave features, sensor-noise floor."""
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 
 N_BINS = 160   # rfft bins kept: 0-19.5 Hz at 125 Hz x 1024 samples, where the pulse harmonics live
 
@@ -43,13 +44,12 @@ def noise_floor_sigma(signals: np.ndarray, fs: float, cutoff_hz: float = 25.0) -
 FEATURES = ("hr", "pulse_width", "reflection_index", "stiffness_proxy", "b_a", "d_a")
 
 
-def waveform_features(signals: np.ndarray, fs: float) -> "pd.DataFrame":
+def waveform_features(signals: np.ndarray, fs: float) -> pd.DataFrame:
     """Per-signal pulse-wave features from the peak-aligned mean beat (NaN where undefined):
     hr (bpm, from peak intervals), pulse_width (s, at half height above the foot), reflection_index
     (largest later peak 0.1-0.5 s after the systolic peak / systolic height, both above the foot),
     stiffness_proxy (1 / systolic-to-diastolic delay, 1/s; SI without the height), b_a and d_a
     (second-derivative waves of the beat, Takazawa 1998)."""
-    import pandas as pd
     from scipy.signal import argrelextrema, find_peaks
 
     before = 0.25

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 from scipy.stats import spearmanr
 from sklearn.linear_model import LogisticRegression, RidgeCV
 from sklearn.metrics import accuracy_score, mean_absolute_error
@@ -51,7 +52,7 @@ def conditioning_and_utility(real_train: tuple, real_test: tuple, synthetic: tup
     }
 
 
-def feature_distances(real: "pd.DataFrame", synthetic: "pd.DataFrame", real_age: np.ndarray,
+def feature_distances(real: pd.DataFrame, synthetic: pd.DataFrame, real_age: np.ndarray,
                       synthetic_age: np.ndarray) -> dict:
     """Wasserstein distance between real and synthetic distributions of each waveform feature, divided by
     the real feature's std (0 = identical; ~1 = shifted by a standard deviation), overall and per decade."""

@@ -1,7 +1,6 @@
 """`ppg-cvae evaluate`: load real and synthetic signals, compute the metrics, write report.md + metrics.json + figures."""
 from __future__ import annotations
 
-import json
 import logging
 import os
 from pathlib import Path
