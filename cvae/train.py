@@ -86,6 +86,25 @@ def _prepare_run_dir(cfg: Config, data_dir: Path, run_dir: Path, manifest: dict,
     shutil.copyfile(data_dir / manifest["label_table"], run_dir / "labels-train.csv.gz")
 
 
+def _rank0_callbacks(cfg: Config, data_dir: Path, run_dir: Path, manifest: dict, size: int, steps: int,
+                     lr: float, last, best, validation) -> list:
+    """TensorBoard (with sample reconstructions and age-conditioned waveforms) and checkpoints."""
+    conditions = cfg.model.conditions
+    mean, std = condition_scaler(manifest, conditions)
+    sample = next(iter(eval_dataset(data_dir, manifest, "val", conditions, 4)))
+    age_cond = None
+    if "age" in conditions:
+        age_cond = np.tile(mean, (len(IMAGE_AGES), 1))
+        age_cond[:, conditions.index("age")] = IMAGE_AGES
+        age_cond = ((age_cond - mean) / std).astype(np.float32)
+    hparams = {"ranks": size, "batch_per_rank": cfg.train.batch_size, "lr_scaled": lr,
+               "latent_dim": cfg.model.latent_dim, "beta": cfg.model.beta, "dense": str(cfg.model.dense_units),
+               "filters": str(cfg.model.filters), "conditions": ",".join(conditions)}
+    return [cb.TensorBoardLogger(str(run_dir / "tensorboard"), cfg.train.batch_size * size, steps, manifest["fs"],
+                                 cfg.train.image_every, sample, age_cond, IMAGE_AGES, hparams),
+            cb.Checkpointer(last, best, validation)]
+
+
 def train(cfg: Config, data_dir: str | Path, run_dir: str | Path, resume: bool = False) -> int:
     """Train on every rank of the Horovod job; returns the process exit code (0 or EXIT_PREEMPTED)."""
     hvd.init()
@@ -152,20 +171,7 @@ def train(cfg: Config, data_dir: str | Path, run_dir: str | Path, resume: bool =
     callbacks = [hvd.callbacks.BroadcastGlobalVariablesCallback(0), hvd.callbacks.MetricAverageCallback(),
                  cb.KLWarmup(cfg.model.beta, cfg.model.kl_warmup_epochs), preemption, validation, timer]
     if rank == 0:
-        mean, std = condition_scaler(manifest, conditions)
-        sample = next(iter(eval_dataset(data_dir, manifest, "val", conditions, 4)))
-        age_cond = None
-        if "age" in conditions:
-            age_cond = np.tile(mean, (len(IMAGE_AGES), 1))
-            age_cond[:, conditions.index("age")] = IMAGE_AGES
-            age_cond = ((age_cond - mean) / std).astype(np.float32)
-        hparams = {"ranks": size, "batch_per_rank": cfg.train.batch_size, "lr_scaled": base,
-                   "latent_dim": cfg.model.latent_dim, "beta": cfg.model.beta, "dense": str(cfg.model.dense_units),
-                   "filters": str(cfg.model.filters), "conditions": ",".join(conditions)}
-        callbacks += [cb.TensorBoardLogger(str(run_dir / "tensorboard"), cfg.train.batch_size * size, steps,
-                                           manifest["fs"], cfg.train.image_every, sample, age_cond, IMAGE_AGES,
-                                           hparams),
-                      cb.Checkpointer(last, best, validation)]
+        callbacks += _rank0_callbacks(cfg, data_dir, run_dir, manifest, size, steps, base, last, best, validation)
         log.info("training on %d rank(s) [%s], %d steps/epoch x %d per rank, lr %.2e, epochs %d..%d",
                  size, device, steps, cfg.train.batch_size, base, start_epoch + 1, cfg.train.epochs)
 
