@@ -13,9 +13,10 @@ import pandas as pd
 from tqdm import tqdm
 
 from cvae.callbacks import waveform_figure
-from cvae.evaluate.features import beat_templates
+from cvae.evaluate.features import beat_templates, decade_of
 from cvae.export import Generator
 from launch.errors import UserError
+from launch.files import tmp_path
 
 log = logging.getLogger(__name__)
 NEAR_AGE = 2.5          # years: other labels are drawn from training subjects this close to the age
@@ -54,10 +55,6 @@ def parse_labels(items: list[str], known: list[str]) -> dict[str, float]:
     return fixed
 
 
-def _tmp(path: Path) -> Path:
-    return path.with_name(path.name + ".tmp")
-
-
 class _NpyStream:
     """Writes one float32 [n, L] array into an open zip member batch by batch (an .npz entry)."""
 
@@ -75,8 +72,8 @@ class _NpyStream:
 class DecadeBeats:
     """Running mean +/- sd of the peak-aligned beat per age decade (streamed batch by batch)."""
 
-    def __init__(self, decades: list[int], fs: float):
-        self.decades, self.fs = decades, fs
+    def __init__(self, decades: list[int], fs: float, what: str = "synthetic signals"):
+        self.decades, self.fs, self.what = decades, fs, what
         self.n = {d: 0 for d in decades}
         self.sum = {d: 0.0 for d in decades}
         self.sq = {d: 0.0 for d in decades}
@@ -96,7 +93,7 @@ class DecadeBeats:
         mean = np.stack([self.sum[d] / self.n[d] for d in shown])
         sd = np.stack([np.sqrt(np.maximum(self.sq[d] / self.n[d] - (self.sum[d] / self.n[d]) ** 2, 0))
                        for d in shown])
-        return waveform_figure(mean, [f"ages {d}-{d + 9}: mean +/- sd beat of {self.n[d]} synthetic signals"
+        return waveform_figure(mean, [f"ages {d}-{d + 9}: mean +/- sd beat of {self.n[d]} {self.what}"
                                       for d in shown], self.fs, spread=sd)
 
 
@@ -146,14 +143,14 @@ def generate(run_dir: str | Path, ages: np.ndarray, n_per_age: int, out: str | P
     request = {"ages": ages.tolist(), "n_per_age": n_per_age, "seed": seed, "fixed": fixed, "add_noise": add_noise,
                "allow_extrapolation": allow_extrapolation, "model": str(run_dir)}
     cond = labels[meta["conditions"]].to_numpy(np.float32)
-    decade = (labels["age"].to_numpy() // 10 * 10).astype(int)
+    decade = decade_of(labels["age"].to_numpy())
     figure = DecadeBeats(sorted(set(decade)), meta["fs"])
     keep = [] if "pickle" in formats else None
 
     out.parent.mkdir(parents=True, exist_ok=True)
     written = [out] + [out.with_suffix("." + f) for f in formats] + [out.with_suffix(".png")]
     try:
-        with zipfile.ZipFile(_tmp(out), "w", zipfile.ZIP_STORED, allowZip64=True) as zf:
+        with zipfile.ZipFile(tmp_path(out), "w", zipfile.ZIP_STORED, allowZip64=True) as zf:
             stream = _NpyStream(zf, "signals", (n, length))
             for start in tqdm(range(0, n, batch_size), desc="generate", unit="batch", mininterval=2.0):
                 stop = min(start + batch_size, n)
@@ -170,17 +167,17 @@ def generate(run_dir: str | Path, ages: np.ndarray, n_per_age: int, out: str | P
                 with zf.open(name + ".npy", "w") as fh:
                     np.lib.format.write_array(fh, arr, allow_pickle=False)
         if "csv" in formats:
-            labels.to_csv(_tmp(out.with_suffix(".csv")), index=False)
+            labels.to_csv(tmp_path(out.with_suffix(".csv")), index=False)
         if "pickle" in formats:
-            with open(_tmp(out.with_suffix(".pickle")), "wb") as fh:
+            with open(tmp_path(out.with_suffix(".pickle")), "wb") as fh:
                 pickle.dump({"labels": labels, "samples": list(np.concatenate(keep))}, fh, protocol=4)
 
-        _tmp(out.with_suffix(".png")).write_bytes(figure.png())
+        tmp_path(out.with_suffix(".png")).write_bytes(figure.png())
         for path in written:   # everything appears only once all of it is complete
-            os.replace(_tmp(path), path)
+            os.replace(tmp_path(path), path)
     except BaseException:
         for path in written:
-            _tmp(path).unlink(missing_ok=True)
+            tmp_path(path).unlink(missing_ok=True)
         raise
     log.info("generated %d signals (%d ages x %d) with model %s in %s", n, len(ages), n_per_age,
              meta["model_id"], ", ".join(str(p) for p in written))

@@ -2,23 +2,20 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import tensorflow as tf
 
 from data_prep.shards import sha256_of
 from launch.errors import UserError
+from launch.files import write_text_atomic
 
 SCHEMA_VERSION = 1
 MANIFEST = "manifest.json"
 
 
 def write_json_atomic(path: str | Path, obj) -> None:
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2, sort_keys=False))
-    os.replace(tmp, path)
+    write_text_atomic(path, json.dumps(obj, indent=2, sort_keys=False))
 
 
 def load_manifest(data_dir: str | Path) -> dict:

@@ -9,6 +9,8 @@ import numpy as np
 import pandas as pd
 import tensorflow as tf
 
+from launch.files import tmp_path
+
 
 def shard_name(split: str, index: int, count: int, compression: str) -> str:
     """`train-00003-of-00064.tfrecord[.gz]`."""
@@ -39,7 +41,7 @@ class ShardWriter:
 
     def __init__(self, path: str | Path, compression: str):
         self.path = Path(path)
-        self.tmp = self.path.with_name(self.path.name + ".tmp")
+        self.tmp = tmp_path(self.path)
         options = tf.io.TFRecordOptions(compression_type="GZIP" if compression == "gzip" else "")
         self._writer = tf.io.TFRecordWriter(str(self.tmp), options)
         self.count = 0

@@ -9,6 +9,7 @@ from pathlib import Path
 import yaml
 
 from launch.errors import UserError
+from launch.files import write_text_atomic
 
 LABELS = ("age", "sex", "height", "weight", "bmi", "hr")
 
@@ -268,7 +269,4 @@ def load_config(path: str | Path | None, overrides: list[str] = ()) -> Config:
 
 def save_config(cfg: Config, path: str | Path) -> None:
     """Write the resolved config as YAML (atomically)."""
-    path = Path(path)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
-    tmp.replace(path)
+    write_text_atomic(path, yaml.safe_dump(cfg.to_dict(), sort_keys=False))

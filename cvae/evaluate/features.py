@@ -4,6 +4,11 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+def decade_of(ages: np.ndarray) -> np.ndarray:
+    """Age decade of each age (20 for 20-29.99, ...), as ints."""
+    return (np.asarray(ages) // 10 * 10).astype(int)
+
+
 N_BINS = 160   # rfft bins kept: 0-19.5 Hz at 125 Hz x 1024 samples, where the pulse harmonics live
 
 

@@ -10,6 +10,8 @@ from sklearn.model_selection import train_test_split
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
+from cvae.evaluate.features import decade_of
+
 
 def age_regressor(features: np.ndarray, ages: np.ndarray):
     """Standardized ridge regression (alpha by leave-one-out CV) from waveform features to age."""
@@ -65,8 +67,9 @@ def feature_distances(real: pd.DataFrame, synthetic: pd.DataFrame, real_age: np.
         return float(wasserstein_distance(a, b) / (a.std() or 1.0))
 
     out = {"overall": {c: dist(real[c].to_numpy(), synthetic[c].to_numpy()) for c in real.columns}, "by_decade": {}}
-    for d in sorted(set((synthetic_age // 10 * 10).astype(int))):
-        r, s = (real_age // 10 * 10).astype(int) == d, (synthetic_age // 10 * 10).astype(int) == d
+    real_decade, synthetic_decade = decade_of(real_age), decade_of(synthetic_age)
+    for d in sorted(set(synthetic_decade)):
+        r, s = real_decade == d, synthetic_decade == d
         out["by_decade"][f"{d}s"] = {c: dist(real[c].to_numpy()[r], synthetic[c].to_numpy()[s]) for c in real.columns}
     return out
 
@@ -83,7 +86,7 @@ def diversity_and_copies(real_train: np.ndarray, real_test: np.ndarray, syntheti
         return float(pairwise_distances(x).sum() / max(len(x) * (len(x) - 1), 1)) if len(x) > 1 else np.nan
 
     syn_div = np.nanmean([mean_pairwise(synthetic[synthetic_age == a]) for a in np.unique(synthetic_age)])
-    decades = (real_test_age // 10 * 10).astype(int)
+    decades = decade_of(real_test_age)
     real_div = np.nanmean([mean_pairwise(real_test[decades == d]) for d in np.unique(decades)])
     nn = NearestNeighbors(n_neighbors=1).fit(real_train)
     test_nn = nn.kneighbors(real_test)[0][:, 0]

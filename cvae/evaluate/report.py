@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import logging
-import os
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +12,7 @@ from cvae.evaluate.metrics import (conditioning_and_utility, discriminative_scor
 from data_prep.manifest import load_manifest, shard_paths, write_json_atomic
 from data_prep.shards import read_arrays
 from launch.errors import UserError
+from launch.files import write_text_atomic
 
 log = logging.getLogger(__name__)
 
@@ -127,9 +127,7 @@ median distance synthetic {metrics['nn_distance_synthetic_median']:.3f} vs real 
 {metrics['nn_distance_real_test_median']:.3f}; {metrics['copy_fraction']:.1%} of synthetic signals are closer to a
 training signal than 99% of real test signals are (a copy check; about 1% is expected by chance).
 """
-    tmp = out / "report.md.tmp"
-    tmp.write_text(report)
-    os.replace(tmp, out / "report.md")
+    write_text_atomic(out / "report.md", report)
     log.info("evaluate: spearman synthetic %.3f vs real %.3f | discriminative %.3f | TSTR %.2f vs TRTR %.2f years "
              "-> %s", metrics["spearman_age_synthetic"], metrics["spearman_age_real"],
              metrics["discriminative_score"], metrics["tstr_mae"], metrics["trtr_mae"], out / "report.md")
