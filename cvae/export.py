@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 from tensorflow import keras
 
+from cvae.latent_prior import FILE as LATENT_PRIOR_FILE, LatentPrior
 from data_prep.manifest import write_json_atomic
 from data_prep.normalize import normalize
 from launch.config import Config
@@ -16,9 +17,10 @@ from launch.errors import UserError
 
 
 def export_model(model, cfg: Config, manifest: dict, run_dir: Path, best_val_loss: float,
-                 noise_sigma: float) -> Path:
-    """Write RUN/model/{decoder.keras, encoder.keras, meta.json}; the directory appears complete or not at all.
-    `noise_sigma` is the white-noise level that generation adds to the decoder mean (0 = none)."""
+                 noise_sigma: float, latent_prior: dict | None = None) -> Path:
+    """Write RUN/model/{decoder.keras, encoder.keras, meta.json[, latent_prior.npz]}; the directory appears
+    complete or not at all. `noise_sigma` is the white-noise level that generation adds to the decoder mean
+    (0 = none); `latent_prior` the mixture generation draws z from (None: N(0, I))."""
     final, tmp = run_dir / "model", run_dir / "model.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
@@ -40,7 +42,11 @@ def export_model(model, cfg: Config, manifest: dict, run_dir: Path, best_val_los
         "likelihood": cfg.model.likelihood,
         "likelihood_sigma": float(np.exp(model.log_sigma.numpy())) if cfg.model.likelihood == "gaussian" else None,
         "noise_sigma": noise_sigma,   # white sensor noise of the validation signals, added when sampling
+        "latent_prior": f"{len(latent_prior['weights'])}-component mixture fit to {int(latent_prior['rows'])} "
+                        "training encodings" if latent_prior is not None else "standard normal",
     }
+    if latent_prior is not None:
+        np.savez(tmp / LATENT_PRIOR_FILE, **latent_prior)
     write_json_atomic(tmp / "meta.json", meta)
     old = run_dir / "model.old"
     if final.exists():
@@ -62,13 +68,24 @@ class Generator:
         self.decoder = keras.models.load_model(model_dir / "decoder.keras", compile=False)
         self.mean = np.array(self.meta["condition_mean"], np.float32)
         self.std = np.array(self.meta["condition_std"], np.float32)
+        self.prior = LatentPrior.load(model_dir)
+
+    def latent(self, labels: np.ndarray, rng: np.random.Generator, fitted: bool = True) -> np.ndarray:
+        """z draws for raw condition labels [n, n_cond]: from the fitted mixture given the condition when the model
+        has one and `fitted`, else from the N(0, I) prior."""
+        if fitted and self.prior is not None:
+            return self.prior.sample(self.scale(labels), rng)
+        return rng.standard_normal((len(labels), self.meta["latent_dim"])).astype(np.float32)
+
+    def scale(self, labels: np.ndarray) -> np.ndarray:
+        """Raw condition labels -> the standardized values the decoder was trained on."""
+        return ((labels - self.mean) / self.std).astype(np.float32)
 
     def __call__(self, labels: np.ndarray, z: np.ndarray, noise: np.ndarray | None = None) -> np.ndarray:
         """Signals for raw condition labels [n, n_cond] and latent draws [n, latent_dim]; `noise` (standard
         normal, [n, L]) is scaled by the data's sensor-noise sigma and added to the decoder mean; the result is
         normalized per signal like the training data."""
-        cond = ((labels - self.mean) / self.std).astype(np.float32)
-        x = self.decoder.predict_on_batch([z.astype(np.float32), cond])
+        x = self.decoder.predict_on_batch([z.astype(np.float32), self.scale(labels)])
         if noise is not None and self.meta.get("noise_sigma"):
             x = x + self.meta["noise_sigma"] * noise
         # the same per-signal normalization the training data went through (e.g. max|x| = 1 for maxabs)

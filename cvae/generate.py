@@ -116,7 +116,7 @@ def _label_rows(pool: pd.DataFrame, ages: np.ndarray, n: int, fixed: dict, rng) 
 
 def generate(run_dir: str | Path, ages: np.ndarray, n_per_age: int, out: str | Path, seed: int = 0,
              fixed: dict | None = None, allow_extrapolation: bool = False, formats: tuple[str, ...] = (),
-             batch_size: int = 1024, add_noise: bool = True) -> dict:
+             batch_size: int = 1024, add_noise: bool = True, fitted_latent: bool = True) -> dict:
     """Generate and write FILE.npz (signals, labels, label_names, request, model_id), FILE.png and extras."""
     out = Path(out)
     if out.suffix != ".npz":
@@ -141,6 +141,7 @@ def generate(run_dir: str | Path, ages: np.ndarray, n_per_age: int, out: str | P
     labels = _label_rows(pool, ages, n_per_age, fixed, rng)
     n, length = len(labels), meta["signal_length"]
     request = {"ages": ages.tolist(), "n_per_age": n_per_age, "seed": seed, "fixed": fixed, "add_noise": add_noise,
+               "latent": "fitted" if fitted_latent and gen.prior is not None else "standard",
                "allow_extrapolation": allow_extrapolation, "model": str(run_dir)}
     cond = labels[meta["conditions"]].to_numpy(np.float32)
     decade = decade_of(labels["age"].to_numpy())
@@ -154,7 +155,7 @@ def generate(run_dir: str | Path, ages: np.ndarray, n_per_age: int, out: str | P
             stream = _NpyStream(zf, "signals", (n, length))
             for start in tqdm(range(0, n, batch_size), desc="generate", unit="batch", mininterval=2.0):
                 stop = min(start + batch_size, n)
-                z = rng.standard_normal((stop - start, meta["latent_dim"]))
+                z = gen.latent(cond[start:stop], rng, fitted_latent)
                 noise = rng.standard_normal((stop - start, length)) if add_noise else None
                 batch = gen(cond[start:stop], z, noise)
                 stream.write(batch)

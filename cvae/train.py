@@ -20,6 +20,7 @@ from cvae import callbacks as cb
 from cvae.data import condition_scaler, eval_dataset, rank_plan, train_dataset
 from cvae.evaluate.features import noise_floor_sigma
 from cvae.export import export_model
+from cvae.latent_prior import fit_latent_prior
 from cvae.model import CVAE
 from data_prep.manifest import load_manifest, write_json_atomic
 from launch.config import Config, save_config
@@ -29,6 +30,21 @@ from launch.horovod import launcher_world_size
 log = logging.getLogger(__name__)
 EXIT_PREEMPTED = 75   # checkpoint written after SIGTERM/SIGUSR1; rerun with --resume to continue
 IMAGE_AGES = [20.0, 40.0, 60.0, 80.0]
+
+
+def encode_training(model, data_dir, manifest: dict, conditions: list[str], rows: int,
+                    seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """z ~ q(z | x, c) for the first `rows` training signals (shard order), with their standardized conditions."""
+    rng = np.random.default_rng(seed)
+    zs, cs, n = [], [], 0
+    for signal, cond in eval_dataset(data_dir, manifest, "train", conditions, 1024):
+        z_mean, z_log_var = (t.numpy() for t in model.encoder([signal, cond], training=False))
+        zs.append(z_mean + np.exp(0.5 * z_log_var) * rng.standard_normal(z_mean.shape))
+        cs.append(cond.numpy())
+        n += len(z_mean)
+        if n >= rows:
+            break
+    return np.concatenate(zs)[:rows], np.concatenate(cs)[:rows]
 
 
 @keras.saving.register_keras_serializable(package="ppg_cvae")
@@ -200,8 +216,16 @@ def train(cfg: Config, data_dir: str | Path, run_dir: str | Path, resume: bool =
         if best.latest_checkpoint:
             tf.train.Checkpoint(model=model).restore(best.latest_checkpoint).expect_partial()
         val_signals = np.concatenate([s.numpy() for s, _ in validation.val_data.take(8)])
+        prior = None
+        if cfg.model.posterior_mixture:
+            z, cond = encode_training(model, data_dir, manifest, conditions, cfg.model.posterior_mixture_rows,
+                                      cfg.train.seed)
+            t = time.time()
+            prior = fit_latent_prior(z, cond, cfg.model.posterior_mixture, cfg.train.seed)
+            log.info("latent prior: %d-component mixture fit to %d training encodings in %.1f s",
+                     len(prior["weights"]), len(z), time.time() - t)
         export_model(model, cfg, manifest, run_dir, best_val_loss=float(state.best.numpy()),
-                     noise_sigma=noise_floor_sigma(val_signals, manifest["fs"]))
+                     noise_sigma=noise_floor_sigma(val_signals, manifest["fs"]), latent_prior=prior)
         log.info("trained %d epoch(s) on %d rank(s) in %.1f s; best val_loss %.4f; model in %s",
                  epochs_run, size, time.time() - t0, float(state.best.numpy()), run_dir / "model")
     return 0

@@ -165,7 +165,8 @@ def cmd_generate(args) -> int:
     generate(args.model, parse_ages(args.ages), args.n_per_age, args.out,
              seed=cfg.generate.seed if args.seed is None else args.seed, fixed=parse_labels(args.label, list(LABELS)),
              allow_extrapolation=args.allow_extrapolation, formats=tuple(args.format),
-             batch_size=cfg.generate.batch_size, add_noise=cfg.generate.add_noise)
+             batch_size=cfg.generate.batch_size, add_noise=cfg.generate.add_noise,
+             fitted_latent=cfg.generate.latent == "fitted")
     return 0
 
 

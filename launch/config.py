@@ -63,6 +63,10 @@ class ModelConfig:
     likelihood: str = "gaussian"     # gaussian: learned observation noise sigma (NLL) | sse: summed squared error
     beta: float = 1.0                # KL weight
     kl_warmup_epochs: int = 0        # beta ramps linearly from 0 over these epochs
+    posterior_mixture: int = 200     # components of the Gaussian mixture fit to (z, condition) of training
+    #                                  encodings after training; generation samples z | condition from it (0 = N(0, I))
+    posterior_mixture_rows: int = 50000  # training signals encoded for that fit (the first shards; subjects are
+    #                                      spread over shards in random order)
 
 
 @dataclass
@@ -93,7 +97,8 @@ class GenerateConfig:
     """Synthetic cohort generation."""
     batch_size: int = 1024
     seed: int = 0
-    add_noise: bool = True           # sample x ~ N(decoder mean, sigma^2) (gaussian likelihood) instead of the mean
+    add_noise: bool = True           # add the data's white sensor noise (meta.json noise_sigma) to the decoder mean
+    latent: str = "fitted"           # fitted: z | condition from the model's posterior mixture | standard: N(0, I)
 
 
 @dataclass
@@ -116,6 +121,7 @@ CHOICES = {
     "model.output_activation": ("tanh", "sigmoid", "linear"),
     "model.conv_activation": ("relu", "tanh", "elu"),
     "model.likelihood": ("gaussian", "sse"),
+    "generate.latent": ("fitted", "standard"),
 }
 
 
@@ -194,6 +200,7 @@ def _validate(cfg: Config, source: str) -> Config:
         "train.learning_rate": cfg.train.learning_rate, "generate.batch_size": cfg.generate.batch_size,
         "train.keep_checkpoints": cfg.train.keep_checkpoints,
         "train.backward_passes_per_step": cfg.train.backward_passes_per_step,
+        "model.posterior_mixture_rows": cfg.model.posterior_mixture_rows,
     }
     for key, value in positive.items():
         if value <= 0:
@@ -218,7 +225,7 @@ def _validate(cfg: Config, source: str) -> Config:
     if not cfg.simulate.age_min < cfg.simulate.age_max:
         raise UserError(f"{source}: simulate.age_min must be below simulate.age_max")
     for key in ("train.patience", "train.warmup_epochs", "train.image_every", "train.threads_per_rank",
-                "model.kl_warmup_epochs"):
+                "model.kl_warmup_epochs", "model.posterior_mixture"):
         section, name = key.split(".")
         if getattr(getattr(cfg, section), name) < 0:
             raise UserError(f"{source}: '{key}' must be >= 0")

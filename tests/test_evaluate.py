@@ -83,5 +83,6 @@ def test_evaluate_writes_the_report(trained_run, smoke_data, tmp_path):
     assert saved["counts"]["synthetic"] == 60
     report = (tmp_path / "report" / "report.md").read_text()
     assert "Spearman" in report and "age_conditioning.png" in report and "Wasserstein" in report
+    assert saved["synthetic_request"]["latent"] == "fitted" and "latent draws fitted" in report
     assert (tmp_path / "report" / "age_conditioning.png").stat().st_size > 1000
     assert isinstance(pd.DataFrame(saved["feature_wasserstein"]["by_decade"]), pd.DataFrame)

@@ -66,3 +66,34 @@ def test_out_of_range_requests_are_refused(trained_run, tmp_path):
     assert not list(tmp_path.iterdir())   # nothing half-written
     generate(trained_run, np.array([5.0]), 2, tmp_path / "x.npz", allow_extrapolation=True)
     assert (tmp_path / "x.npz").is_file()
+
+
+def test_latent_draws_follow_the_training_encodings_of_the_requested_age(trained_run, smoke_data, tmp_path):
+    """z for an age comes from the mixture fit to training encodings, with conditions scaled as in training."""
+    from tensorflow import keras
+
+    from cvae.export import Generator
+    from data_prep.manifest import load_manifest, shard_paths
+    from data_prep.shards import read_arrays
+
+    gen = Generator(trained_run)
+    assert gen.prior is not None and "mixture" in gen.meta["latent_prior"]
+    manifest = load_manifest(smoke_data)
+    signals, labels = read_arrays(shard_paths(smoke_data, manifest, "train"), ["age"], manifest["signal_length"],
+                                  manifest["compression"])
+    encoder = keras.models.load_model(trained_run / "model" / "encoder.keras", compile=False)
+    z_mean, z_log_var = encoder.predict([signals, gen.scale(labels)], verbose=0)
+    z = z_mean + np.exp(0.5 * z_log_var) * np.random.default_rng(0).standard_normal(z_mean.shape)  # q(z | x, c)
+    spread = z.std(axis=0)
+    for group in (labels[:, 0] < np.percentile(labels, 33), labels[:, 0] > np.percentile(labels, 67)):
+        draws = gen.latent(labels[group].repeat(20, axis=0), np.random.default_rng(0))
+        assert np.all(np.abs(draws.mean(axis=0) - z[group].mean(axis=0)) < 0.3 * spread)
+        assert np.all(np.abs(draws.std(axis=0) / z[group].std(axis=0) - 1) < 0.3)
+
+    ages = np.array([40.0])
+    generate(trained_run, ages, 8, tmp_path / "f.npz", seed=1)
+    generate(trained_run, ages, 8, tmp_path / "s.npz", seed=1, fitted_latent=False)
+    with np.load(tmp_path / "f.npz") as f, np.load(tmp_path / "s.npz") as s:
+        assert json.loads(str(f["request"]))["latent"] == "fitted"
+        assert json.loads(str(s["request"]))["latent"] == "standard"
+        assert not np.array_equal(f["signals"], s["signals"])

@@ -1,6 +1,7 @@
 """`ppg-cvae evaluate`: load real and synthetic signals, compute the metrics, write report.md + metrics.json + figures."""
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 
@@ -17,17 +18,18 @@ from launch.files import write_text_atomic
 log = logging.getLogger(__name__)
 
 
-def load_synthetic(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
-    """Signals and requested ages from a `ppg-cvae generate` .npz."""
+def load_synthetic(path: str | Path) -> tuple[np.ndarray, np.ndarray, dict]:
+    """Signals, requested ages and the generate request from a `ppg-cvae generate` .npz."""
     path = Path(path)
     try:
         with np.load(path) as npz:
             signals, labels, names = npz["signals"], npz["labels"], list(npz["label_names"])
+            request = json.loads(str(npz["request"]))
     except (OSError, ValueError, KeyError) as exc:
         raise UserError(f"--synthetic {path}: not a ppg-cvae generate .npz ({exc}); pass the file generate wrote")
     if "age" not in names:
         raise UserError(f"--synthetic {path}: has no 'age' label; generate it with ppg-cvae generate")
-    return signals, labels[:, names.index("age")]
+    return signals, labels[:, names.index("age")], request
 
 
 def _age_figure(path: Path, ages: np.ndarray, predicted: np.ndarray, real_true: np.ndarray,
@@ -72,7 +74,7 @@ def evaluate(synthetic_path: str | Path, data_dir: str | Path, out: str | Path, 
     read = lambda split: read_arrays(shard_paths(data_dir, manifest, split), labels,  # noqa: E731
                                      manifest["signal_length"], manifest["compression"])
     (train_x, train_y), (test_x, test_y) = read("train"), read("test")
-    syn_x, syn_age = load_synthetic(synthetic_path)
+    syn_x, syn_age, request = load_synthetic(synthetic_path)
     if syn_x.shape[1] != manifest["signal_length"]:
         raise UserError(f"--synthetic signals have length {syn_x.shape[1]}, the dataset {manifest['signal_length']}")
     age = labels.index("age")
@@ -89,7 +91,8 @@ def evaluate(synthetic_path: str | Path, data_dir: str | Path, out: str | Path, 
     metrics.update(discriminative_score=disc["score"], discriminative_accuracy=disc["accuracy"],
                    counts={"real_train": len(train_x), "real_test": len(test_x), "synthetic": len(syn_x),
                            "discriminator_per_class": disc["n_per_class"], "discriminator_held_out": disc["held_out"]},
-                   seed=seed, dataset_id=manifest["dataset_id"], synthetic=str(synthetic_path))
+                   seed=seed, dataset_id=manifest["dataset_id"], synthetic=str(synthetic_path),
+                   synthetic_request=request)
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -99,7 +102,8 @@ def evaluate(synthetic_path: str | Path, data_dir: str | Path, out: str | Path, 
     c = metrics["counts"]
     report = f"""# ppg-cvae fidelity report
 
-Synthetic: `{synthetic_path}` ({c['synthetic']} signals). Real: dataset `{manifest['dataset_id']}` in `{data_dir}`
+Synthetic: `{synthetic_path}` ({c['synthetic']} signals; model `{request.get('model')}`, generate seed
+{request.get('seed')}, latent draws {request.get('latent', 'standard')}). Real: dataset `{manifest['dataset_id']}` in `{data_dir}`
 (train split {c['real_train']} signals for fitting, test split {c['real_test']} held-out signals). Seed {seed}.
 Features: log magnitude spectrum 0-19.5 Hz of each signal (phase-invariant).
 
