@@ -80,7 +80,8 @@ def train_dataset(data_dir, manifest: dict, conditions: list[str], batch_size: i
     records = _serialized([paths[i] for i in file_idx], manifest)
     if mode == "elements":
         records = records.shard(size, rank)
-    records = records.map(_parser(manifest, conditions), num_parallel_calls=AUTOTUNE, deterministic=True)
+    records = records.map(_parser(manifest, conditions), num_parallel_calls=input_threads or AUTOTUNE,
+                          deterministic=True)
     if cache:
         records = records.cache()
     per_epoch = steps * batch_size
@@ -90,10 +91,13 @@ def train_dataset(data_dir, manifest: dict, conditions: list[str], batch_size: i
                                reshuffle_each_iteration=False).take(per_epoch)
 
     ds = tf.data.Dataset.range(start_epoch, max(epochs, start_epoch + 1)).flat_map(epoch)
-    ds = ds.batch(batch_size, drop_remainder=True).prefetch(AUTOTUNE)
+    ds = ds.batch(batch_size, drop_remainder=True).prefetch(2 if input_threads else AUTOTUNE)
     if input_threads:
         options = tf.data.Options()
         options.threading.private_threadpool_size = input_threads
+        # A fixed thread budget leaves autotune nothing to tune, and its optimization thread held up the
+        # iterator's teardown at the end of fit by 25-50 s on CPU ranks (seen with py-spy in the demo).
+        options.autotune.enabled = False
         ds = ds.with_options(options)
     return ds, steps
 
