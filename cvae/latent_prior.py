@@ -22,7 +22,7 @@ def fit_latent_prior(z: np.ndarray, cond: np.ndarray, components: int, seed: int
     from sklearn.mixture import GaussianMixture
 
     joint = np.hstack([z, cond]).astype(np.float64)
-    components = min(components, len(joint) // 10)   # at least ~10 encodings per component
+    components = max(1, min(components, len(joint) // 10))   # about 10 encodings per component at least
     gmm = GaussianMixture(components, covariance_type="full", reg_covar=1e-4, max_iter=200,
                           random_state=seed).fit(joint)
     return {"weights": gmm.weights_, "means": gmm.means_, "covariances": gmm.covariances_,
