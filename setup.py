@@ -21,6 +21,8 @@ setup(
         "matplotlib==3.9.2",
         "tqdm==4.67.1",
         "wfdb==4.1.2",
+        "neurokit2==0.2.12",  # PPG beat detection; 0.2.13 requires numpy 2
+        "PyWavelets==1.6.0",  # neurokit2 dependency, numpy 1.x build
         "pyarrow==17.0.0",  # Parquet label tables
         "setuptools==69.5.1",  # tensorboard 2.15 imports pkg_resources (removed from recent setuptools)
     ],

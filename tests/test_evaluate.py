@@ -21,11 +21,11 @@ def cohort():
                              "simulate.artifact_rate=0"])
     rows = segment_table(simulate_subjects(cfg.simulate, 11), 1)
     x = normalize(simulate_signals(rows, cfg.simulate, cfg.data, 11), "maxabs")
-    return x, rows["age"].to_numpy(), cfg
+    return x, rows["age"].to_numpy(), cfg, rows["hr"].to_numpy()
 
 
 def test_real_vs_itself_is_indistinguishable_and_noise_is_not(cohort):
-    x, _, _ = cohort
+    x, *_ = cohort
     f = spectral_features(x)
     assert discriminative_score(f[:450], f[450:], seed=0)["score"] < 0.1
     rng = np.random.default_rng(0)
@@ -36,7 +36,7 @@ def test_real_vs_itself_is_indistinguishable_and_noise_is_not(cohort):
 
 
 def test_a_generator_that_ignores_age_has_spearman_near_zero(cohort):
-    x, age, _ = cohort
+    x, age, *_ = cohort
     f = spectral_features(x)
     train, test, syn = slice(0, 500), slice(500, 700), slice(700, 900)
     honest = conditioning_and_utility((f[train], age[train]), (f[test], age[test]), (f[syn], age[syn]))
@@ -49,7 +49,7 @@ def test_a_generator_that_ignores_age_has_spearman_near_zero(cohort):
 
 
 def test_feature_distances_are_zero_for_the_same_distribution_and_grow_with_a_shift(cohort):
-    x, age, cfg = cohort
+    x, age, cfg, _ = cohort
     feats = waveform_features(x[:300], cfg.data.fs)
     assert list(feats.columns) == list(FEATURES) and feats["hr"].between(40, 130).mean() > 0.9
     same = feature_distances(feats, feats, age[:300], age[:300])
@@ -59,8 +59,16 @@ def test_feature_distances_are_zero_for_the_same_distribution_and_grow_with_a_sh
     assert all(abs(v - 2) < 0.05 for v in moved["overall"].values())
 
 
+def test_beat_detection_recovers_the_simulated_heart_rate_and_skips_flat_signals(cohort):
+    x, _, cfg, hr = cohort
+    feats = waveform_features(np.vstack([x[:300], np.zeros((1, x.shape[1]), np.float32)]), cfg.data.fs)
+    error = np.abs(feats["hr"].to_numpy()[:300] - hr[:300])
+    assert np.median(error) < 1.0 and np.mean(error < 5) > 0.97
+    assert feats.iloc[300].isna().all()
+
+
 def test_copies_of_training_signals_are_flagged(cohort):
-    x, age, _ = cohort
+    x, age, *_ = cohort
     f = spectral_features(x)
     copies = diversity_and_copies(f[:600], f[600:750], f[:150], age[600:750], age[:150])
     fresh = diversity_and_copies(f[:600], f[600:750], f[750:], age[600:750], age[750:])

@@ -19,21 +19,32 @@ def spectral_features(signals: np.ndarray) -> np.ndarray:
     return np.log(np.abs(np.fft.rfft(x, axis=1))[:, 1:N_BINS + 1] + 1e-6).astype(np.float32)
 
 
+def systolic_peaks(signal: np.ndarray, fs: float) -> np.ndarray:
+    """Sample indices of the systolic peaks: neurokit2's detector (Elgendi et al. 2013) on its band-passed
+    (0.5-8 Hz, zero-phase) copy of the signal; empty for flat or non-finite signals."""
+    import neurokit2 as nk
+
+    try:
+        cleaned = nk.ppg_clean(signal, sampling_rate=fs, method="elgendi")
+        return np.asarray(nk.ppg_findpeaks(cleaned, sampling_rate=fs, method="elgendi")["PPG_Peaks"], dtype=int)
+    except (IndexError, ValueError):
+        return np.array([], dtype=int)
+
+
+def mean_beat(signal: np.ndarray, peaks: np.ndarray, fs: float, before: float = 0.25,
+              after: float = 0.75) -> np.ndarray:
+    """Mean of the signal's windows [peak - before, peak + after) s around its systolic peaks; NaN if none fits."""
+    b, a = int(round(before * fs)), int(round(after * fs))
+    peaks = peaks[(peaks >= b) & (peaks + a <= len(signal))]
+    if not len(peaks):
+        return np.full(a + b, np.nan, np.float32)
+    return np.mean([signal[p - b:p + a] for p in peaks], axis=0).astype(np.float32)
+
+
 def beat_templates(signals: np.ndarray, fs: float, before: float = 0.25, after: float = 0.75) -> np.ndarray:
     """Mean beat of each signal, aligned on its systolic peaks: [n, (before + after) * fs]; NaN rows where
-    no beat was found. Peaks: scipy find_peaks with a 0.33 s refractory distance and a prominence of
-    30% of the 5-95 percentile range."""
-    from scipy.signal import find_peaks
-
-    b, a = int(round(before * fs)), int(round(after * fs))
-    out = np.full((len(signals), a + b), np.nan, np.float32)
-    for i, x in enumerate(signals):
-        spread = np.percentile(x, 95) - np.percentile(x, 5)
-        peaks, _ = find_peaks(x, distance=max(1, int(0.33 * fs)), prominence=0.3 * spread)
-        peaks = peaks[(peaks >= b) & (peaks + a <= len(x))]
-        if len(peaks):
-            out[i] = np.mean([x[p - b:p + a] for p in peaks], axis=0)
-    return out
+    no beat was found."""
+    return np.stack([mean_beat(x, systolic_peaks(x, fs), fs, before, after) for x in signals])
 
 
 def noise_floor_sigma(signals: np.ndarray, fs: float, cutoff_hz: float = 25.0) -> float:
@@ -55,16 +66,15 @@ def waveform_features(signals: np.ndarray, fs: float) -> pd.DataFrame:
     (largest later peak 0.1-0.5 s after the systolic peak / systolic height, both above the foot),
     stiffness_proxy (1 / systolic-to-diastolic delay, 1/s; SI without the height), b_a and d_a
     (second-derivative waves of the beat, Takazawa 1998)."""
-    from scipy.signal import argrelextrema, find_peaks
+    from scipy.signal import argrelextrema
 
     before = 0.25
-    beats = beat_templates(signals, fs, before=before, after=0.75)
     p = int(round(before * fs))
     rows = []
-    for x, beat in zip(signals, beats):
+    for x in signals:
         f = dict.fromkeys(FEATURES, np.nan)
-        spread = np.percentile(x, 95) - np.percentile(x, 5)
-        peaks, _ = find_peaks(x, distance=max(1, int(0.33 * fs)), prominence=0.3 * spread)
+        peaks = systolic_peaks(x, fs)
+        beat = mean_beat(x, peaks, fs, before, 0.75)
         if len(peaks) > 1:
             f["hr"] = 60.0 * fs / float(np.median(np.diff(peaks)))
         if not np.isnan(beat[0]):

@@ -117,7 +117,7 @@ Features: log magnitude spectrum 0-19.5 Hz of each signal (phase-invariant).
 
 ![age conditioning](age_conditioning.png)
 
-## Waveform features (peak-aligned mean beat of each signal)
+## Waveform features (mean beat of each signal, aligned on its systolic peaks found by neurokit2)
 
 Normalized Wasserstein distance real test vs synthetic (distance / real std; 0 = same distribution):
 
