@@ -68,7 +68,14 @@ class Generator:
         self.decoder = keras.models.load_model(model_dir / "decoder.keras", compile=False)
         self.mean = np.array(self.meta["condition_mean"], np.float32)
         self.std = np.array(self.meta["condition_std"], np.float32)
-        self.prior = LatentPrior.load(model_dir)
+        try:
+            self.prior = LatentPrior.load(model_dir)
+        except (OSError, ValueError, KeyError) as exc:
+            raise UserError(f"{model_dir / LATENT_PRIOR_FILE} is unreadable ({exc}); re-export the model with "
+                            "ppg-cvae train ... --resume on its run directory") from None
+        if self.prior is None and "mixture" in self.meta.get("latent_prior", ""):
+            raise UserError(f"{model_dir / LATENT_PRIOR_FILE} is missing although meta.json names it; re-export "
+                            "the model with ppg-cvae train ... --resume on its run directory")
 
     def latent(self, labels: np.ndarray, rng: np.random.Generator, fitted: bool = True) -> np.ndarray:
         """z draws for raw condition labels [n, n_cond]: from the fitted mixture given the condition when the model

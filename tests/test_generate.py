@@ -97,3 +97,18 @@ def test_latent_draws_follow_the_training_encodings_of_the_requested_age(trained
         assert json.loads(str(f["request"]))["latent"] == "fitted"
         assert json.loads(str(s["request"]))["latent"] == "standard"
         assert not np.array_equal(f["signals"], s["signals"])
+
+
+def test_a_missing_or_broken_latent_prior_is_a_clear_error(trained_run, tmp_path):
+    import shutil
+
+    from cvae.export import Generator
+
+    run = tmp_path / "run"
+    shutil.copytree(trained_run / "model", run / "model")
+    (run / "model" / "latent_prior.npz").write_bytes(b"not an npz")
+    with pytest.raises(UserError, match="latent_prior.npz is unreadable"):
+        Generator(run)
+    (run / "model" / "latent_prior.npz").unlink()
+    with pytest.raises(UserError, match="latent_prior.npz is missing"):
+        Generator(run)
