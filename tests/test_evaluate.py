@@ -73,6 +73,11 @@ def test_copies_of_training_signals_are_flagged(cohort):
     copies = diversity_and_copies(f[:600], f[600:750], f[:150], age[600:750], age[:150])
     fresh = diversity_and_copies(f[:600], f[600:750], f[750:], age[600:750], age[750:])
     assert copies["copy_fraction"] > 0.95 and fresh["copy_fraction"] < 0.1
+    assert 0.8 < fresh["diversity_ratio"] < 1.25
+    collapsed = diversity_and_copies(f[:600], f[600:750], f[[750] * 150], age[600:750], age[750:])
+    assert collapsed["diversity_ratio"] < 0.01   # one signal repeated: mode collapse
+    one_per_decade = diversity_and_copies(f[:600], f[600:750], f[750:752], age[600:750], np.array([20.0, 30.0]))
+    assert one_per_decade["diversity_ratio"] is None
 
 
 def test_noise_floor_matches_the_simulated_sensor_noise():

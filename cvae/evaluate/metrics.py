@@ -76,24 +76,26 @@ def feature_distances(real: pd.DataFrame, synthetic: pd.DataFrame, real_age: np.
 
 def diversity_and_copies(real_train: np.ndarray, real_test: np.ndarray, synthetic: np.ndarray,
                          real_test_age: np.ndarray, synthetic_age: np.ndarray) -> dict:
-    """Diversity: mean pairwise distance within each requested age (synthetic) vs within the same decade
-    (real test). Copies: share of synthetic signals whose nearest training signal is closer than the
-    1st percentile of real-test-to-training nearest distances. Inputs are feature vectors."""
+    """Diversity: mean pairwise distance within each age decade, synthetic vs real test (the same grouping on
+    both sides; a ratio far below 1 is mode collapse). Copies: share of synthetic signals whose nearest training
+    signal is closer than the 1st percentile of real-test-to-training nearest distances. Inputs are feature
+    vectors."""
     from sklearn.metrics import pairwise_distances
     from sklearn.neighbors import NearestNeighbors
 
-    def mean_pairwise(x):
-        return float(pairwise_distances(x).sum() / max(len(x) * (len(x) - 1), 1)) if len(x) > 1 else np.nan
+    def within_decades(x, ages):
+        decades = decade_of(ages)
+        means = [pairwise_distances(x[decades == d]).sum() / (n * (n - 1))
+                 for d in np.unique(decades) if (n := int(np.sum(decades == d))) > 1]
+        return float(np.mean(means)) if means else None
 
-    syn_div = np.nanmean([mean_pairwise(synthetic[synthetic_age == a]) for a in np.unique(synthetic_age)])
-    decades = decade_of(real_test_age)
-    real_div = np.nanmean([mean_pairwise(real_test[decades == d]) for d in np.unique(decades)])
+    syn_div, real_div = within_decades(synthetic, synthetic_age), within_decades(real_test, real_test_age)
     nn = NearestNeighbors(n_neighbors=1).fit(real_train)
     test_nn = nn.kneighbors(real_test)[0][:, 0]
     syn_nn = nn.kneighbors(synthetic)[0][:, 0]
     threshold = float(np.percentile(test_nn, 1))
-    return {"diversity_synthetic": float(syn_div), "diversity_real": float(real_div),
-            "diversity_ratio": float(syn_div / real_div) if real_div else None,
+    return {"diversity_synthetic": syn_div, "diversity_real": real_div,
+            "diversity_ratio": syn_div / real_div if syn_div is not None and real_div else None,
             "copy_fraction": float(np.mean(syn_nn < threshold)), "copy_threshold": threshold,
             "nn_distance_synthetic_median": float(np.median(syn_nn)),
             "nn_distance_real_test_median": float(np.median(test_nn))}

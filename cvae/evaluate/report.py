@@ -52,13 +52,16 @@ def _age_figure(path: Path, ages: np.ndarray, predicted: np.ndarray, real_true: 
     plt.close(fig)
 
 
+def _number(v) -> str:
+    return "n/a" if v is None else f"{v:.2f}"
+
+
 def _feature_table(metrics: dict) -> str:
     w = metrics["feature_wasserstein"]
     cols = list(w["overall"])
-    fmt = lambda v: "n/a" if v is None else f"{v:.2f}"  # noqa: E731
     lines = ["| | " + " | ".join(cols) + " |", "|---" * (len(cols) + 1) + "|",
-             "| all ages | " + " | ".join(fmt(w["overall"][c]) for c in cols) + " |"]
-    lines += [f"| {d} | " + " | ".join(fmt(v[c]) for c in cols) + " |" for d, v in w["by_decade"].items()]
+             "| all ages | " + " | ".join(_number(w["overall"][c]) for c in cols) + " |"]
+    lines += [f"| {d} | " + " | ".join(_number(v[c]) for c in cols) + " |" for d, v in w["by_decade"].items()]
     means = metrics["waveform_feature_means"]
     lines += ["", "| mean | " + " | ".join(cols) + " |", "|---" * (len(cols) + 1) + "|"]
     lines += [f"| {k} | " + " | ".join(f"{means[k][c]:.3f}" for c in cols) + " |" for k in ("real_test", "synthetic")]
@@ -125,8 +128,9 @@ Normalized Wasserstein distance real test vs synthetic (distance / real std; 0 =
 
 ## Diversity and copies
 
-Mean pairwise feature distance within an age: synthetic {metrics['diversity_synthetic']:.3f}, real test (within a
-decade) {metrics['diversity_real']:.3f} (ratio {metrics['diversity_ratio']:.2f}). Nearest real-training neighbour:
+Mean pairwise feature distance within an age decade: synthetic {_number(metrics['diversity_synthetic'])}, real test
+{_number(metrics['diversity_real'])} (ratio {_number(metrics['diversity_ratio'])}; n/a when no decade holds two synthetic
+signals). Nearest real-training neighbour:
 median distance synthetic {metrics['nn_distance_synthetic_median']:.3f} vs real test
 {metrics['nn_distance_real_test_median']:.3f}; {metrics['copy_fraction']:.1%} of synthetic signals are closer to a
 training signal than 99% of real test signals are (a copy check; about 1% is expected by chance).
