@@ -35,7 +35,6 @@ class LatentPrior:
     def __init__(self, params: dict[str, np.ndarray]):
         L = int(params["latent_dim"])
         means, cov = params["means"], params["covariances"]
-        self.rows = int(params["rows"])
         self.components = len(means)
         self.log_weights = np.log(params["weights"])
         self.mean_z, self.mean_c = means[:, :L], means[:, L:]

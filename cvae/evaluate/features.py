@@ -4,6 +4,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+BEAT_BEFORE, BEAT_AFTER = 0.25, 0.75   # s of each beat window before and after its systolic peak
+
+
 def decade_of(ages: np.ndarray) -> np.ndarray:
     """Age decade of each age (20 for 20-29.99, ...), as ints."""
     return (np.asarray(ages) // 10 * 10).astype(int)
@@ -31,8 +34,8 @@ def systolic_peaks(signal: np.ndarray, fs: float) -> np.ndarray:
         return np.array([], dtype=int)
 
 
-def mean_beat(signal: np.ndarray, peaks: np.ndarray, fs: float, before: float = 0.25,
-              after: float = 0.75) -> np.ndarray:
+def mean_beat(signal: np.ndarray, peaks: np.ndarray, fs: float, before: float = BEAT_BEFORE,
+              after: float = BEAT_AFTER) -> np.ndarray:
     """Mean of the signal's windows [peak - before, peak + after) s around its systolic peaks; NaN if none fits."""
     b, a = int(round(before * fs)), int(round(after * fs))
     peaks = peaks[(peaks >= b) & (peaks + a <= len(signal))]
@@ -41,7 +44,8 @@ def mean_beat(signal: np.ndarray, peaks: np.ndarray, fs: float, before: float = 
     return np.mean([signal[p - b:p + a] for p in peaks], axis=0).astype(np.float32)
 
 
-def beat_templates(signals: np.ndarray, fs: float, before: float = 0.25, after: float = 0.75) -> np.ndarray:
+def beat_templates(signals: np.ndarray, fs: float, before: float = BEAT_BEFORE,
+                   after: float = BEAT_AFTER) -> np.ndarray:
     """Mean beat of each signal, aligned on its systolic peaks: [n, (before + after) * fs]; NaN rows where
     no beat was found."""
     return np.stack([mean_beat(x, systolic_peaks(x, fs), fs, before, after) for x in signals])
@@ -68,13 +72,12 @@ def waveform_features(signals: np.ndarray, fs: float) -> pd.DataFrame:
     (second-derivative waves of the beat, Takazawa 1998)."""
     from scipy.signal import argrelextrema
 
-    before = 0.25
-    p = int(round(before * fs))
+    p = int(round(BEAT_BEFORE * fs))   # the systolic peak's index in the mean beat
     rows = []
     for x in signals:
         f = dict.fromkeys(FEATURES, np.nan)
         peaks = systolic_peaks(x, fs)
-        beat = mean_beat(x, peaks, fs, before, 0.75)
+        beat = mean_beat(x, peaks, fs)
         if len(peaks) > 1:
             f["hr"] = 60.0 * fs / float(np.median(np.diff(peaks)))
         if not np.isnan(beat[0]):
