@@ -18,6 +18,7 @@ import pandas as pd
 from scipy.signal import resample, resample_poly
 
 from data_prep import simulate
+from data_prep.safe_pickle import load_reference_pickle
 from data_prep.validate import LABEL_RANGES
 from launch.config import DataConfig, SimulateConfig
 from launch.errors import UserError
@@ -61,55 +62,13 @@ class ArraySource:
         return np.asarray(np.load(self.npy, mmap_mode="r")[rows["row"].to_numpy()])
 
 
-# ---------------------------------------------------------------- restricted unpickling
-_SAFE_FUNCTIONS = {
-    ("numpy.core.multiarray", "_reconstruct"), ("numpy.core.multiarray", "scalar"),
-    ("numpy.core.numeric", "_frombuffer"), ("pandas._libs.internals", "_unpickle_block"),
-    ("pandas.core.indexes.base", "_new_Index"), ("pandas.core.internals.blocks", "new_block"),
-    ("pandas._libs.tslibs.timestamps", "_unpickle_timestamp"), ("copyreg", "_reconstructor"),
-    ("_codecs", "encode"),
-}
-_SAFE_BUILTINS = {"slice", "list", "dict", "tuple", "set", "frozenset", "bytearray", "complex", "range",
-                  "int", "float", "str", "bool", "object"}
-_SAFE_CLASS_MODULES = ("numpy", "pandas.core.", "pandas._libs.")
-
-
-class RestrictedUnpickler(pickle.Unpickler):
-    """Admits numpy/pandas data types and builtin containers only; anything else is refused unexecuted."""
-
-    def find_class(self, module: str, name: str):
-        if module in ("builtins", "__builtin__") and name in _SAFE_BUILTINS:
-            return super().find_class(module, name)
-        if (module, name) in _SAFE_FUNCTIONS:
-            return super().find_class(module, name)
-        if module == "numpy" or module.startswith(_SAFE_CLASS_MODULES):
-            obj = super().find_class(module, name)
-            if isinstance(obj, type):
-                return obj
-        raise pickle.UnpicklingError(f"refused to load '{module}.{name}' (only numpy/pandas data is allowed)")
-
-
-def load_pickle(path: Path):
-    """Unpickle with RestrictedUnpickler; a refused or broken pickle is a one-line user error."""
+def read_reference_pickle(path: Path, workdir: Path) -> tuple[list, pd.DataFrame]:
+    """The reference study's {"labels": DataFrame, "samples": list of 1-D arrays}, loaded by the sandboxed
+    allowlist unpickler (data_prep.safe_pickle)."""
     try:
-        with open(path, "rb") as fh:
-            return RestrictedUnpickler(fh).load()
-    except pickle.UnpicklingError as exc:
-        raise UserError(f"{path}: {exc}; this file is not a plain data pickle and was not loaded") from None
-    except (EOFError, ValueError, TypeError, AttributeError, ImportError, IndexError) as exc:
-        raise UserError(f"{path}: unreadable pickle ({type(exc).__name__}: {exc})") from None
-
-
-def read_reference_pickle(path: Path) -> tuple[list, pd.DataFrame]:
-    """The reference study's {"labels": DataFrame, "samples": list of 1-D arrays}."""
-    obj = load_pickle(path)
-    if not isinstance(obj, dict) or "labels" not in obj or "samples" not in obj:
-        raise UserError(f"{path}: expected a dict with 'labels' (DataFrame) and 'samples' (list of arrays)")
-    labels = pd.DataFrame(obj["labels"]).reset_index(drop=True)
-    samples = list(obj["samples"])
-    if len(samples) != len(labels):
-        raise UserError(f"{path}: {len(samples)} samples but {len(labels)} label rows")
-    return samples, labels
+        return load_reference_pickle(path, workdir)
+    except ValueError as exc:
+        raise UserError(f"{path}: {exc}") from None
 
 
 # ---------------------------------------------------------------- other readers
@@ -281,7 +240,7 @@ def open_files(paths: list[str], data: DataConfig, fs: float | None, workdir: Pa
     recordings = [f for f in files if f.suffix in (".hea", ".csv")]
     for f in files:
         if f.suffix in (".pickle", ".pkl"):
-            samples, labels = read_reference_pickle(f)
+            samples, labels = read_reference_pickle(f, workdir)
             if f.name in REFERENCE_TRIO:
                 labels["given_split"] = REFERENCE_TRIO[f.name]
                 given_split = True

@@ -14,7 +14,8 @@ from conftest import REPO, SMOKE, cli
 from data_prep.manifest import load_manifest, verify
 from data_prep.prep import prepare
 from data_prep.simulate import segment_table, simulate_signals, simulate_subjects
-from data_prep.sources import RestrictedUnpickler, open_files, write_reference_pickle
+from data_prep.safe_pickle import RestrictedUnpickler
+from data_prep.sources import open_files, write_reference_pickle
 from launch.config import load_config
 from launch.errors import UserError
 
