@@ -2,9 +2,10 @@
 checkpoints and TensorBoard (scalars, waveform images, hparams)."""
 from __future__ import annotations
 
-import io
 import logging
+import os
 import signal
+import threading
 import time
 
 import horovod.tensorflow as hvd_tf
@@ -13,7 +14,10 @@ import numpy as np
 import tensorflow as tf
 from tensorflow import keras
 
+from cvae.plots import waveform_figure
+
 log = logging.getLogger(__name__)
+IMAGE_SECONDS = 3.0   # TensorBoard waveform images show this much of each signal, so single beats stay legible
 
 
 class TrainState(tf.Module):
@@ -63,6 +67,8 @@ class RankZeroValidation(keras.callbacks.Callback):
         self.step = tf.function(lambda s, c: tf.stack(self.model.losses_for(s, c)), reduce_retracing=True)
 
     def on_epoch_end(self, epoch, logs=None):
+        if self.model.nonfinite_agreed.numpy() > 0:
+            return   # every rank knows: nothing to validate, nothing to decide
         packet = np.zeros(5)
         if hvd.rank() == 0:
             val = evaluate(self.model, self.val_data, self.step)
@@ -107,6 +113,64 @@ class Preemption(keras.callbacks.Callback):
             self.model.stop_training = True
 
 
+def weights_finite(model: keras.Model) -> bool:
+    """True when every weight of the model is finite (nothing else may be checkpointed or exported)."""
+    return all(bool(np.isfinite(w.numpy()).all()) for w in model.weights if w.dtype.is_floating)
+
+
+class DivergenceGuard(keras.callbacks.Callback):
+    """A non-finite loss on any rank (agreed inside train_step) stops every rank after that same step."""
+
+    def __init__(self):
+        super().__init__()
+        self.where: tuple[int, int, int] | None = None   # (epoch, step in epoch, global step), 1-based
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self.model.nonfinite_agreed.numpy() > 0 and self.where is None:
+            self.where = (self.epoch + 1, batch + 1, int(self.model.optimizer.iterations.numpy()))
+            self.model.stop_training = True
+
+
+class StepWatchdog(keras.callbacks.Callback):
+    """Ends this process when no step (or validation) finishes for `timeout` seconds: a rank that hangs (stopped,
+    deadlocked, lost its network) would otherwise hold every other rank in a collective forever. The launcher
+    then sees a failed rank and stops the job."""
+
+    EXIT_CODE = 3
+
+    def __init__(self, timeout: float):
+        super().__init__()
+        self.timeout = timeout
+        self.beat = time.monotonic()
+        self.running = False
+
+    def _watch(self):
+        while self.running:
+            time.sleep(min(1.0, self.timeout / 10))
+            idle = time.monotonic() - self.beat
+            if self.running and idle > self.timeout:
+                log.error("no training step finished on this rank for %.0f s (train.step_timeout_s=%g): another "
+                          "rank is hung or a collective is stuck; ending the job", idle, self.timeout)
+                logging.shutdown()
+                os._exit(self.EXIT_CODE)
+
+    def _heartbeat(self, *args, **kwargs):
+        self.beat = time.monotonic()
+
+    def on_train_begin(self, logs=None):
+        self.running = True
+        self._heartbeat()
+        threading.Thread(target=self._watch, name="step-watchdog", daemon=True).start()
+
+    on_train_batch_end = on_epoch_begin = on_epoch_end = _heartbeat
+
+    def on_train_end(self, logs=None):
+        self.running = False
+
+
 class Checkpointer(keras.callbacks.Callback):
     """Rank 0: keep the last K checkpoints (weights, optimizer, epoch, early-stopping state) and the best."""
 
@@ -116,31 +180,12 @@ class Checkpointer(keras.callbacks.Callback):
         self.last, self.best, self.validation = last, best, validation
 
     def on_epoch_end(self, epoch, logs=None):
+        if not weights_finite(self.model):
+            return   # a diverged step; the trainer reports it and the last good checkpoint
         step = self.model.optimizer.iterations   # numbered by optimizer step: unique, also mid-epoch
         self.last.save(checkpoint_number=step)
         if self.validation.improved:
             self.best.save(checkpoint_number=step)
-
-
-def waveform_figure(signals: np.ndarray, titles: list[str], fs: float, spread: np.ndarray | None = None) -> bytes:
-    """PNG bytes of stacked waveforms, optionally with a +/- spread band (TensorBoard images, reports)."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(len(signals), 1, figsize=(8, 1.6 * len(signals)), sharex=True, squeeze=False)
-    t = np.arange(signals.shape[1]) / fs
-    for i, (ax, sig, title) in enumerate(zip(axes[:, 0], signals, titles)):
-        ax.plot(t, sig, lw=0.8)
-        if spread is not None:
-            ax.fill_between(t, sig - spread[i], sig + spread[i], alpha=0.3, lw=0)
-        ax.set_title(title, fontsize=8)
-    axes[-1, 0].set_xlabel("s")
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=80)
-    plt.close(fig)
-    return buf.getvalue()
 
 
 class EpochTimer(keras.callbacks.Callback):
@@ -162,11 +207,12 @@ class TensorBoardLogger(keras.callbacks.Callback):
     """Rank 0: train/val loss terms, LR, signals/s, epoch and step time, waveform images, hparams."""
 
     def __init__(self, logdir: str, global_batch: int, steps: int, fs: float, image_every: int,
-                 sample_batch: tuple, age_conditions: np.ndarray | None, ages: list[float], hparams: dict):
+                 sample_batch: tuple, age_draws: dict | None, hparams: dict):
+        """`age_draws` (train.image_encodings): validation signals near each image age, decoded at that age."""
         super().__init__()
         self.writer = tf.summary.create_file_writer(logdir)
         self.global_batch, self.steps, self.fs, self.image_every = global_batch, steps, fs, image_every
-        self.sample_batch, self.age_conditions, self.ages, self.hparams = sample_batch, age_conditions, ages, hparams
+        self.sample_batch, self.age_draws, self.hparams = sample_batch, age_draws, hparams
 
     def on_train_begin(self, logs=None):
         from tensorboard.plugins.hparams import api as hp
@@ -196,12 +242,15 @@ class TensorBoardLogger(keras.callbacks.Callback):
         recon = self.model([signal, cond]).numpy()
         pairs = np.stack([signal.numpy(), recon], axis=1).reshape(-1, signal.shape[1])
         titles = [f"{kind} #{i}" for i in range(len(signal)) for kind in ("real", "reconstruction")]
-        tf.summary.image("reconstructions", _png_tensor(waveform_figure(pairs, titles, self.fs)))
-        if self.age_conditions is not None:
-            z = tf.zeros([len(self.age_conditions), self.model.decoder.input_shape[0][1]])
-            gen = self.model.decoder([z, self.age_conditions]).numpy()
-            tf.summary.image("generated_by_age",
-                             _png_tensor(waveform_figure(gen, [f"age {a:g} (z=0)" for a in self.ages], self.fs)))
+        tf.summary.image("reconstructions", _png_tensor(waveform_figure(pairs, titles, self.fs, seconds=IMAGE_SECONDS)))
+        if self.age_draws is not None:
+            d = self.age_draws
+            z_mean, _ = self.model.encoder([d["signal"], d["cond"]], training=False)
+            gen = self.model.decoder([z_mean, d["target"]], training=False).numpy()
+            titles = [f"age {a:g}: decoded from the encoding of a validation signal aged {s:.0f} (as generate draws z)"
+                      for a, s in zip(d["ages"], d["source_ages"])]
+            png = waveform_figure(gen, titles, self.fs, seconds=IMAGE_SECONDS)
+            tf.summary.image("generated_by_age", _png_tensor(png))
 
 
 def _png_tensor(png: bytes):

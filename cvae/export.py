@@ -4,6 +4,8 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
+import tempfile
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -21,9 +23,7 @@ def export_model(model, cfg: Config, manifest: dict, run_dir: Path, best_val_los
     """Write RUN/model/{decoder.keras, encoder.keras, meta.json[, latent_prior.npz]}; the directory appears
     complete or not at all. `noise_sigma` is the white-noise level that generation adds to the decoder mean
     (0 = none); `latent_prior` the mixture generation draws z from (None: N(0, I))."""
-    final, tmp = run_dir / "model", run_dir / "model.tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
+    final, tmp = run_dir / "model", Path(tempfile.mkdtemp(prefix=".model.", dir=run_dir))
     model.decoder.save(tmp / "decoder.keras")
     model.encoder.save(tmp / "encoder.keras")
     conditions = cfg.model.conditions
@@ -48,12 +48,71 @@ def export_model(model, cfg: Config, manifest: dict, run_dir: Path, best_val_los
     if latent_prior is not None:
         np.savez(tmp / LATENT_PRIOR_FILE, **latent_prior)
     write_json_atomic(tmp / "meta.json", meta)
-    old = run_dir / "model.old"
+    old = Path(tempfile.mkdtemp(prefix=".model-old.", dir=run_dir))
     if final.exists():
-        final.rename(old)
+        final.rename(old / "model")
     tmp.rename(final)
-    shutil.rmtree(old, ignore_errors=True)
+    shutil.rmtree(old)
     return final
+
+
+# What an exported encoder/decoder may consist of: keras builtin layers and initializers, nothing custom.
+KERAS_MEMBERS = {"config.json", "metadata.json", "model.weights.h5"}
+KERAS_CLASSES = {("keras.layers", n) for n in ("InputLayer", "Dense", "Conv1D", "Conv1DTranspose", "Reshape",
+                                                "Concatenate", "Flatten")} | {
+    ("keras.initializers", n) for n in ("GlorotUniform", "Zeros")} | {("keras.src.engine.functional", "Functional")}
+ACTIVATIONS = {"relu", "tanh", "elu", "sigmoid", "linear"}
+
+
+def _refused(node) -> str | None:
+    """The first class or activation in a Keras config that is not on the lists above (None: all are)."""
+    if isinstance(node, dict):
+        if "class_name" in node and (node.get("module"), node["class_name"]) not in KERAS_CLASSES:
+            return f"{node.get('module')}.{node['class_name']}"
+        if "activation" in node and node["activation"] not in ACTIVATIONS:
+            return f"activation {str(node['activation'])[:60]}"
+        children = node.values()
+    else:
+        children = node if isinstance(node, list) else []
+    return next((r for r in map(_refused, children) if r), None)
+
+
+def load_keras_file(path: Path) -> keras.Model:
+    """A .keras file of builtin layers only (checked in its config before Keras reads it), loaded in safe mode."""
+    try:
+        with zipfile.ZipFile(path) as zf:
+            members = set(zf.namelist())
+            config = json.loads(zf.read("config.json")) if members == KERAS_MEMBERS else None
+    except (OSError, zipfile.BadZipFile, ValueError, KeyError) as exc:
+        raise UserError(f"{path}: not a Keras model file ({exc}); re-export the run") from None
+    if config is None:
+        raise UserError(f"{path}: holds {sorted(members)}, a model file holds exactly {sorted(KERAS_MEMBERS)}")
+    refused = _refused(config)
+    if refused:
+        raise UserError(f"{path}: refused to load {refused}; an exported ppg-cvae model holds builtin Keras "
+                        "layers only")
+    try:
+        return keras.models.load_model(path, compile=False, safe_mode=True)
+    except Exception as exc:   # a damaged file: whatever Keras raises, the user gets one line
+        raise UserError(f"{path}: unreadable Keras model ({type(exc).__name__}: {str(exc)[:200]}); re-export "
+                        "the run") from None
+
+
+def _meta_problem(meta: dict) -> str | None:
+    """The first thing wrong in meta.json (None: sound)."""
+    try:
+        n = len(meta["conditions"])
+        ok = (all(isinstance(c, str) for c in meta["conditions"]) and len(meta["condition_mean"]) == n
+              and len(meta["condition_std"]) == n and all(np.isfinite(meta["condition_mean"]))
+              and all(np.isfinite(s) and s > 0 for s in meta["condition_std"])
+              and isinstance(meta["latent_dim"], int) and meta["latent_dim"] >= 1
+              and isinstance(meta["signal_length"], int) and 16 <= meta["signal_length"] <= 1 << 20
+              and 0 < meta["fs"] <= 100_000 and meta["normalization"] in ("maxabs", "zscore", "minmax")
+              and (meta.get("noise_sigma") or 0) >= 0 and np.isfinite(meta.get("noise_sigma") or 0)
+              and isinstance(meta["model_id"], str) and isinstance(meta["label_stats"], dict))
+        return None if ok else "a value is missing, of the wrong type or out of range"
+    except (KeyError, TypeError, ValueError) as exc:
+        return f"{type(exc).__name__}: {exc}"
 
 
 class Generator:
@@ -64,8 +123,14 @@ class Generator:
         if not (model_dir / "meta.json").is_file():
             raise UserError(f"{model_dir} holds no exported model; pass a finished training run "
                             "(ppg-cvae train ... --run-dir RUN) as --model")
-        self.meta = json.loads((model_dir / "meta.json").read_text())
-        self.decoder = keras.models.load_model(model_dir / "decoder.keras", compile=False)
+        try:
+            self.meta = json.loads((model_dir / "meta.json").read_text())
+        except ValueError as exc:
+            raise UserError(f"{model_dir / 'meta.json'} is not valid JSON ({exc}); re-export the run") from None
+        problem = _meta_problem(self.meta) if isinstance(self.meta, dict) else "not a JSON object"
+        if problem:
+            raise UserError(f"{model_dir / 'meta.json'}: {problem}; re-export the run")
+        self.decoder = load_keras_file(model_dir / "decoder.keras")
         self.mean = np.array(self.meta["condition_mean"], np.float32)
         self.std = np.array(self.meta["condition_std"], np.float32)
         try:

@@ -12,15 +12,17 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from cvae.callbacks import waveform_figure
 from cvae.evaluate.features import beat_templates, decade_of
 from cvae.export import Generator
+from cvae.plots import waveform_figure
 from launch.errors import UserError
-from launch.files import tmp_path
+from launch.files import temp_beside
 
 log = logging.getLogger(__name__)
 NEAR_AGE = 2.5          # years: other labels are drawn from training subjects this close to the age
 MIN_NEIGHBOURS = 20     # widen the window until at least this many training rows qualify
+UNCONDITIONED_NOTE = (f"not conditions of the model: copied from training subjects within {NEAR_AGE} years of the "
+                      f"requested age (window doubled until {MIN_NEIGHBOURS} rows); the signals do not depend on them")
 
 
 def parse_ages(text: str) -> np.ndarray:
@@ -138,6 +140,11 @@ def generate(run_dir: str | Path, ages: np.ndarray, n_per_age: int, out: str | P
                         "narrow --ages or pass --allow-extrapolation")
     pool = pd.read_csv(Path(run_dir) / "labels-train.csv.gz").drop(columns=["subject_id"])
     fixed = fixed or {}
+    unconditioned = sorted(set(fixed) - set(meta["conditions"]))
+    if unconditioned:
+        raise UserError(f"--label {unconditioned[0]}: this model is conditioned on {', '.join(meta['conditions'])} "
+                        f"only, so a fixed {unconditioned[0]} would not shape the signals; drop the --label or "
+                        "train with it in model.conditions")
     for key, value in fixed.items():
         s = meta["label_stats"][key]
         if not allow_extrapolation and not s["min"] <= value <= s["max"]:
@@ -146,7 +153,10 @@ def generate(run_dir: str | Path, ages: np.ndarray, n_per_age: int, out: str | P
     rng = np.random.default_rng(seed)
     labels = _label_rows(pool, ages, n_per_age, fixed, rng)
     n, length = len(labels), meta["signal_length"]
+    drawn = [c for c in labels.columns if c not in meta["conditions"]]
     request = {"ages": ages.tolist(), "n_per_age": n_per_age, "seed": seed, "fixed": fixed, "add_noise": add_noise,
+               "conditions": meta["conditions"],
+               "unconditioned_labels": {"columns": drawn, "how": UNCONDITIONED_NOTE} if drawn else None,
                "latent": "fitted" if fitted_latent and gen.prior is not None else "standard",
                "allow_extrapolation": allow_extrapolation, "model": str(run_dir)}
     cond = labels[meta["conditions"]].to_numpy(np.float32)
@@ -156,8 +166,9 @@ def generate(run_dir: str | Path, ages: np.ndarray, n_per_age: int, out: str | P
 
     out.parent.mkdir(parents=True, exist_ok=True)
     written = [out] + [out.with_suffix("." + f) for f in formats] + [out.with_suffix(".png")]
+    temps = {path: temp_beside(path) for path in written}
     try:
-        with zipfile.ZipFile(tmp_path(out), "w", zipfile.ZIP_STORED, allowZip64=True) as zf:
+        with zipfile.ZipFile(temps[out], "w", zipfile.ZIP_STORED, allowZip64=True) as zf:
             stream = _NpyStream(zf, "signals", (n, length))
             for start in tqdm(range(0, n, batch_size), desc="generate", unit="batch", mininterval=2.0):
                 stop = min(start + batch_size, n)
@@ -174,17 +185,17 @@ def generate(run_dir: str | Path, ages: np.ndarray, n_per_age: int, out: str | P
                 with zf.open(name + ".npy", "w") as fh:
                     np.lib.format.write_array(fh, arr, allow_pickle=False)
         if "csv" in formats:
-            labels.to_csv(tmp_path(out.with_suffix(".csv")), index=False)
+            labels.to_csv(temps[out.with_suffix(".csv")], index=False)
         if "pickle" in formats:
-            with open(tmp_path(out.with_suffix(".pickle")), "wb") as fh:
+            with open(temps[out.with_suffix(".pickle")], "wb") as fh:
                 pickle.dump({"labels": labels, "samples": list(np.concatenate(keep))}, fh, protocol=4)
 
-        tmp_path(out.with_suffix(".png")).write_bytes(figure.png())
+        temps[out.with_suffix(".png")].write_bytes(figure.png())
         for path in written:   # everything appears only once all of it is complete
-            os.replace(tmp_path(path), path)
+            os.replace(temps[path], path)
     except BaseException:
         for path in written:
-            tmp_path(path).unlink(missing_ok=True)
+            temps[path].unlink(missing_ok=True)
         raise
     log.info("generated %d signals (%d ages x %d) with model %s in %s", n, len(ages), n_per_age,
              meta["model_id"], ", ".join(str(p) for p in written))

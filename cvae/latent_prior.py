@@ -35,6 +35,10 @@ class LatentPrior:
     def __init__(self, params: dict[str, np.ndarray]):
         L = int(params["latent_dim"])
         means, cov = params["means"], params["covariances"]
+        k, d = means.shape
+        if not (0 < L < d and params["weights"].shape == (k,) and cov.shape == (k, d, d)
+                and all(np.isfinite(params[key]).all() for key in ("weights", "means", "covariances"))):
+            raise ValueError("mixture parameters of inconsistent shapes or not finite")
         self.components = len(means)
         self.log_weights = np.log(params["weights"])
         self.mean_z, self.mean_c = means[:, :L], means[:, L:]

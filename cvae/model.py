@@ -48,8 +48,9 @@ class CVAE(keras.Model):
     def __init__(self, cfg: ModelConfig, length: int, n_cond: int, seed: int = 0, stop_sync=None,
                  jit_compile: bool = False, **kwargs):
         """`seed` (one per rank) keys the latent noise.
-        `stop_sync` (e.g. a Horovod max-allreduce) agrees on `stop_requested` across ranks inside each
-        training step, so a preemption request on any rank reaches all of them at no extra round trip.
+        `stop_sync` (e.g. a Horovod max-allreduce) agrees on [stop_requested, loss is not finite] across ranks
+        inside each training step, so a preemption request or a diverged loss on any rank reaches all of them in
+        the same step at no extra round trip.
         `jit_compile` XLA-compiles the loss computation (forward and backward); the allreduce stays outside."""
         super().__init__(**kwargs)
         self.encoder = build_encoder(cfg, length, n_cond)
@@ -66,6 +67,7 @@ class CVAE(keras.Model):
         self.stop_sync = stop_sync
         self.stop_requested = tf.Variable(0.0, trainable=False, name="stop_requested")
         self.stop_agreed = tf.Variable(0.0, trainable=False, name="stop_agreed")
+        self.nonfinite_agreed = tf.Variable(0.0, trainable=False, name="nonfinite_agreed")
 
     @property
     def metrics(self):
@@ -118,7 +120,10 @@ class CVAE(keras.Model):
         # minimize() routes through the (Horovod-wrapped) optimizer's gradient computation, so the
         # gradients are allreduced; tape.gradient + apply_gradients would silently skip that.
         self.optimizer.minimize(loss, self.trainable_weights, tape=tape)
-        self.stop_agreed.assign(self.stop_sync(self.stop_requested) if self.stop_sync else self.stop_requested)
+        flags = tf.stack([self.stop_requested, tf.cast(tf.logical_not(tf.math.is_finite(loss)), tf.float32)])
+        flags = self.stop_sync(flags) if self.stop_sync else flags
+        self.stop_agreed.assign(flags[0])
+        self.nonfinite_agreed.assign(flags[1])
         return {name: t.result() for name, t in self.trackers.items()}
 
     def test_step(self, data):

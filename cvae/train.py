@@ -3,10 +3,8 @@ broadcast -> metric averaging -> rank-0 validation/early stop, checkpoints, Tens
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import os
-import shutil
 import time
 from pathlib import Path
 
@@ -17,13 +15,14 @@ import tensorflow as tf
 from tensorflow import keras
 
 from cvae import callbacks as cb
+from cvae import run_dir as run_dir_contract
 from cvae.data import condition_scaler, eval_dataset, rank_plan, train_dataset
 from cvae.evaluate.features import noise_floor_sigma
 from cvae.export import export_model
 from cvae.latent_prior import fit_latent_prior
 from cvae.model import CVAE
-from data_prep.manifest import load_manifest, write_json_atomic
-from launch.config import Config, save_config
+from data_prep.manifest import check_shards, load_manifest, write_json_atomic
+from launch.config import Config
 from launch.errors import UserError
 from launch.horovod import launcher_world_size
 
@@ -62,6 +61,41 @@ class WarmupLR(keras.optimizers.schedules.LearningRateSchedule):
         return {"start": self.start, "target": self.target, "warmup_steps": self.warmup_steps}
 
 
+def image_encodings(data_dir, manifest: dict, conditions: list[str], pool: int = 1024):
+    """For each of IMAGE_AGES: the validation signal (of the first `pool`) closest in age, its condition, the same
+    condition with the requested age, and its true age; TensorBoard decodes their encodings at the requested
+    age, the way generate draws z from encodings of real signals near the age."""
+    mean, std = condition_scaler(manifest, conditions)
+    col = conditions.index("age")
+    signals, conds = [], []
+    for s, c in eval_dataset(data_dir, manifest, "val", conditions, 256):
+        signals.append(s.numpy())
+        conds.append(c.numpy())
+        if sum(len(x) for x in signals) >= pool:
+            break
+    signals, conds = np.concatenate(signals)[:pool], np.concatenate(conds)[:pool]
+    ages = conds[:, col] * std[col] + mean[col]
+    pick = [int(np.argmin(np.abs(ages - a))) for a in IMAGE_AGES]
+    target = conds[pick].copy()
+    target[:, col] = (np.array(IMAGE_AGES) - mean[col]) / std[col]
+    return {"signal": signals[pick], "cond": conds[pick], "target": target.astype(np.float32),
+            "ages": IMAGE_AGES, "source_ages": ages[pick]}
+
+
+def restore_latest_readable(ckpt: tf.train.Checkpoint, manager: tf.train.CheckpointManager, rank: int) -> str:
+    """Restore the newest checkpoint that reads back whole; a corrupt or truncated one is skipped with a warning."""
+    for path in reversed(manager.checkpoints):
+        try:
+            ckpt.restore(path).assert_existing_objects_matched()
+            return path
+        except (tf.errors.OpError, ValueError, AssertionError) as exc:
+            if rank == 0:
+                log.warning("checkpoint %s is unreadable (%s); falling back to the one before it", path,
+                            str(exc).splitlines()[0][:200])
+    raise UserError(f"no checkpoint in {manager.directory} reads back whole; resume is impossible: start a new "
+                    "--run-dir")
+
+
 def setup_devices(threads_per_rank: int) -> str:
     """One GPU per local rank with memory growth; on CPU, a fixed number of threads per rank."""
     gpus = tf.config.list_physical_devices("GPU")
@@ -84,40 +118,19 @@ def weights_digest(model: keras.Model) -> str:
     return digest.hexdigest()
 
 
-def _prepare_run_dir(cfg: Config, data_dir: Path, run_dir: Path, manifest: dict, resume: bool) -> None:
-    """Rank 0: refuse to clobber a finished or foreign run; record config, data reference, label table."""
-    if run_dir.exists() and any(run_dir.iterdir()) and not resume:
-        raise UserError(f"{run_dir} already holds a run; pass --resume to continue it or choose a new --run-dir")
-    if resume and (run_dir / "data.json").is_file():
-        old = json.loads((run_dir / "data.json").read_text())["dataset_id"]
-        if old != manifest["dataset_id"]:
-            raise UserError(f"{run_dir} was trained on dataset {old}, --data holds {manifest['dataset_id']}; "
-                            "resume with the same --data")
-    run_dir.mkdir(parents=True, exist_ok=True)
-    save_config(cfg, run_dir / "config.yaml")
-    write_json_atomic(run_dir / "data.json", {"data_dir": str(data_dir.resolve()),
-                                              "dataset_id": manifest["dataset_id"],
-                                              "manifest_sha256": hashlib.sha256(
-                                                  (data_dir / "manifest.json").read_bytes()).hexdigest()})
-    shutil.copyfile(data_dir / manifest["label_table"], run_dir / "labels-train.csv.gz")
-
-
 def _rank0_callbacks(cfg: Config, data_dir: Path, run_dir: Path, manifest: dict, size: int, steps: int,
                      lr: float, last, best, validation) -> list:
     """TensorBoard (with sample reconstructions and age-conditioned waveforms) and checkpoints."""
     conditions = cfg.model.conditions
-    mean, std = condition_scaler(manifest, conditions)
     sample = next(iter(eval_dataset(data_dir, manifest, "val", conditions, 4)))
-    age_cond = None
+    age_draws = None
     if "age" in conditions:
-        age_cond = np.tile(mean, (len(IMAGE_AGES), 1))
-        age_cond[:, conditions.index("age")] = IMAGE_AGES
-        age_cond = ((age_cond - mean) / std).astype(np.float32)
+        age_draws = image_encodings(data_dir, manifest, conditions)
     hparams = {"ranks": size, "batch_per_rank": cfg.train.batch_size, "lr_scaled": lr,
                "latent_dim": cfg.model.latent_dim, "beta": cfg.model.beta, "dense": str(cfg.model.dense_units),
                "filters": str(cfg.model.filters), "conditions": ",".join(conditions)}
     return [cb.TensorBoardLogger(str(run_dir / "tensorboard"), cfg.train.batch_size * size, steps, manifest["fs"],
-                                 cfg.train.image_every, sample, age_cond, IMAGE_AGES, hparams),
+                                 cfg.train.image_every, sample, age_draws, hparams),
             cb.Checkpointer(last, best, validation)]
 
 
@@ -133,10 +146,15 @@ def train(cfg: Config, data_dir: str | Path, run_dir: str | Path, resume: bool =
     device = setup_devices(cfg.train.threads_per_rank)
     data_dir, run_dir = Path(data_dir), Path(run_dir)
     manifest = load_manifest(data_dir)
-    error = None
+    steps = rank_plan(manifest, rank, size, cfg.train.batch_size)[2]
+    base = cfg.train.learning_rate * (size if cfg.train.scale_lr else 1)
+    error, held = None, []   # rank 0 holds the run directory's lock until this process exits
     if rank == 0:
         try:
-            _prepare_run_dir(cfg, data_dir, run_dir, manifest, resume)
+            check_shards(data_dir, manifest, full=cfg.train.verify_data == "sha256")
+            held.append(run_dir_contract.prepare(cfg, data_dir, run_dir, manifest, resume, {
+                "ranks": size, "global_batch": cfg.train.batch_size * size, "learning_rate": base,
+                "steps_per_epoch": steps}))
         except UserError as exc:
             error = exc
     # Nobody reads run_dir before rank 0 set it up, and a refusal on rank 0 stops every rank.
@@ -150,10 +168,8 @@ def train(cfg: Config, data_dir: str | Path, run_dir: str | Path, resume: bool =
         keras.mixed_precision.set_global_policy("mixed_float16")
     conditions = cfg.model.conditions
     model = CVAE(cfg.model, manifest["signal_length"], len(conditions), seed=cfg.train.seed * 1000 + rank,
-                 stop_sync=lambda flag: hvd_tf.allreduce(flag, op=hvd_tf.Max, name="stop_requested"),
+                 stop_sync=lambda flags: hvd_tf.allreduce(flags, op=hvd_tf.Max, name="step_flags"),
                  jit_compile=cfg.train.xla)
-    steps = rank_plan(manifest, rank, size, cfg.train.batch_size)[2]
-    base = cfg.train.learning_rate * (size if cfg.train.scale_lr else 1)
     lr = WarmupLR(base / size if cfg.train.warmup_epochs else base, base, cfg.train.warmup_epochs * steps)
     optimizer = hvd.DistributedOptimizer(
         keras.optimizers.Adam(lr), backward_passes_per_step=cfg.train.backward_passes_per_step,
@@ -166,10 +182,10 @@ def train(cfg: Config, data_dir: str | Path, run_dir: str | Path, resume: bool =
     last = tf.train.CheckpointManager(ckpt, run_dir / "checkpoints", max_to_keep=cfg.train.keep_checkpoints)
     best = tf.train.CheckpointManager(ckpt, run_dir / "best", max_to_keep=1)
     model.optimizer.build(model.trainable_variables)   # slots exist before a restore, so they are restored too
-    if resume and last.latest_checkpoint:
-        ckpt.restore(last.latest_checkpoint)   # every rank restores; the broadcast below keeps them equal
+    if resume and last.checkpoints:
+        restored = restore_latest_readable(ckpt, last, rank)   # every rank restores; the broadcast keeps them equal
         if rank == 0:
-            log.info("resumed from %s at epoch %d", last.latest_checkpoint, int(state.epoch.numpy()))
+            log.info("resumed from %s at epoch %d", restored, int(state.epoch.numpy()))
     elif resume and rank == 0:
         log.info("--resume: no checkpoint in %s yet, starting from scratch", run_dir)
     model.stop_requested.assign(0.0)   # a preemption checkpoint carries the stop flags; this run starts afresh
@@ -183,9 +199,10 @@ def train(cfg: Config, data_dir: str | Path, run_dir: str | Path, resume: bool =
     validation = cb.RankZeroValidation(
         eval_dataset(data_dir, manifest, "val", conditions, 256) if rank == 0 else None,
         state, cfg.train.patience, cfg.train.min_delta)
-    preemption, timer = cb.Preemption(), cb.EpochTimer()
-    callbacks = [hvd.callbacks.BroadcastGlobalVariablesCallback(0), hvd.callbacks.MetricAverageCallback(),
-                 cb.KLWarmup(cfg.model.beta, cfg.model.kl_warmup_epochs), preemption, validation, timer]
+    preemption, timer, divergence = cb.Preemption(), cb.EpochTimer(), cb.DivergenceGuard()
+    callbacks = [cb.StepWatchdog(cfg.train.step_timeout_s),
+                 hvd.callbacks.BroadcastGlobalVariablesCallback(0), hvd.callbacks.MetricAverageCallback(),
+                 cb.KLWarmup(cfg.model.beta, cfg.model.kl_warmup_epochs), preemption, divergence, validation, timer]
     if rank == 0:
         callbacks += _rank0_callbacks(cfg, data_dir, run_dir, manifest, size, steps, base, last, best, validation)
         log.info("training on %d rank(s) [%s], %d steps/epoch x %d per rank, lr %.2e, epochs %d..%d",
@@ -198,6 +215,12 @@ def train(cfg: Config, data_dir: str | Path, run_dir: str | Path, resume: bool =
                             callbacks=callbacks, verbose=2 if rank == 0 else 0)
         epochs_run = len(history.epoch)
     end_epoch = int(state.epoch.numpy())
+    if divergence.where:
+        epoch, step, global_step = divergence.where
+        raise UserError(f"training diverged: the loss became non-finite at epoch {epoch}, step {step} of {steps} "
+                        f"(global step {global_step}) on at least one rank; nothing after it was checkpointed or "
+                        f"exported; last good checkpoint: {last.latest_checkpoint or 'none'}; lower "
+                        "train.learning_rate (or raise train.warmup_epochs) and rerun with --resume")
     if preemption.preempted and rank == 0:
         # Mid-epoch stop: save weights/optimizer, keep `epoch` at the last completed one, so a resume redoes it.
         last.save(checkpoint_number=model.optimizer.iterations)
@@ -215,6 +238,9 @@ def train(cfg: Config, data_dir: str | Path, run_dir: str | Path, resume: bool =
     if rank == 0:
         if best.latest_checkpoint:
             tf.train.Checkpoint(model=model).restore(best.latest_checkpoint).expect_partial()
+        if not cb.weights_finite(model):
+            raise UserError(f"the trained weights are not finite; nothing was exported from {run_dir}; lower "
+                            "train.learning_rate and train again")
         val_signals = np.concatenate([s.numpy() for s, _ in validation.val_data.take(8)])
         prior = None
         if cfg.model.posterior_mixture:

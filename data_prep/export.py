@@ -9,7 +9,7 @@ import numpy as np
 from data_prep.sources import write_reference_pickle
 from data_prep.split import assign_splits
 from launch.config import Config
-from launch.files import tmp_path
+from launch.files import temp_beside
 
 log = logging.getLogger(__name__)
 TRIO = {"train": "train_db_1p.pickle", "val": "validation_db_1p.pickle", "test": "test_db_1p.pickle"}
@@ -23,6 +23,7 @@ def write_reference_trio(source, cfg: Config, out: Path) -> None:
     for name, filename in TRIO.items():
         part = rows[split.to_numpy() == name]
         signals = source.signals(part) if len(part) else np.zeros((0, cfg.data.signal_length), np.float32)
-        write_reference_pickle(tmp_path(out / filename), signals, part[["subject_id"] + cfg.data.labels])
-        tmp_path(out / filename).replace(out / filename)
+        tmp = temp_beside(out / filename)
+        write_reference_pickle(tmp, signals, part[["subject_id"] + cfg.data.labels])
+        tmp.replace(out / filename)
         log.info("wrote %s: %d signals", out / filename, len(part))

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import tensorflow as tf
@@ -11,6 +12,7 @@ from launch.errors import UserError
 from launch.files import write_text_atomic
 
 SCHEMA_VERSION = 1
+NORMALIZATIONS = ("maxabs", "zscore", "minmax")
 MANIFEST = "manifest.json"
 
 
@@ -27,11 +29,68 @@ def load_manifest(data_dir: str | Path) -> dict:
         manifest = json.loads(path.read_text())
     except json.JSONDecodeError as exc:
         raise UserError(f"{path} is not valid JSON ({exc.msg}); re-run prep with --overwrite") from None
-    version = manifest.get("schema_version")
+    version = manifest.get("schema_version") if isinstance(manifest, dict) else None
     if version != SCHEMA_VERSION:
         raise UserError(f"{path} has schema version {version}, this ppg-cvae reads {SCHEMA_VERSION}; "
                         "re-run prep into a new directory")
+    problem = _problem(manifest)
+    if problem:
+        raise UserError(f"{path}: {problem}; this is not a manifest prep wrote: re-run prep into a new directory")
     return manifest
+
+
+def plain_name(name) -> bool:
+    """A file name inside the data directory: no directory part, no '..', not absolute, not hidden."""
+    return isinstance(name, str) and name == Path(name).name and name not in ("", ".", "..") \
+        and not name.startswith(".") and "\\" not in name and "\0" not in name
+
+
+def _number(value, lo: float, hi: float = math.inf) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) \
+        and lo <= value <= hi
+
+
+def _problem(m: dict) -> str | None:
+    """The first thing wrong with a manifest's keys, types, ranges or file names (None: it is sound)."""
+    for key, ok in (("dataset_id", lambda v: isinstance(v, str)), ("signal_length", lambda v: _number(v, 16, 1 << 20)),
+                    ("fs", lambda v: _number(v, 1e-3, 100_000)), ("normalization", lambda v: v in NORMALIZATIONS),
+                    ("compression", lambda v: v in ("none", "gzip")), ("labels", lambda v: isinstance(v, dict)),
+                    ("label_table", plain_name), ("splits", lambda v: isinstance(v, dict))):
+        if key not in m:
+            return f"missing key '{key}'"
+        if not ok(m[key]):
+            return f"'{key}' has an invalid value {str(m[key])[:80]!r}"
+    for name, stats in m["labels"].items():
+        if not isinstance(stats, dict) or not all(_number(stats.get(k), -1e9, 1e9) for k in ("mean", "min", "max")) \
+                or not _number(stats.get("std"), 1e-12, 1e9):
+            return f"label '{name}' has no finite mean/std/min/max (std > 0)"
+    for split in ("train", "val", "test"):
+        info = m["splits"].get(split)
+        if not isinstance(info, dict) or not _number(info.get("count"), 0) or not isinstance(info.get("shards"), list):
+            return f"split '{split}' is missing or lacks count/shards"
+        for shard in info["shards"]:
+            name = shard.get("file") if isinstance(shard, dict) else shard
+            if not plain_name(name):
+                return f"split '{split}' lists a shard {str(name)[:80]!r}, not a plain file name in the data directory"
+            if not all(_number(shard.get(k), 0) for k in ("count", "bytes")) or not isinstance(shard.get("sha256"), str):
+                return f"shard {shard['file']} lacks count/bytes/sha256"
+        if sum(s["count"] for s in info["shards"]) != info["count"]:
+            return f"split '{split}' count {info['count']} is not the sum of its shards' counts"
+    return None
+
+
+def check_shards(data_dir: str | Path, manifest: dict, full: bool = False) -> None:
+    """Every shard the manifest lists exists with its recorded size (and, when `full`, its sha256)."""
+    for split, info in manifest["splits"].items():
+        for shard in info["shards"]:
+            path = Path(data_dir) / shard["file"]
+            if not path.is_file():
+                raise UserError(f"{path}: shard listed in the manifest is missing; re-run prep to rebuild it")
+            if path.stat().st_size != shard["bytes"]:
+                raise UserError(f"{path}: {path.stat().st_size} bytes, the manifest says {shard['bytes']} (truncated "
+                                "or replaced); delete it and re-run prep")
+            if full and sha256_of(path) != shard["sha256"]:
+                raise UserError(f"{path}: sha256 mismatch (corrupted or replaced); delete it and re-run prep")
 
 
 def shard_paths(data_dir: str | Path, manifest: dict, split: str) -> list[Path]:
@@ -41,15 +100,12 @@ def shard_paths(data_dir: str | Path, manifest: dict, split: str) -> list[Path]:
 def verify(data_dir: str | Path) -> dict:
     """Re-check every shard's sha256 and record count against the manifest; raises on the first mismatch."""
     manifest = load_manifest(data_dir)
+    check_shards(data_dir, manifest, full=True)
     compression = "GZIP" if manifest["compression"] == "gzip" else ""
     checked = 0
     for split, info in manifest["splits"].items():
         for shard in info["shards"]:
             path = Path(data_dir) / shard["file"]
-            if not path.is_file():
-                raise UserError(f"{path}: shard listed in the manifest is missing; re-run prep to rebuild it")
-            if sha256_of(path) != shard["sha256"]:
-                raise UserError(f"{path}: sha256 mismatch (corrupted or replaced); delete it and re-run prep")
             count = sum(1 for _ in tf.data.TFRecordDataset(str(path), compression_type=compression))
             if count != shard["count"]:
                 raise UserError(f"{path}: holds {count} records, manifest says {shard['count']}")

@@ -111,6 +111,8 @@ def prepare(cfg: Config, out: str | Path, source, overwrite: bool = False) -> di
     out.mkdir(parents=True, exist_ok=True)
     ident = dataset_id(cfg, source)
     _claim_output(out, ident, overwrite)
+    for stale in out.glob(".*.tfrecord*.tmp"):   # shards of an interrupted run (the caller holds the lock)
+        stale.unlink()
     manifest_path = out / MANIFEST
     if manifest_path.is_file() and json.loads(manifest_path.read_text()).get("dataset_id") == ident:
         log.info("%s is already complete (dataset %s); nothing to do", out, ident)

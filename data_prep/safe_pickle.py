@@ -13,8 +13,12 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 # numpy reconstructs arrays, dtypes and scalars through these (numpy 1.x: numpy.core, 2.x: numpy._core).
 _NUMPY = {(f"numpy.{core}.{mod}", name) for core in ("core", "_core")
@@ -172,7 +176,7 @@ def _child(path: str, out: str) -> None:
         sys.exit(f"unreadable pickle ({type(exc).__name__}: {exc})".replace("\n", " "))
 
 
-def load_reference_pickle(path: Path, workdir: Path) -> tuple[list[np.ndarray], "pd.DataFrame"]:
+def load_reference_pickle(path: Path, workdir: Path) -> tuple[list[np.ndarray], pd.DataFrame]:
     """The reference study's {"labels": DataFrame, "samples": [1-D arrays]} from an untrusted pickle.
 
     Returns float64 samples and the label table (numbers as float64, datetimes as datetime64, the rest as

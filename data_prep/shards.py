@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import tensorflow as tf
 
-from launch.files import tmp_path
+from launch.files import temp_beside
 
 
 def shard_name(split: str, index: int, count: int, compression: str) -> str:
@@ -41,7 +41,7 @@ class ShardWriter:
 
     def __init__(self, path: str | Path, compression: str):
         self.path = Path(path)
-        self.tmp = tmp_path(self.path)
+        self.tmp = temp_beside(self.path)
         options = tf.io.TFRecordOptions(compression_type="GZIP" if compression == "gzip" else "")
         self._writer = tf.io.TFRecordWriter(str(self.tmp), options)
         self.count = 0

@@ -25,6 +25,7 @@ from launch.errors import UserError
 
 log = logging.getLogger(__name__)
 REFERENCE_TRIO = {"train_db_1p.pickle": "train", "validation_db_1p.pickle": "val", "test_db_1p.pickle": "test"}
+TIME_COLUMNS = {"time", "timestamp", "t", "time_s", "time_ms", "timestamp_ms", "seconds", "ms"}
 SEX_CODES = {"m": 0.0, "male": 0.0, "f": 1.0, "female": 1.0, "0": 0.0, "1": 1.0}
 
 
@@ -135,16 +136,32 @@ def read_recording(path: Path, data: DataConfig, fs: float | None) -> tuple[np.n
             ch = next((i for i, n in enumerate(names) if "PLETH" in n or "PPG" in n), 0)
         return record.p_signal[:, ch].astype(np.float64), float(record.fs)
     table = pd.read_csv(path)
-    numeric = [c for c in table.columns if pd.api.types.is_numeric_dtype(table[c]) and c.lower() != "time"]
-    column = data.raw_column or (numeric[0] if numeric else None)
+    time_cols = [c for c in table.columns if str(c).strip().lower() in TIME_COLUMNS]
+    if data.raw_column in time_cols:
+        raise UserError(f"{path}: data.raw_column={data.raw_column!r} is a time axis, not a signal; name the PPG column")
+    numeric = [c for c in table.columns if pd.api.types.is_numeric_dtype(table[c]) and c not in time_cols]
+    if not data.raw_column and len(numeric) != 1:
+        raise UserError(f"{path}: {'no numeric column' if not numeric else 'several numeric columns'} "
+                        f"({', '.join(map(str, numeric)) or 'has ' + ', '.join(map(str, table.columns))}); "
+                        "set data.raw_column to the PPG column")
+    column = data.raw_column or numeric[0]
     if column not in table:
         raise UserError(f"{path}: no column {column!r} (has {', '.join(map(str, table.columns))}); set data.raw_column")
-    if fs is None and "time" in [c.lower() for c in table.columns]:
-        t = table[[c for c in table.columns if c.lower() == "time"][0]].to_numpy(np.float64)
-        fs = 1.0 / float(np.median(np.diff(t)))
+    if fs is None and time_cols:
+        fs = _rate_from_time(table[time_cols[0]], path)
     if fs is None:
-        raise UserError(f"{path}: no sampling rate; pass --fs HZ or add a 'time' column in seconds")
+        raise UserError(f"{path}: no sampling rate; pass --fs HZ or add a time column (time, timestamp or t)")
     return table[column].to_numpy(np.float64), float(fs)
+
+
+def _rate_from_time(t: pd.Series, path: Path) -> float:
+    """Sampling rate from a time column in seconds, or milliseconds (named *ms, or steps of more than 1)."""
+    step = float(np.median(np.diff(pd.to_numeric(t, errors="coerce").to_numpy(np.float64))))
+    if not np.isfinite(step) or step <= 0:
+        raise UserError(f"{path}: time column {t.name!r} does not increase; pass --fs HZ")
+    if str(t.name).lower().endswith("ms") or step > 1:
+        step /= 1000.0
+    return 1.0 / step
 
 
 def read_recordings(paths: list[Path], data: DataConfig, fs: float | None) -> tuple[np.ndarray, pd.DataFrame]:

@@ -36,23 +36,31 @@ def _setup_logging() -> None:
 
 
 def _config_arg(p: argparse.ArgumentParser, required: bool = True) -> None:
-    p.add_argument("--config", required=required, metavar="C", help="YAML config (see configs/ and docs/CONFIG.md)")
+    p.add_argument("--config", required=required, metavar="C", help="YAML config (see configs/; every key and its range: launch/config.py)")
     p.add_argument("overrides", nargs="*", metavar="key.sub=value", help=OVERRIDES_HELP)
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """argparse that reports a bad flag on one line (exit 2) instead of the usage block."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message}; see '{self.prog} --help'\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="ppg-cvae", description=(
+    parser = OneLineParser(prog="ppg-cvae", description=(
         "Train a conditional convolutional VAE on PPG pulse waveforms with Horovod and generate "
         "synthetic PPG for requested ages. Pipeline: prep -> train -> generate -> evaluate."))
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True, parser_class=OneLineParser)
 
     p = sub.add_parser("prep", help="signals -> validated, subject-disjoint TFRecord shards + manifest.json",
                        description="Read signals (or simulate the built-in cohort), validate, normalize, split by "
                                    "subject and write sharded TFRecords with DIR/manifest.json.")
     _config_arg(p)
     p.add_argument("--out", required=True, metavar="DIR", help="output directory for shards and manifest.json")
-    p.add_argument("--source", nargs="*", default=[], metavar="PATH",
-                   help="input files or directories; none = the built-in cohort simulator")
+    p.add_argument("--source", action="append", default=[], metavar="PATH",
+                   help="an input file or directory (repeat the flag for several); none = the built-in cohort "
+                        "simulator")
     p.add_argument("--fs", type=float, metavar="HZ", help="sampling rate of raw recordings that do not carry one")
     p.add_argument("--overwrite", action="store_true",
                    help="replace a different dataset already in --out (only prep's own files are removed)")
@@ -73,15 +81,17 @@ def build_parser() -> argparse.ArgumentParser:
                    help="continue from RUN's last checkpoint (weights, optimizer, epoch, LR, early-stopping state)")
 
     p = sub.add_parser("generate", help="synthetic signals for requested ages -> .npz + PNG",
-                       description="Generate N signals per requested age with a trained model; other labels are "
-                                   "fixed with --label or drawn from training subjects near each age.")
+                       description="Generate N signals per requested age with a trained model; its other "
+                                   "conditions are fixed with --label or drawn from training subjects near each age.")
     p.add_argument("--model", required=True, metavar="RUN", help="training run directory (holds model/)")
     p.add_argument("--ages", required=True, metavar="SPEC", help="18:98 (inclusive), 18:98:5 (step) or 20,40,60")
     p.add_argument("--n-per-age", type=int, required=True, metavar="K", help="signals per requested age")
     p.add_argument("--out", required=True, metavar="FILE.npz", help="output .npz; the PNG is written beside it")
     p.add_argument("--seed", type=int, default=None, metavar="S", help="random seed (default: generate.seed)")
     p.add_argument("--label", action="append", default=[], metavar="k=v",
-                   help="fix a label for every signal, e.g. --label sex=F --label bmi=24 (repeatable)")
+                   help="fix a condition of the model for every signal, e.g. --label sex=F when the model was trained with "
+                        "sex in model.conditions (repeatable); labels that are not conditions are drawn from "
+                        "training subjects near each age and recorded as such")
     p.add_argument("--format", action="append", default=[], choices=["csv", "pickle"],
                    help="also write labels as CSV, or the reference study's {labels, samples} pickle (repeatable)")
     p.add_argument("--allow-extrapolation", action="store_true",
@@ -91,13 +101,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("evaluate", help="fidelity report: synthetic vs held-out real signals",
                        description="Compare synthetic signals to the held-out test split: age conditioning "
-                                   "fidelity, real-vs-synthetic discriminability, train-on-synthetic/test-on-real.")
+                                   "fidelity, real-vs-synthetic discriminability, train-on-synthetic/test-on-real. "
+                                   "Takes no config: its one setting is --seed.")
     p.add_argument("--synthetic", required=True, metavar="FILE.npz", help="output of ppg-cvae generate")
     p.add_argument("--data", required=True, metavar="DIR", help="prepared dataset directory (real signals)")
     p.add_argument("--out", required=True, metavar="REPORT_DIR", help="writes report.md, metrics.json, figures")
     p.add_argument("--seed", type=int, default=0, metavar="S", help="seed for the evaluation models")
-    p.add_argument("--config", metavar="C", help="YAML config (optional)")
-    p.add_argument("overrides", nargs="*", metavar="key.sub=value", help=OVERRIDES_HELP)
 
     p = sub.add_parser("demo", help="the whole pipeline at demo scale on CPU with 2 Horovod ranks",
                        description="prep (simulator) -> train (horovodrun -np 2, Gloo) -> generate -> evaluate.")
@@ -117,9 +126,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("command_args", nargs=argparse.REMAINDER, metavar="-- train ...",
                    help="the ppg-cvae subcommand and its arguments, after --")
 
-    p = sub.add_parser("tensorboard", help="serve a run's TensorBoard logs on 127.0.0.1 (prints the ssh tunnel)",
-                       description="Start TensorBoard on RUN_DIR/tensorboard, bound to 127.0.0.1 unless --host.")
-    p.add_argument("run_dir", metavar="RUN_DIR", help="training run directory")
+    p = sub.add_parser("tensorboard", help="serve TensorBoard for a run or a folder of runs on 127.0.0.1",
+                       description="Start TensorBoard on RUN_DIR/tensorboard (or on every RUN/tensorboard inside a "
+                                   "folder of runs, each under its run's name), bound to 127.0.0.1 unless --host.")
+    p.add_argument("run_dir", metavar="RUN_DIR", help="training run directory, or a folder of them")
     p.add_argument("--port", type=int, default=6006, help="port (default 6006)")
     p.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1: reach it via ssh -L)")
 
@@ -130,6 +140,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def cmd_prep(args) -> int:
     from launch.config import load_config
+    from launch.files import lock_directory
     from data_prep.manifest import verify
     if args.verify:
         result = verify(args.out)
@@ -139,14 +150,17 @@ def cmd_prep(args) -> int:
     from data_prep.prep import prepare
     from data_prep.sources import open_source
     cfg = load_config(args.config, args.overrides)
-    if args.fs is not None and args.fs <= 0:
-        raise UserError(f"--fs {args.fs}: the sampling rate must be positive (Hz)")
-    source = open_source(args.source, cfg.simulate, cfg.data, args.fs, Path(args.out))
-    if args.as_reference_pickles:
-        from data_prep.export import write_reference_trio
-        write_reference_trio(source, cfg, Path(args.out))
-        return 0
-    prepare(cfg, args.out, source, overwrite=args.overwrite)
+    if args.fs is not None and not 0 < args.fs <= 100_000:
+        raise UserError(f"--fs {args.fs}: the sampling rate must be a number of Hz in (0, 100000]")
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    with lock_directory(out, ".prep.lock", "ppg-cvae prep (--out)"):
+        source = open_source(args.source, cfg.simulate, cfg.data, args.fs, out)
+        if args.as_reference_pickles:
+            from data_prep.export import write_reference_trio
+            write_reference_trio(source, cfg, out)
+        else:
+            prepare(cfg, out, source, overwrite=args.overwrite)
     return 0
 
 
@@ -238,21 +252,32 @@ def cmd_launch(args) -> int:
     return horovod.run(cmd)
 
 
+def tensorboard_runs(path: Path) -> list[tuple[str, Path]]:
+    """(name, log directory) of the run at `path`, or of every run directly inside it."""
+    if (path / "tensorboard").is_dir():
+        return [(path.resolve().name, path / "tensorboard")]
+    runs = sorted((d.name, d / "tensorboard") for d in path.iterdir() if (d / "tensorboard").is_dir()) \
+        if path.is_dir() else []
+    if not runs:
+        raise UserError(f"{path}: no tensorboard/ inside it or in its subdirectories; pass a run directory written "
+                        "by ppg-cvae train, or a folder of them")
+    return runs
+
+
 def cmd_tensorboard(args) -> int:
     import getpass
     import shutil
     import socket
-    logdir = Path(args.run_dir) / "tensorboard"
-    if not logdir.is_dir():
-        raise UserError(f"{logdir} not found; pass a run directory written by ppg-cvae train")
-    print(f"TensorBoard for {logdir} at http://{args.host}:{args.port}/\n"
+    runs = tensorboard_runs(Path(args.run_dir))
+    spec = ",".join(f"{name.replace(':', '_').replace(',', '_')}:{logdir}" for name, logdir in runs)
+    print(f"TensorBoard for {', '.join(name for name, _ in runs)} at http://{args.host}:{args.port}/\n"
           f"from your laptop: ssh -N -L {args.port}:127.0.0.1:{args.port} {getpass.getuser()}@{socket.getfqdn()} "
           f"then open http://localhost:{args.port}/", flush=True)
     exe = Path(sys.executable).parent / "tensorboard"
     exe = str(exe) if exe.exists() else shutil.which("tensorboard")
     if exe is None:
         raise UserError("tensorboard is not installed in this environment; run 'make setup'")
-    os.execv(exe, [exe, "--logdir", str(logdir), "--host", args.host, "--port", str(args.port)])
+    os.execv(exe, [exe, "--logdir_spec", spec, "--host", args.host, "--port", str(args.port)])
 
 
 COMMANDS = {"prep": cmd_prep, "train": cmd_train, "generate": cmd_generate, "evaluate": cmd_evaluate,

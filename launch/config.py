@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,7 +35,7 @@ class DataConfig:
     label_map: dict[str, str] = field(default_factory=dict)     # source column -> label, e.g. {Age: age}
     label_scale: dict[str, float] = field(default_factory=dict)  # unit fixes, e.g. {height: 100} for metres
     length_policy: str = "reject"    # signals of another length: reject (quarantine) | crop | resample
-    raw_column: str = ""             # raw CSV recordings: the PPG column ('' = the only/first numeric one)
+    raw_column: str = ""             # raw CSV recordings: the PPG column ('' = the only numeric column besides time)
     raw_channel: str = ""            # WFDB records: channel name ('' = first PLETH/PPG channel, else 0)
     window_overlap: float = 0.0      # raw recordings: overlap of consecutive windows, fraction [0, 1)
     normalization: str = "maxabs"    # maxabs (per signal, reference study) | zscore | minmax
@@ -89,6 +90,8 @@ class TrainConfig:
     deterministic: bool = False      # TensorFlow op determinism (bit-reproducible resume; slower)
     image_every: int = 5             # epochs between TensorBoard waveform images (0 = never)
     keep_checkpoints: int = 3
+    verify_data: str = "size"        # at train start, every shard must exist with its manifest size | sha256 (full read)
+    step_timeout_s: float = 600.0    # a rank with no finished step (or validation) for this long ends the job
     seed: int = 42
 
 
@@ -122,7 +125,62 @@ CHOICES = {
     "model.conv_activation": ("relu", "tanh", "elu"),
     "model.likelihood": ("gaussian", "sse"),
     "generate.latent": ("fitted", "standard"),
+    "train.verify_data": ("size", "sha256"),
 }
+
+
+@dataclass(frozen=True)
+class Range:
+    """An interval a numeric key must lie in; NaN and infinities are outside every range."""
+    lo: float
+    hi: float = math.inf
+    lo_open: bool = False
+    hi_open: bool = False
+
+    def __contains__(self, value: float) -> bool:
+        return (math.isfinite(value) and (self.lo < value if self.lo_open else self.lo <= value)
+                and (value < self.hi if self.hi_open else value <= self.hi))
+
+    def __str__(self) -> str:
+        if self.hi == math.inf:
+            return f"{'>' if self.lo_open else '>='} {self.lo:g}"
+        return f"{'(' if self.lo_open else '['}{self.lo:g}, {self.hi:g}{')' if self.hi_open else ']'}"
+
+
+COUNT, NON_NEGATIVE, POSITIVE = Range(1), Range(0), Range(0, lo_open=True)
+FRACTION = Range(0, 1, hi_open=True)
+# The documented range of every numeric key (list and mapping keys: of each item); checked at load.
+RANGES = {
+    "simulate.n_subjects": COUNT, "simulate.segments_per_subject": COUNT, "simulate.age_min": Range(0, 120),
+    "simulate.age_max": Range(0, 120), "simulate.noise_std": Range(0, 1), "simulate.artifact_rate": Range(0, 1),
+    "data.signal_length": Range(16, 1 << 20), "data.fs": Range(0, 100_000, lo_open=True),
+    "data.label_scale": POSITIVE, "data.window_overlap": FRACTION, "data.val_fraction": FRACTION,
+    "data.test_fraction": FRACTION, "data.train_shards": COUNT, "data.val_shards": COUNT, "data.test_shards": COUNT,
+    "data.max_bad_fraction": FRACTION, "data.workers": COUNT, "data.seed": NON_NEGATIVE,
+    "model.latent_dim": COUNT, "model.filters": COUNT, "model.kernel_size": COUNT, "model.stride": COUNT,
+    "model.dense_units": COUNT, "model.beta": NON_NEGATIVE, "model.kl_warmup_epochs": NON_NEGATIVE,
+    "model.posterior_mixture": NON_NEGATIVE, "model.posterior_mixture_rows": COUNT,
+    "train.epochs": COUNT, "train.batch_size": COUNT, "train.learning_rate": Range(0, 10, lo_open=True),
+    "train.warmup_epochs": NON_NEGATIVE, "train.patience": NON_NEGATIVE, "train.min_delta": NON_NEGATIVE,
+    "train.threads_per_rank": NON_NEGATIVE, "train.shuffle_buffer": COUNT, "train.backward_passes_per_step": COUNT,
+    "train.image_every": NON_NEGATIVE, "train.keep_checkpoints": COUNT, "train.seed": NON_NEGATIVE,
+    "train.step_timeout_s": Range(10, 86_400),
+    "generate.batch_size": COUNT, "generate.seed": NON_NEGATIVE,
+}
+
+
+def _check_ranges(cfg: Config, source: str) -> None:
+    """Every numeric value (and every item of a numeric list or mapping) inside its documented range."""
+    for key, allowed in RANGES.items():
+        section, name = key.split(".")
+        value = getattr(getattr(cfg, section), name)
+        items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) \
+            else [(None, value)]
+        for sub, v in items:
+            if v not in allowed:
+                where = key if sub is None else f"{key}[{sub}]" if isinstance(sub, int) else f"{key}.{sub}"
+                phrase = f"must be {allowed}" if allowed.hi == math.inf else f"must lie in {allowed}"
+                raise UserError(f"{source}: '{where}' is {v!r}; it {phrase}")
 
 
 def _type_name(tp) -> str:
@@ -188,47 +246,21 @@ def _validate(cfg: Config, source: str) -> Config:
     for label in cfg.model.conditions:
         if label not in cfg.data.labels:
             raise UserError(f"{source}: 'model.conditions' uses {label!r}, which is not in data.labels")
-    positive = {
-        "data.signal_length": cfg.data.signal_length, "data.fs": cfg.data.fs,
-        "simulate.n_subjects": cfg.simulate.n_subjects,
-        "simulate.segments_per_subject": cfg.simulate.segments_per_subject,
-        "data.train_shards": cfg.data.train_shards, "data.val_shards": cfg.data.val_shards,
-        "data.test_shards": cfg.data.test_shards, "data.workers": cfg.data.workers,
-        "model.latent_dim": cfg.model.latent_dim, "model.kernel_size": cfg.model.kernel_size,
-        "model.stride": cfg.model.stride,
-        "train.epochs": cfg.train.epochs, "train.batch_size": cfg.train.batch_size,
-        "train.learning_rate": cfg.train.learning_rate, "generate.batch_size": cfg.generate.batch_size,
-        "train.keep_checkpoints": cfg.train.keep_checkpoints,
-        "train.backward_passes_per_step": cfg.train.backward_passes_per_step,
-        "model.posterior_mixture_rows": cfg.model.posterior_mixture_rows,
-    }
-    for key, value in positive.items():
-        if value <= 0:
-            raise UserError(f"{source}: '{key}' must be > 0, got {value}")
-    for key in ("filters", "dense_units"):
-        values = getattr(cfg.model, key)
-        if not values or min(values) <= 0:
-            raise UserError(f"{source}: 'model.{key}' must be a non-empty list of positive ints")
+    _check_ranges(cfg, source)
     if cfg.data.signal_length % (cfg.model.stride ** len(cfg.model.filters)):
         raise UserError(f"{source}: data.signal_length {cfg.data.signal_length} is not divisible by "
                         f"model.stride**len(model.filters) = {cfg.model.stride ** len(cfg.model.filters)}")
-    if not 0 <= cfg.data.val_fraction < 1 or not 0 <= cfg.data.test_fraction < 1 \
-            or cfg.data.val_fraction + cfg.data.test_fraction >= 1:
-        raise UserError(f"{source}: data.val_fraction + data.test_fraction must lie in [0, 1)")
-    if not 0 <= cfg.data.window_overlap < 1:
-        raise UserError(f"{source}: 'data.window_overlap' must lie in [0, 1)")
     for name in list(cfg.data.label_map.values()) + list(cfg.data.label_scale):
         if name not in LABELS:
             raise UserError(f"{source}: data.label_map/label_scale name unknown label {name!r}; known: {', '.join(LABELS)}")
-    if not 0 <= cfg.data.max_bad_fraction <= 1:
-        raise UserError(f"{source}: 'data.max_bad_fraction' must lie in [0, 1]")
+    for key in ("filters", "dense_units"):
+        if not getattr(cfg.model, key):
+            raise UserError(f"{source}: 'model.{key}' must be a non-empty list of positive ints")
+    if cfg.data.val_fraction + cfg.data.test_fraction >= 1:
+        raise UserError(f"{source}: data.val_fraction + data.test_fraction is "
+                        f"{cfg.data.val_fraction + cfg.data.test_fraction:g}; it must stay below 1")
     if not cfg.simulate.age_min < cfg.simulate.age_max:
         raise UserError(f"{source}: simulate.age_min must be below simulate.age_max")
-    for key in ("train.patience", "train.warmup_epochs", "train.image_every", "train.threads_per_rank",
-                "model.kl_warmup_epochs", "model.posterior_mixture"):
-        section, name = key.split(".")
-        if getattr(getattr(cfg, section), name) < 0:
-            raise UserError(f"{source}: '{key}' must be >= 0")
     return cfg
 
 

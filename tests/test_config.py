@@ -3,7 +3,10 @@ from pathlib import Path
 
 import pytest
 
-from launch.config import Config, load_config, save_config
+import dataclasses
+import typing
+
+from launch.config import RANGES, Config, load_config, save_config
 from launch.errors import UserError
 
 CONFIGS = sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.yaml"))
@@ -70,7 +73,7 @@ def test_invalid_yaml_and_missing_file(tmp_path):
 def test_value_checks(tmp_path):
     with pytest.raises(UserError, match="'data.normalization' is 'l2'"):
         load_config(None, ["data.normalization=l2"])
-    with pytest.raises(UserError, match="'train.batch_size' must be > 0"):
+    with pytest.raises(UserError, match="'train.batch_size' is 0; it must be >= 1"):
         load_config(None, ["train.batch_size=0"])
     with pytest.raises(UserError, match="model.conditions"):
         load_config(None, ["model.conditions=[shoe_size]"])
@@ -98,3 +101,51 @@ def test_saved_config_round_trips(tmp_path):
     cfg = load_config(None, ["train.epochs=9"])
     save_config(cfg, tmp_path / "resolved.yaml")
     assert load_config(tmp_path / "resolved.yaml") == cfg
+
+
+def numeric_keys() -> list[str]:
+    """Every config key whose value is a number, or a list or mapping of numbers."""
+    keys = []
+    for section in dataclasses.fields(Config):
+        for name, tp in typing.get_type_hints(type(getattr(Config(), section.name))).items():
+            args = typing.get_args(tp)
+            if tp in (int, float) or (args and args[-1] in (int, float)):
+                keys.append(f"{section.name}.{name}")
+    return keys
+
+
+def test_every_numeric_key_has_a_range():
+    keys = numeric_keys()
+    assert len(keys) > 30
+    assert sorted(set(keys) - set(RANGES)) == []
+    assert sorted(set(RANGES) - set(keys)) == []
+
+
+@pytest.mark.parametrize("override, message", [
+    ("train.learning_rate=nan", "'train.learning_rate' is nan; it must lie in (0, 10]"),
+    ("train.learning_rate=0", "'train.learning_rate' is 0.0; it must lie in (0, 10]"),
+    ("train.learning_rate=-1e-3", "'train.learning_rate' is -0.001"),
+    ("model.beta=-3", "'model.beta' is -3.0; it must be >= 0"),
+    ("model.beta=.inf", "'model.beta' is inf; it must be >= 0"),
+    ("train.min_delta=-.inf", "'train.min_delta' is -inf"),
+    ("data.val_fraction=1", "'data.val_fraction' is 1.0; it must lie in [0, 1)"),
+    ("data.max_bad_fraction=-0.1", "'data.max_bad_fraction' is -0.1"),
+    ("data.window_overlap=.nan", "'data.window_overlap' is nan"),
+    ("simulate.noise_std=2", "'simulate.noise_std' is 2.0; it must lie in [0, 1]"),
+    ("train.epochs=0", "'train.epochs' is 0; it must be >= 1"),
+    ("data.seed=-1", "'data.seed' is -1; it must be >= 0"),
+    ("model.filters=[8, 0]", "'model.filters[1]' is 0; it must be >= 1"),
+    ("data.label_scale={height: .nan}", "'data.label_scale.height' is nan; it must be > 0"),
+    ("data.fs=.inf", "'data.fs' is inf"),
+    ("data.val_fraction=0.95", "data.val_fraction + data.test_fraction is 1.05; it must stay below 1"),
+])
+def test_out_of_range_values_name_key_value_and_range(override, message):
+    with pytest.raises(UserError) as exc:
+        load_config(CONFIGS[0].parent / "smoke.yaml", [override])
+    assert message in str(exc.value) and "\n" not in str(exc.value)
+
+
+def test_range_boundaries_are_accepted():
+    cfg = load_config(None, ["model.beta=0", "data.val_fraction=0", "train.min_delta=0", "train.patience=0",
+                             "data.max_bad_fraction=0", "simulate.artifact_rate=1"])
+    assert (cfg.model.beta, cfg.data.val_fraction, cfg.simulate.artifact_rate) == (0.0, 0.0, 1.0)

@@ -25,11 +25,11 @@ def test_parse_labels():
             parse_labels(bad, ["age", "sex", "bmi"])
 
 
-def test_generation_is_deterministic_and_honours_labels(trained_run, tmp_path):
+def test_generation_is_deterministic_and_records_how_labels_were_made(trained_run, tmp_path):
     ages = np.array([30.0, 50.0])
-    a = generate(trained_run, ages, 5, tmp_path / "a.npz", seed=3, fixed={"bmi": 25.0}, formats=("csv", "pickle"))
-    generate(trained_run, ages, 5, tmp_path / "b.npz", seed=3, fixed={"bmi": 25.0})
-    generate(trained_run, ages, 5, tmp_path / "c.npz", seed=4, fixed={"bmi": 25.0})
+    a = generate(trained_run, ages, 5, tmp_path / "a.npz", seed=3, formats=("csv", "pickle"))
+    generate(trained_run, ages, 5, tmp_path / "b.npz", seed=3)
+    generate(trained_run, ages, 5, tmp_path / "c.npz", seed=4)
     assert a["signals"] == 10
     with np.load(tmp_path / "a.npz") as x, np.load(tmp_path / "b.npz") as y, np.load(tmp_path / "c.npz") as z:
         assert np.array_equal(x["signals"], y["signals"])
@@ -37,13 +37,15 @@ def test_generation_is_deterministic_and_honours_labels(trained_run, tmp_path):
         names = list(x["label_names"])
         labels = x["labels"]
         assert labels[:, names.index("age")].tolist() == [30.0] * 5 + [50.0] * 5
-        assert np.all(labels[:, names.index("bmi")] == 25.0)
         assert x["signals"].shape == (10, 1024) and np.isfinite(x["signals"]).all()
         assert np.abs(x["signals"]).max() <= 1.0   # tanh output, the maxabs data range
-        assert json.loads(str(x["request"]))["seed"] == 3
+        request = json.loads(str(x["request"]))
+        assert request["seed"] == 3 and request["conditions"] == ["age"]
+        assert set(request["unconditioned_labels"]["columns"]) == set(names) - {"age"}
+        assert "signals do not depend on them" in request["unconditioned_labels"]["how"]
     assert (tmp_path / "a.png").stat().st_size > 1000
     csv = pd.read_csv(tmp_path / "a.csv")
-    assert len(csv) == 10 and (csv["bmi"] == 25.0).all()
+    assert len(csv) == 10 and list(csv["age"]) == [30.0] * 5 + [50.0] * 5
     ref = pd.read_pickle(tmp_path / "a.pickle")
     assert set(ref) == {"labels", "samples"} and len(ref["samples"]) == 10
 
@@ -59,13 +61,44 @@ def test_other_labels_come_from_subjects_near_the_age(trained_run, tmp_path):
 def test_out_of_range_requests_are_refused(trained_run, tmp_path):
     with pytest.raises(UserError, match="training range"):
         generate(trained_run, np.array([5.0]), 2, tmp_path / "x.npz")
-    with pytest.raises(UserError, match="bmi=90"):
-        generate(trained_run, np.array([40.0]), 2, tmp_path / "x.npz", fixed={"bmi": 90.0})
+    with pytest.raises(UserError, match=r"--label bmi: this model is conditioned on age only"):
+        generate(trained_run, np.array([40.0]), 2, tmp_path / "x.npz", fixed={"bmi": 25.0})
     with pytest.raises(UserError, match=".npz"):
         generate(trained_run, np.array([40.0]), 2, tmp_path / "x.csv")
     assert not list(tmp_path.iterdir())   # nothing half-written
     generate(trained_run, np.array([5.0]), 2, tmp_path / "x.npz", allow_extrapolation=True)
     assert (tmp_path / "x.npz").is_file()
+
+
+def test_a_fixed_condition_reaches_the_decoder_and_the_labels(smoke_data, tmp_path):
+    """A model conditioned on age and bmi (exported untrained: the wiring, not the quality, is under test)."""
+    import shutil
+
+    from conftest import SMOKE
+    from cvae.export import export_model
+    from cvae.model import CVAE
+    from data_prep.manifest import load_manifest
+    from launch.config import load_config
+
+    cfg = load_config(SMOKE, ["model.conditions=[age, bmi]"])
+    manifest = load_manifest(smoke_data)
+    model = CVAE(cfg.model, manifest["signal_length"], 2)
+    model.build([(None, manifest["signal_length"]), (None, 2)])
+    run = tmp_path / "run"
+    run.mkdir()
+    shutil.copyfile(smoke_data / manifest["label_table"], run / "labels-train.csv.gz")
+    export_model(model, cfg, manifest, run, best_val_loss=0.0, noise_sigma=0.0)
+    bmi = manifest["labels"]["bmi"]
+    low, high = bmi["min"] + 1, bmi["max"] - 1
+    for value in (low, high):
+        generate(run, np.array([40.0]), 4, tmp_path / f"b{value:.0f}.npz", seed=1, fixed={"bmi": value})
+    with np.load(tmp_path / f"b{low:.0f}.npz") as a, np.load(tmp_path / f"b{high:.0f}.npz") as b:
+        names = list(a["label_names"])
+        assert np.allclose(a["labels"][:, names.index("bmi")], low)
+        assert not np.allclose(a["signals"], b["signals"])
+        assert "bmi" not in json.loads(str(a["request"]))["unconditioned_labels"]["columns"]
+    with pytest.raises(UserError, match=r"--label hr: this model is conditioned on age, bmi only"):
+        generate(run, np.array([40.0]), 2, tmp_path / "x.npz", fixed={"hr": 70.0})
 
 
 def test_latent_draws_follow_the_training_encodings_of_the_requested_age(trained_run, smoke_data, tmp_path):

@@ -41,6 +41,30 @@ def test_launch_builds_horovodrun_commands():
     assert expand_tasks_per_node("4(x2),2") == [4, 4, 2]
 
 
+def test_tensorboard_serves_a_folder_of_runs_each_under_its_name(trained_run, tmp_path):
+    for name in ("lr-a", "lr-b"):
+        shutil.copytree(trained_run / "tensorboard", tmp_path / name / "tensorboard")
+    (tmp_path / "notes").mkdir()
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen([sys.executable, "-m", "launch.cli", "tensorboard", str(tmp_path), "--port", str(port)],
+                            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline, runs = time.time() + 90, []
+        while time.time() < deadline and len(runs) < 2:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/data/runs", timeout=5) as r:
+                    runs = json.loads(r.read())
+            except OSError:
+                pass
+            time.sleep(1)
+        assert sorted(runs) == ["lr-a", "lr-b"]
+    finally:
+        proc.terminate()
+        proc.communicate(timeout=30)
+
+
 def test_tensorboard_serves_the_runs_scalars_on_loopback(trained_run):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -59,7 +83,7 @@ def test_tensorboard_serves_the_runs_scalars_on_loopback(trained_run):
                 time.sleep(1)
         run_tags = next(iter(tags.values()), {})
         assert "train/loss" in run_tags and "val/loss" in run_tags, tags
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/data/plugin/scalars/scalars?run=.&tag=val/loss") as r:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/data/plugin/scalars/scalars?run={trained_run.name}&tag=val/loss") as r:
             assert len(json.loads(r.read())) == 3
     finally:
         proc.terminate()

@@ -115,6 +115,26 @@ def test_raw_recordings_resampled_and_windowed(tmp_path):
         open_files([str(tmp_path / "rec1.csv")], cfg.data, None, tmp_path / "w")
 
 
+def test_csv_time_columns_set_the_rate_and_are_never_the_signal(tmp_path):
+    cfg, signals, rows = cohort(n_subjects=2, per=1)
+    x = np.tile(signals[0], 3)
+    pd.DataFrame({"record": ["rec"], "age": [40], "sex": [0], "height": [170], "weight": [70], "bmi": [24.2],
+                  "hr": [70]}).to_csv(tmp_path / "labels.csv", index=False)
+    rec = tmp_path / "rec.csv"
+    # a timestamp in milliseconds first: taking it as the signal would give a monotonic ramp
+    pd.DataFrame({"timestamp": 1.7e12 + np.arange(len(x)) * 8.0, "ppg": x}).to_csv(rec, index=False)
+    source = open_files([str(rec)], cfg.data, None, tmp_path / "w")
+    got = source.signals(source.rows())
+    assert np.corrcoef(got[0], x[:1024])[0, 1] > 0.99 and not (np.diff(got[0]) > 0).all()
+    pd.DataFrame({"t": np.arange(len(x)) / 125.0, "red": x, "ir": x[::-1]}).to_csv(rec, index=False)
+    with pytest.raises(UserError, match=r"several numeric columns \(red, ir\); set data.raw_column"):
+        open_files([str(rec)], cfg.data, None, tmp_path / "w")
+    with pytest.raises(UserError, match="data.raw_column='t' is a time axis"):
+        open_files([str(rec)], load_config(SMOKE, ["data.raw_column=t"]).data, None, tmp_path / "w")
+    source = open_files([str(rec)], load_config(SMOKE, ["data.raw_column=ir"]).data, None, tmp_path / "w")
+    assert np.allclose(source.signals(source.rows())[0], x[::-1][:1024], atol=1e-5)
+
+
 def test_every_bad_input_class_is_quarantined_with_its_reason(tmp_path):
     cfg, signals, rows = cohort(n_subjects=40)
     samples = [s.copy() for s in signals]

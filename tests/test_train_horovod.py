@@ -18,7 +18,7 @@ def test_two_ranks_end_with_identical_weights(trained_run):
     assert reports[0]["weights_sha256"] == reports[1]["weights_sha256"]
     assert reports[0]["steps_per_epoch"] == reports[1]["steps_per_epoch"] > 0
     assert (trained_run / "model" / "decoder.keras").is_file()
-    assert (trained_run / "config.yaml").is_file() and (trained_run / "data.json").is_file()
+    assert (trained_run / "config.yaml").is_file() and (trained_run / "run.json").is_file()
 
 
 def test_tensorboard_holds_train_and_val_scalars_and_images(trained_run):

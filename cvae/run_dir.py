@@ -1,0 +1,78 @@
+"""The run directory's contract: one run, one configuration (identity in run.json), one trainer at a time."""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from dataclasses import asdict
+from pathlib import Path
+
+from data_prep.manifest import write_json_atomic
+from launch.config import Config, save_config
+from launch.errors import UserError
+from launch.files import lock_directory, write_bytes_atomic
+
+log = logging.getLogger(__name__)
+RUN_JSON = "run.json"
+LOCK = ".train.lock"
+# model keys a checkpoint cannot continue under once changed (beta, warm-up and the mixture fit may change)
+FREE_MODEL_KEYS = {"beta", "kl_warmup_epochs", "posterior_mixture", "posterior_mixture_rows"}
+
+
+def identity(cfg: Config, manifest: dict) -> dict:
+    """What must not change within one run: the model's shape and conditions, the data set and its normalization."""
+    fixed = {f"model.{k}": v for k, v in asdict(cfg.model).items() if k not in FREE_MODEL_KEYS}
+    return {"dataset_id": manifest["dataset_id"], "data.normalization": manifest["normalization"],
+            "data.signal_length": manifest["signal_length"], "data.fs": manifest["fs"], **fixed}
+
+
+def digest(ident: dict) -> str:
+    return hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def prepare(cfg: Config, data_dir: Path, run_dir: Path, manifest: dict, resume: bool, plan: dict) -> object:
+    """Rank 0: refuse a foreign or busy run, check a resume's identity, record config, identity and label table.
+
+    `plan` holds this launch's ranks, global batch, learning rate and steps per epoch; a resume on another number
+    of ranks is logged with what that changes. Returns the held lock."""
+    if run_dir.exists() and any(p.name != LOCK for p in run_dir.iterdir()) and not resume:
+        raise UserError(f"{run_dir} already holds a run; pass --resume to continue it or choose a new --run-dir")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    held = lock_directory(run_dir, LOCK, "ppg-cvae train (--run-dir)")
+    ident = identity(cfg, manifest)
+    old = _read_run_json(run_dir) if resume else None
+    if old is not None:
+        differ = [k for k in sorted(set(ident) | set(old["identity"])) if ident.get(k) != old["identity"].get(k)]
+        if differ:
+            k = differ[0]
+            raise UserError(f"{run_dir} was trained with {k}={old['identity'].get(k)!r}, this run has "
+                            f"{k}={ident.get(k)!r}; a checkpoint cannot continue under another model, data set or "
+                            f"normalization: resume with {run_dir / 'config.yaml'} and its --data, or choose a new "
+                            "--run-dir")
+        if old["plan"]["ranks"] != plan["ranks"]:
+            was, now = old["plan"], plan
+            log.warning("resuming a run trained on %d rank(s) on %d: global batch %d -> %d, learning rate %.2e -> "
+                        "%.2e, steps per epoch %d -> %d; each rank reads other shards, so the data order differs "
+                        "from an uninterrupted run", was["ranks"], now["ranks"], was["global_batch"],
+                        now["global_batch"], was["learning_rate"], now["learning_rate"], was["steps_per_epoch"],
+                        now["steps_per_epoch"])
+    save_config(cfg, run_dir / "config.yaml")
+    write_json_atomic(run_dir / RUN_JSON, {
+        "identity": ident, "digest": digest(ident), "plan": plan, "data_dir": str(data_dir.resolve()),
+        "manifest_sha256": hashlib.sha256((data_dir / "manifest.json").read_bytes()).hexdigest()})
+    write_bytes_atomic(run_dir / "labels-train.csv.gz", (data_dir / manifest["label_table"]).read_bytes())
+    return held
+
+
+def _read_run_json(run_dir: Path) -> dict | None:
+    path = run_dir / RUN_JSON
+    if not path.is_file():
+        return None
+    try:
+        old = json.loads(path.read_text())
+        if not isinstance(old.get("identity"), dict) or not isinstance(old.get("plan"), dict):
+            raise ValueError("no identity/plan")
+        return old
+    except ValueError as exc:
+        raise UserError(f"{path} is unreadable ({exc}); it records what this run was trained with, so the run "
+                        "cannot be resumed safely: choose a new --run-dir") from None
