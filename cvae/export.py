@@ -135,7 +135,7 @@ class Generator:
         self.std = np.array(self.meta["condition_std"], np.float32)
         try:
             self.prior = LatentPrior.load(model_dir)
-        except (OSError, ValueError, KeyError) as exc:
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
             raise UserError(f"{model_dir / LATENT_PRIOR_FILE} is unreadable ({exc}); re-export the model with "
                             "ppg-cvae train ... --resume on its run directory") from None
         if self.prior is None and "mixture" in self.meta.get("latent_prior", ""):

@@ -14,6 +14,7 @@ from launch.files import lock_directory, write_bytes_atomic
 
 log = logging.getLogger(__name__)
 RUN_JSON = "run.json"
+PLAN_KEYS = ("ranks", "global_batch", "learning_rate", "steps_per_epoch")
 LOCK = ".train.lock"
 # model keys a checkpoint cannot continue under once changed (beta, warm-up and the mixture fit may change)
 FREE_MODEL_KEYS = {"beta", "kl_warmup_epochs", "posterior_mixture", "posterior_mixture_rows"}
@@ -31,7 +32,7 @@ def digest(ident: dict) -> str:
 
 
 def prepare(cfg: Config, data_dir: Path, run_dir: Path, manifest: dict, resume: bool, plan: dict) -> object:
-    """Rank 0: refuse a foreign or busy run, check a resume's identity, record config, identity and label table.
+    """Rank 0: refuse a foreign or busy run and check a resume's identity; a new run is recorded at once.
 
     `plan` holds this launch's ranks, global batch, learning rate and steps per epoch; a resume on another number
     of ranks is logged with what that changes. Returns the held lock."""
@@ -56,12 +57,20 @@ def prepare(cfg: Config, data_dir: Path, run_dir: Path, manifest: dict, resume: 
                         "from an uninterrupted run", was["ranks"], now["ranks"], was["global_batch"],
                         now["global_batch"], was["learning_rate"], now["learning_rate"], was["steps_per_epoch"],
                         now["steps_per_epoch"])
+    if old is None:
+        record(cfg, data_dir, run_dir, manifest, plan)
+    return held
+
+
+def record(cfg: Config, data_dir: Path, run_dir: Path, manifest: dict, plan: dict) -> None:
+    """Write the run's config, identity, launch plan and training label table (a new run, or a resumed one once
+    its checkpoint has been restored: a refused or failed resume leaves the run directory as it was)."""
     save_config(cfg, run_dir / "config.yaml")
+    ident = identity(cfg, manifest)
     write_json_atomic(run_dir / RUN_JSON, {
         "identity": ident, "digest": digest(ident), "plan": plan, "data_dir": str(data_dir.resolve()),
         "manifest_sha256": hashlib.sha256((data_dir / "manifest.json").read_bytes()).hexdigest()})
     write_bytes_atomic(run_dir / "labels-train.csv.gz", (data_dir / manifest["label_table"]).read_bytes())
-    return held
 
 
 def _read_run_json(run_dir: Path) -> dict | None:
@@ -70,8 +79,10 @@ def _read_run_json(run_dir: Path) -> dict | None:
         return None
     try:
         old = json.loads(path.read_text())
-        if not isinstance(old.get("identity"), dict) or not isinstance(old.get("plan"), dict):
-            raise ValueError("no identity/plan")
+        if not isinstance(old, dict) or not isinstance(old.get("identity"), dict) \
+                or not isinstance(old.get("plan"), dict) \
+                or not all(isinstance(old["plan"].get(k), (int, float)) for k in PLAN_KEYS):
+            raise ValueError("no identity and launch plan in it")
         return old
     except ValueError as exc:
         raise UserError(f"{path} is unreadable ({exc}); it records what this run was trained with, so the run "

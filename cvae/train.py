@@ -88,7 +88,7 @@ def restore_latest_readable(ckpt: tf.train.Checkpoint, manager: tf.train.Checkpo
         try:
             ckpt.restore(path).assert_existing_objects_matched()
             return path
-        except (tf.errors.OpError, ValueError, AssertionError) as exc:
+        except Exception as exc:   # TensorFlow's reader raises OpError, IndexError, ValueError... on damaged files
             if rank == 0:
                 log.warning("checkpoint %s is unreadable (%s); falling back to the one before it", path,
                             str(exc).splitlines()[0][:200])
@@ -148,13 +148,13 @@ def train(cfg: Config, data_dir: str | Path, run_dir: str | Path, resume: bool =
     manifest = load_manifest(data_dir)
     steps = rank_plan(manifest, rank, size, cfg.train.batch_size)[2]
     base = cfg.train.learning_rate * (size if cfg.train.scale_lr else 1)
+    plan = {"ranks": size, "global_batch": cfg.train.batch_size * size, "learning_rate": base,
+            "steps_per_epoch": steps}
     error, held = None, []   # rank 0 holds the run directory's lock until this process exits
     if rank == 0:
         try:
             check_shards(data_dir, manifest, full=cfg.train.verify_data == "sha256")
-            held.append(run_dir_contract.prepare(cfg, data_dir, run_dir, manifest, resume, {
-                "ranks": size, "global_batch": cfg.train.batch_size * size, "learning_rate": base,
-                "steps_per_epoch": steps}))
+            held.append(run_dir_contract.prepare(cfg, data_dir, run_dir, manifest, resume, plan))
         except UserError as exc:
             error = exc
     # Nobody reads run_dir before rank 0 set it up, and a refusal on rank 0 stops every rank.
@@ -188,6 +188,8 @@ def train(cfg: Config, data_dir: str | Path, run_dir: str | Path, resume: bool =
             log.info("resumed from %s at epoch %d", restored, int(state.epoch.numpy()))
     elif resume and rank == 0:
         log.info("--resume: no checkpoint in %s yet, starting from scratch", run_dir)
+    if resume and rank == 0:
+        run_dir_contract.record(cfg, data_dir, run_dir, manifest, plan)   # the restore worked: this run continues
     model.stop_requested.assign(0.0)   # a preemption checkpoint carries the stop flags; this run starts afresh
     model.stop_agreed.assign(0.0)
     start_epoch = int(state.epoch.numpy())

@@ -74,7 +74,7 @@ ALLOWED = frozenset(_NUMPY | _PANDAS | _ARROW | _STDLIB)
 def _latin1_encode(text, encoding="latin1"):
     """`_codecs.encode` as protocol-2 pickles use it for bytes, and only that (no other codec is looked up)."""
     if not isinstance(text, str) or encoding not in ("latin1", "latin-1"):
-        raise pickle.UnpicklingError(f"refused to load '_codecs.encode' with encoding {encoding!r}")
+        raise Refused(f"refused to load '_codecs.encode' with encoding {encoding!r}")
     return text.encode("latin1")
 
 
@@ -105,6 +105,10 @@ def _read_pandas3_arrays() -> None:
     NDArrayBackedExtensionArray.__setstate__ = setstate
 
 
+class Refused(pickle.UnpicklingError):
+    """The pickle names something outside the allowlist."""
+
+
 class RestrictedUnpickler(pickle.Unpickler):
     """Resolves exactly the (module, name) pairs in ALLOWED; anything else is refused before it is imported."""
 
@@ -113,7 +117,7 @@ class RestrictedUnpickler(pickle.Unpickler):
         if (module, name) == ("_codecs", "encode"):
             return _latin1_encode
         if (module, name) not in ALLOWED:
-            raise pickle.UnpicklingError(f"refused to load '{module}.{name}' (not plain numpy/pandas data)")
+            raise Refused(f"refused to load '{module}.{name}' (not plain numpy/pandas data)")
         if (module, name) == ("pandas", "StringDtype"):   # pandas 3 pickles it as StringDtype(storage, na_value)
             return _string_dtype
         if module.startswith("numpy._core.") and np.__version__ < "2":
@@ -121,7 +125,7 @@ class RestrictedUnpickler(pickle.Unpickler):
         return super().find_class(module, name)
 
     def persistent_load(self, pid):
-        raise pickle.UnpicklingError("refused a persistent reference (not plain numpy/pandas data)")
+        raise Refused("refused a persistent reference (not plain numpy/pandas data)")
 
 
 # ---------------------------------------------------------------- the memory-bounded child
@@ -170,7 +174,7 @@ def _child(path: str, out: str) -> None:
             np.savez(fh, **arrays)
     except MemoryError:
         sys.exit(f"needs more than the {limit >> 20} MiB a pickle of this size may use while loading")
-    except pickle.UnpicklingError as exc:
+    except Refused as exc:
         sys.exit(f"{exc}; this file is not a plain data pickle and was not loaded")
     except Exception as exc:   # anything else a malformed pickle raises while loading or converting
         sys.exit(f"unreadable pickle ({type(exc).__name__}: {exc})".replace("\n", " "))

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import pickle
+import zipfile
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
@@ -75,23 +76,27 @@ def read_reference_pickle(path: Path, workdir: Path) -> tuple[list, pd.DataFrame
 # ---------------------------------------------------------------- other readers
 def read_npz(path: Path) -> tuple[np.ndarray, pd.DataFrame]:
     """`.npz` with `signals` [N, L] and one 1-D array per label (plus optional subject_id)."""
-    with np.load(path, allow_pickle=False) as npz:
-        if "signals" not in npz:
-            raise UserError(f"{path}: no 'signals' array (found {', '.join(npz.files)})")
-        signals = npz["signals"]
-        labels = pd.DataFrame({k: npz[k] for k in npz.files if k != "signals" and npz[k].ndim == 1})
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            if "signals" not in npz:
+                raise UserError(f"{path}: no 'signals' array (found {', '.join(npz.files)})")
+            signals = npz["signals"]
+            labels = pd.DataFrame({k: npz[k] for k in npz.files if k != "signals" and npz[k].ndim == 1})
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+        raise UserError(f"{path}: unreadable .npz ({exc}); arrays must be plain numbers (no objects)") from None
     if signals.ndim != 2 or (len(labels.columns) and len(labels) != len(signals)):
         raise UserError(f"{path}: 'signals' must be [N, L] with one label value per row")
     return signals, labels
 
 
 def read_label_table(path: Path) -> pd.DataFrame:
-    if path.suffix == ".parquet":
-        try:
-            return pd.read_parquet(path)
-        except ImportError:
-            raise UserError(f"{path}: reading Parquet needs pyarrow; pip install pyarrow or use CSV") from None
-    return pd.read_csv(path)
+    """A CSV or Parquet table; an unreadable one is a one-line error naming the file."""
+    try:
+        return pd.read_parquet(path) if path.suffix == ".parquet" else pd.read_csv(path)
+    except ImportError:
+        raise UserError(f"{path}: reading Parquet needs pyarrow; pip install pyarrow or use CSV") from None
+    except (OSError, ValueError, UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
+        raise UserError(f"{path}: unreadable table ({type(exc).__name__}: {str(exc)[:200]})") from None
 
 
 def read_npy_with_table(path: Path) -> tuple[np.ndarray, pd.DataFrame]:
@@ -99,7 +104,10 @@ def read_npy_with_table(path: Path) -> tuple[np.ndarray, pd.DataFrame]:
     table = next((p for p in (path.with_suffix(".csv"), path.with_suffix(".parquet")) if p.exists()), None)
     if table is None:
         raise UserError(f"{path}: no label table beside it; add {path.with_suffix('.csv').name} or .parquet")
-    signals = np.load(path, allow_pickle=False)
+    try:
+        signals = np.load(path, allow_pickle=False)
+    except (OSError, ValueError, EOFError) as exc:
+        raise UserError(f"{path}: unreadable .npy ({exc}); arrays must be plain numbers (no objects)") from None
     labels = read_label_table(table)
     if signals.ndim != 2 or len(labels) != len(signals):
         raise UserError(f"{path}: signals {signals.shape} and {len(labels)} label rows in {table.name} do not match")
@@ -125,7 +133,10 @@ def read_recording(path: Path, data: DataConfig, fs: float | None) -> tuple[np.n
     """One raw recording (CSV column or WFDB record) -> (1-D signal, its sampling rate)."""
     if path.suffix in (".hea", ".dat"):
         import wfdb
-        record = wfdb.rdrecord(str(path.with_suffix("")))
+        try:
+            record = wfdb.rdrecord(str(path.with_suffix("")))
+        except Exception as exc:   # wfdb raises many types for damaged headers and signal files
+            raise UserError(f"{path}: unreadable WFDB record ({type(exc).__name__}: {str(exc)[:200]})") from None
         names = [n.upper() for n in record.sig_name]
         if data.raw_channel:
             if data.raw_channel.upper() not in names:
@@ -135,7 +146,7 @@ def read_recording(path: Path, data: DataConfig, fs: float | None) -> tuple[np.n
         else:
             ch = next((i for i, n in enumerate(names) if "PLETH" in n or "PPG" in n), 0)
         return record.p_signal[:, ch].astype(np.float64), float(record.fs)
-    table = pd.read_csv(path)
+    table = read_label_table(path)
     time_cols = [c for c in table.columns if str(c).strip().lower() in TIME_COLUMNS]
     if data.raw_column in time_cols:
         raise UserError(f"{path}: data.raw_column={data.raw_column!r} is a time axis, not a signal; name the PPG column")
@@ -171,7 +182,7 @@ def read_recordings(paths: list[Path], data: DataConfig, fs: float | None) -> tu
     if missing:
         raise UserError(f"{missing[0]} not found: raw recordings need a labels.csv beside them with a 'record' "
                         "column (file name without extension) and the label columns")
-    labels = pd.concat([pd.read_csv(t) for t in tables], ignore_index=True)
+    labels = pd.concat([read_label_table(t) for t in tables], ignore_index=True)
     if "record" not in labels:
         raise UserError(f"{sorted(tables)[0]}: needs a 'record' column naming each recording")
     labels["record"] = labels["record"].astype(str)

@@ -268,8 +268,13 @@ def cmd_tensorboard(args) -> int:
     import getpass
     import shutil
     import socket
+    import tempfile
     runs = tensorboard_runs(Path(args.run_dir))
-    spec = ",".join(f"{name.replace(':', '_').replace(',', '_')}:{logdir}" for name, logdir in runs)
+    # TensorBoard names a run by its folder below --logdir: a folder of links named like the runs gives each run
+    # its own name (TensorBoard follows the links). It lives in the system temp directory, a few bytes.
+    links = Path(tempfile.mkdtemp(prefix="ppg-cvae-tensorboard-"))
+    for name, logdir in runs:
+        (links / name).symlink_to(logdir.resolve(), target_is_directory=True)
     print(f"TensorBoard for {', '.join(name for name, _ in runs)} at http://{args.host}:{args.port}/\n"
           f"from your laptop: ssh -N -L {args.port}:127.0.0.1:{args.port} {getpass.getuser()}@{socket.getfqdn()} "
           f"then open http://localhost:{args.port}/", flush=True)
@@ -277,7 +282,7 @@ def cmd_tensorboard(args) -> int:
     exe = str(exe) if exe.exists() else shutil.which("tensorboard")
     if exe is None:
         raise UserError("tensorboard is not installed in this environment; run 'make setup'")
-    os.execv(exe, [exe, "--logdir_spec", spec, "--host", args.host, "--port", str(args.port)])
+    os.execv(exe, [exe, "--logdir", str(links), "--host", args.host, "--port", str(args.port)])
 
 
 COMMANDS = {"prep": cmd_prep, "train": cmd_train, "generate": cmd_generate, "evaluate": cmd_evaluate,

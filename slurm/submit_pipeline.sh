@@ -8,9 +8,12 @@ here=$(cd "$(dirname "$0")" && pwd)
 export PPG_CVAE_HOME=${PPG_CVAE_HOME:-$(dirname "$here")}
 cd "$PPG_CVAE_HOME"
 mkdir -p logs
-export CONFIG=${CONFIG:-configs/default.yaml} DATA_DIR=${DATA_DIR:-data} RUN_DIR=${RUN_DIR:-runs/ppg-train}
+# Each submission trains into its own run directory unless RUN_DIR names one (same configuration to resume it).
+export CONFIG=${CONFIG:-configs/default.yaml} DATA_DIR=${DATA_DIR:-data}
+export RUN_DIR=${RUN_DIR:-runs/pipeline-$(date +%Y%m%d-%H%M%S)-$$}
 export OUT=${OUT:-synthetic/cohort.npz} REPORT_DIR=${REPORT_DIR:-reports/pipeline}
 submit() { sbatch --parsable --export=ALL "$@"; }
+echo "run dir  $RUN_DIR" >&2
 dep=()
 if [ "${SKIP_PREP:-0}" != 1 ]; then
   # shellcheck disable=SC2086

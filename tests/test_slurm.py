@@ -1,6 +1,7 @@
 """A real one-node Slurm (munge, slurmctld, slurmd) started here: the chained pipeline and preemption/requeue."""
 import json
 import os
+import shutil
 import subprocess
 import time
 
@@ -89,8 +90,41 @@ def test_preempted_training_checkpoints_requeues_and_resumes(slurm, tmp_path):
     assert (run / "model" / "decoder.keras").is_file()
 
 
+def test_train_job_refuses_to_resume_a_run_of_another_configuration(slurm, trained_run, smoke_data, tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(trained_run, run)
+    env = dict(slurm, CONFIG="configs/smoke.yaml", DATA_DIR=str(smoke_data), RUN_DIR=str(run),
+               OVERRIDES="model.latent_dim=8", LAUNCHER="horovodrun")
+    jobid = subprocess.run(["sbatch", "--parsable", "--export=ALL", "--nodes=1", "--ntasks-per-node=1",
+                            "--cpus-per-task=1", "slurm/train.sbatch"], cwd=REPO, env=env, capture_output=True,
+                           text=True, check=True).stdout.strip()
+    info = wait_done(slurm, jobid)
+    assert info["JobState"] == "FAILED" and int(info["Restarts"]) == 0
+    assert "was trained with model.latent_dim=4, this run has model.latent_dim=8" in log_of(info)
+
+
 def test_launch_inside_an_allocation_takes_hosts_from_slurm(slurm):
     out = cli("launch", "--dry-run", "--", "train", env={"SLURM_CONF": slurm["SLURM_CONF"],
                                                           "SLURM_JOB_NODELIST": "node[1-2]",
                                                           "SLURM_TASKS_PER_NODE": "2(x2)"})
     assert out.returncode == 0 and "-np 4 -H node1:2,node2:2" in out.stdout, out.stderr
+
+
+def test_prep_script_passes_each_source_path_and_the_overrides(slurm, tmp_path):
+    import numpy as np
+    rng = np.random.default_rng(0)
+    t = np.arange(1024) / 125.0
+    for k, name in enumerate(("a.npz", "b.npz")):
+        n = 40
+        signals = np.sin(2 * np.pi * 1.2 * t)[None] + 0.05 * rng.standard_normal((n, 1024))
+        np.savez(tmp_path / name, signals=signals.astype(np.float32), age=rng.uniform(20, 80, n),
+                 subject_id=np.array([f"{name}-{i // 2}" for i in range(n)]))
+    env = dict(slurm, CONFIG="configs/smoke.yaml", DATA_DIR=str(tmp_path / "data"),
+               SOURCE=f"{tmp_path / 'a.npz'} {tmp_path / 'b.npz'}", OVERRIDES="data.labels=[age]")
+    jobid = subprocess.run(["sbatch", "--parsable", "--export=ALL", "--cpus-per-task=1", "slurm/prep.sbatch"],
+                           cwd=REPO, env=env, capture_output=True, text=True, check=True).stdout.strip()
+    info = wait_done(slurm, jobid)
+    assert info["JobState"] == "COMPLETED", log_of(info)[-3000:]
+    manifest = json.loads((tmp_path / "data" / "manifest.json").read_text())
+    assert sorted(manifest["source"]["paths"]) == [str(tmp_path / "a.npz"), str(tmp_path / "b.npz")]
+    assert list(manifest["labels"]) == ["age"]

@@ -34,9 +34,11 @@ def test_tensorboard_holds_train_and_val_scalars_and_images(trained_run):
     assert epochs == [1, 2, 3]
     val = [float(tf.make_ndarray(e.tensor_proto)) for e in acc.Tensors("val/loss")]
     assert all(np.isfinite(val))
-    for tag in ("reconstructions", "generated_by_age"):
+    for tag, traces in (("reconstructions", 8), ("generated_by_age", 4)):
         png = tf.make_ndarray(acc.Tensors(tag)[-1].tensor_proto)[2]   # [width, height, png bytes]
-        assert tf.io.decode_png(png).shape[-1] == 4
+        height, width, channels = tf.io.decode_png(png).shape
+        # legible at TensorBoard's default size: at most ~600 px wide, at least 120 px per trace
+        assert channels == 4 and width <= 640 and height >= 120 * traces, (tag, width, height)
 
 
 def test_early_stop_decided_on_rank0_reaches_every_rank(smoke_data, tmp_path):

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import logging
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -25,8 +26,9 @@ def load_synthetic(path: str | Path) -> tuple[np.ndarray, np.ndarray, dict]:
         with np.load(path) as npz:
             signals, labels, names = npz["signals"], npz["labels"], list(npz["label_names"])
             request = json.loads(str(npz["request"]))
-    except (OSError, ValueError, KeyError) as exc:
-        raise UserError(f"--synthetic {path}: not a ppg-cvae generate .npz ({exc}); pass the file generate wrote")
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
+        raise UserError(f"--synthetic {path}: not a ppg-cvae generate .npz ({exc}); pass the file generate wrote") \
+            from None
     if "age" not in names:
         raise UserError(f"--synthetic {path}: has no 'age' label; generate it with ppg-cvae generate")
     return signals, labels[:, names.index("age")], request

@@ -1,0 +1,92 @@
+"""What training refuses or survives: divergence, another configuration on resume, a corrupt checkpoint, a busy
+run directory, and a hung rank; on real Horovod jobs and real files."""
+import os
+import shutil
+import signal
+import time
+
+import psutil
+
+from conftest import SMOKE, cli, horovodrun
+from test_resume_preemption import rank_pids, start, wait_for_checkpoint
+
+
+def snapshot(directory):
+    """{relative path: bytes} of every file below `directory` (lock files aside)."""
+    return {str(p.relative_to(directory)): p.read_bytes() for p in sorted(directory.rglob("*"))
+            if p.is_file() and p.name != ".train.lock"}
+
+
+def test_a_diverging_run_stops_every_rank_on_one_step_and_keeps_the_last_good_checkpoint(smoke_data, tmp_path):
+    run = tmp_path / "run"
+    args = ["train", "--config", str(SMOKE), "--data", str(smoke_data), "--run-dir", str(run)]
+    first = horovodrun(2, *args, "train.epochs=1")
+    assert first.returncode == 0, (first.stdout + first.stderr)[-3000:]
+    before = snapshot(run / "checkpoints") | {f"model/{k}": v for k, v in snapshot(run / "model").items()}
+    result = horovodrun(2, *args, "--resume", "train.epochs=4", "train.learning_rate=10")
+    assert result.returncode != 0
+    lines = [line for line in result.stderr.splitlines() if "training diverged" in line]
+    assert len(lines) == 2, result.stderr[-3000:]   # one line per rank, the same step on both
+    assert lines[0].split("error: ")[1] == lines[1].split("error: ")[1]
+    assert "non-finite at epoch 2, step" in lines[0] and "ckpt-5" in lines[0]
+    after = snapshot(run / "checkpoints") | {f"model/{k}": v for k, v in snapshot(run / "model").items()}
+    assert after == before   # no NaN checkpoint, no NaN export
+
+
+def test_resume_under_another_model_is_refused_and_changes_nothing(trained_run, smoke_data, tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(trained_run, run)
+    before = snapshot(run)
+    result = cli("train", "--config", str(SMOKE), "--data", str(smoke_data), "--run-dir", str(run), "--resume",
+                 "model.latent_dim=8")
+    assert result.returncode == 2
+    assert "was trained with model.latent_dim=4, this run has model.latent_dim=8" in result.stderr
+    assert "Traceback" not in result.stderr and snapshot(run) == before
+
+
+def test_resume_on_other_ranks_is_logged_and_a_corrupt_checkpoint_falls_back(trained_run, smoke_data, tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(trained_run, run)
+    latest = sorted((run / "checkpoints").glob("ckpt-*.index"), key=lambda p: int(p.stem.split("-")[1]))[-1]
+    data = next(run.glob(f"checkpoints/{latest.stem}.data-*"))
+    data.write_bytes(data.read_bytes()[: data.stat().st_size // 2])   # truncated, as by a full disk
+    result = cli("train", "--config", str(SMOKE), "--data", str(smoke_data), "--run-dir", str(run), "--resume",
+                 "train.epochs=4")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert f"checkpoint {run / 'checkpoints' / latest.stem} is unreadable" in result.stderr
+    assert "resuming a run trained on 2 rank(s) on 1: global batch 32 -> 16" in result.stderr
+    assert "at epoch 2" in result.stderr   # the checkpoint before the last one (epoch 3)
+
+
+def test_a_second_trainer_on_a_busy_run_directory_is_refused(smoke_data, tmp_path):
+    run = tmp_path / "run"
+    args = ["train", "--config", str(SMOKE), "--data", str(smoke_data), "--run-dir", str(run)]
+    proc = start(*args, "train.epochs=500", "train.patience=500")
+    try:
+        wait_for_checkpoint(run, proc)
+        result = cli(*args, "--resume")
+        assert result.returncode == 2 and f"{run} is in use by another ppg-cvae train" in result.stderr
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+
+def test_a_hung_rank_ends_the_job_within_the_step_timeout(smoke_data, tmp_path):
+    run = tmp_path / "run"
+    proc = start("train", "--config", str(SMOKE), "--data", str(smoke_data), "--run-dir", str(run),
+                 "train.epochs=500", "train.patience=500", "train.step_timeout_s=10")
+    stopped = None
+    try:
+        wait_for_checkpoint(run, proc)
+        stopped = psutil.Process(rank_pids(proc)[1])
+        stopped.suspend()   # SIGSTOP: alive, holding its peers in the next allreduce
+        t0 = time.time()
+        out = proc.communicate(timeout=90)[0]
+        elapsed = time.time() - t0
+    finally:
+        if stopped is not None and stopped.is_running():
+            stopped.kill()
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode != 0 and elapsed < 10 + 30
+    assert "no training step finished on this rank for" in out and "train.step_timeout_s=10" in out
