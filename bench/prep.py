@@ -61,7 +61,7 @@ def simulate_to_npy(config: str, n_subjects: int, out: Path) -> int:
     for start in range(0, len(rows), 4096):
         arr[start:start + 4096] = sim.signals(rows.iloc[start:start + 4096])
     arr.flush()
-    rows[["subject_id"] + cfg.data.labels].to_csv(out / "cohort.csv", index=False)
+    rows[["subject_id"] + sim.labels].to_csv(out / "cohort.csv", index=False)
     return len(rows)
 
 

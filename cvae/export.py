@@ -11,7 +11,8 @@ from pathlib import Path
 import numpy as np
 from tensorflow import keras
 
-from cvae.latent_prior import FILE as LATENT_PRIOR_FILE, LatentPrior
+from cvae.latent_prior import FILE as LATENT_PRIOR_FILE
+from cvae.latent_prior import LatentPrior
 from data_prep.manifest import write_json_atomic
 from data_prep.normalize import normalize
 from launch.config import Config

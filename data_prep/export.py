@@ -24,6 +24,6 @@ def write_reference_trio(source, cfg: Config, out: Path) -> None:
         part = rows[split.to_numpy() == name]
         signals = source.signals(part) if len(part) else np.zeros((0, cfg.data.signal_length), np.float32)
         tmp = temp_beside(out / filename)
-        write_reference_pickle(tmp, signals, part[["subject_id"] + cfg.data.labels])
+        write_reference_pickle(tmp, signals, part[["subject_id"] + source.labels])
         tmp.replace(out / filename)
         log.info("wrote %s: %d signals", out / filename, len(part))

@@ -16,11 +16,15 @@ from tqdm import tqdm
 
 from data_prep.manifest import MANIFEST, SCHEMA_VERSION, write_json_atomic
 from data_prep.normalize import normalize
+from data_prep.quality import beat_reasons
+from data_prep.quality_figure import FIGURE, quality_figure
 from data_prep.shards import ShardWriter, sha256_of, shard_name
+from data_prep.sources import SIGNALS
 from data_prep.split import SPLITS, assign_splits, shard_of_rows
 from data_prep.validate import check_rows
 from launch.config import Config
 from launch.errors import UserError
+from launch.files import write_bytes_atomic
 
 log = logging.getLogger(__name__)
 STATE = ".prep-state.json"
@@ -54,7 +58,7 @@ def write_shard(task: ShardTask, source, cfg: Config) -> dict:
         entry = json.loads(done.read_text())
         if sha256_of(task.path) == entry["sha256"]:
             return entry | {"resumed": True}
-    labels = cfg.data.labels
+    labels = source.labels
     writer = ShardWriter(task.path, cfg.data.compression)
     quarantine = []
     try:
@@ -62,11 +66,16 @@ def write_shard(task: ShardTask, source, cfg: Config) -> dict:
             rows = task.rows.iloc[start:start + CHUNK_ROWS]
             raw = source.signals(rows)
             reasons = check_rows(raw, rows, labels, cfg.data.signal_length)
-            if "_reason" in rows:   # problems a reader already found (wrong length, duplicate)
+            if "_reason" in rows:   # problems a reader already found (wrong length, duplicate, clipped, flat)
                 reasons = np.where(rows["_reason"].to_numpy() != "", rows["_reason"].to_numpy(), reasons)
+            if "_check_beats" in rows:   # conditioned sources: beats, rate and template match, before normalizing
+                judge = (reasons == "") & rows["_check_beats"].to_numpy(bool)
+                if judge.any():
+                    reasons[judge] = beat_reasons(raw[judge], cfg.data.fs, cfg.quality)
             ok = reasons == ""
-            quarantine += [{"row": int(r), "subject_id": s, "split": task.split, "reason": why}
-                           for r, s, why in zip(rows["row"][~ok], rows["subject_id"][~ok], reasons[~ok])]
+            quarantine += [{"row": int(r), "subject_id": s, "split": task.split, "reason": why, "source": src}
+                           for r, s, why, src in zip(rows["row"][~ok], rows["subject_id"][~ok], reasons[~ok],
+                                                     rows["_source"][~ok])]
             writer.write(normalize(raw[ok], cfg.data.normalization), rows[ok], labels)
     except BaseException:
         writer.abort()
@@ -102,6 +111,15 @@ def label_stats(rows: pd.DataFrame, columns: list[str]) -> dict:
     """Mean/std/min/max of each label on the given (training) rows: the model's condition scaling."""
     return {c: {"mean": float(rows[c].mean()), "std": float(rows[c].std(ddof=0)) or 1.0,
                 "min": float(rows[c].min()), "max": float(rows[c].max())} for c in columns}
+
+
+def per_source(rows: pd.DataFrame, quarantine: pd.DataFrame) -> dict:
+    """Rows, kept rows and quarantine reasons of each source."""
+    out = {}
+    for name, n in rows["_source"].value_counts().sort_index().items():
+        q = quarantine[quarantine["source"] == name]
+        out[str(name)] = {"rows": int(n), "kept": int(n - len(q)), "quarantined": q["reason"].value_counts().to_dict()}
+    return out
 
 
 def prepare(cfg: Config, out: str | Path, source, overwrite: bool = False) -> dict:
@@ -150,7 +168,7 @@ def prepare(cfg: Config, out: str | Path, source, overwrite: bool = False) -> di
                 bar.update(len(task.rows))
 
     quarantine = pd.DataFrame([q for _, e in results for q in e["quarantine"]],
-                              columns=["row", "subject_id", "split", "reason"])
+                              columns=["row", "subject_id", "split", "reason", "source"])
     bad_fraction = len(quarantine) / max(len(rows), 1)
     if bad_fraction > cfg.data.max_bad_fraction:
         top = quarantine["reason"].value_counts().head(3).to_dict()
@@ -160,7 +178,9 @@ def prepare(cfg: Config, out: str | Path, source, overwrite: bool = False) -> di
     quarantine.to_csv(out / "quarantine.csv", index=False)
     good = rows[~rows["row"].isin(quarantine["row"])]
     train = good[good["split"] == "train"]
-    train[["subject_id"] + cfg.data.labels].to_csv(out / "labels-train.csv.gz", index=False)
+    train[["subject_id"] + source.labels].to_csv(out / "labels-train.csv.gz", index=False)
+    by_source = per_source(rows, quarantine)
+    write_bytes_atomic(out / FIGURE, quality_figure(source, rows, quarantine, cfg.data.fs))
 
     splits = {}
     for split in SPLITS:
@@ -176,21 +196,24 @@ def prepare(cfg: Config, out: str | Path, source, overwrite: bool = False) -> di
         "fs": cfg.data.fs,
         "normalization": cfg.data.normalization,
         "compression": cfg.data.compression,
-        "labels": label_stats(train, cfg.data.labels),
+        "labels": label_stats(train, source.labels),
         "label_table": "labels-train.csv.gz",
         "splits": splits,
         "quarantine": {"total": len(quarantine), "by_reason": quarantine["reason"].value_counts().to_dict(),
-                       "file": "quarantine.csv"},
+                       "by_source": by_source, "file": "quarantine.csv", "figure": FIGURE},
         "source": source.describe(),
         "seed": cfg.data.seed,
     }
     write_json_atomic(manifest_path, manifest)
     for task, _ in results:
         _done_path(task.path).unlink(missing_ok=True)
-    (out / ".source-signals.npy").unlink(missing_ok=True)
+    (out / SIGNALS).unlink(missing_ok=True)
     seconds = time.time() - t0
     nbytes = sum(s["bytes"] for info in splits.values() for s in info["shards"])
     resumed = sum(1 for _, e in results if e.get("resumed"))
+    for name, counts in by_source.items():
+        log.info("prep: source %s: kept %d of %d windows; quarantined %s", name, counts["kept"], counts["rows"],
+                 counts["quarantined"] or "none")
     log.info("prep: %s -> %s | train %d, val %d, test %d | quarantined %d %s | %.1f MB in %d shards "
              "(%d resumed) | %.1f s, %.0f signals/s", source.describe()["kind"], out, splits["train"]["count"],
              splits["val"]["count"], splits["test"]["count"], len(quarantine), manifest["quarantine"]["by_reason"],

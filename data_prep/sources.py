@@ -1,33 +1,48 @@
 """Signal sources: each exposes a row table (labels + subject_id) and produces signals for any row subset.
 
-File readers (reference-study pickles, .npz, .npy + CSV/Parquet labels, raw CSV/WFDB recordings)
-load into one float32 [N, L] array that is parked in a .npy beside the output and memory-mapped,
-so shard workers in other processes read rows without copying the whole array.
+The simulator makes signals on demand. File sources stream every reader's output (`Part`s) into one float32
+[N, L] file beside the output, memory-mapped on use, so shard workers in other processes read rows without a
+copy and no reader ever holds a whole large data set.
 """
 from __future__ import annotations
 
 import hashlib
+import itertools
 import logging
 import pickle
-import zipfile
-from dataclasses import dataclass, field
-from fractions import Fraction
+from collections.abc import Iterator
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from scipy.signal import resample, resample_poly
+from scipy.signal import resample
 
 from data_prep import simulate
+from data_prep.conditioning import band_pass, condition
+from data_prep.conditioning import describe as describe_conditioning
+from data_prep.labels import map_labels, resolve_labels
+from data_prep.quality import raw_reason
+from data_prep.read_arrays import read_npy_with_table, read_npz
+from data_prep.read_mimic import mimic_subject, segment_records
+from data_prep.read_recordings import (
+    Recording,
+    label_table,
+    read_csv_recording,
+    read_wfdb_recording,
+    record_rate,
+    record_windows,
+)
 from data_prep.safe_pickle import load_reference_pickle
-from data_prep.validate import LABEL_RANGES
-from launch.config import DataConfig, SimulateConfig
+from launch.config import LABELS, Config, DataConfig, SimulateConfig
 from launch.errors import UserError
 
 log = logging.getLogger(__name__)
 REFERENCE_TRIO = {"train_db_1p.pickle": "train", "validation_db_1p.pickle": "val", "test_db_1p.pickle": "test"}
-TIME_COLUMNS = {"time", "timestamp", "t", "time_s", "time_ms", "timestamp_ms", "seconds", "ms"}
-SEX_CODES = {"m": 0.0, "male": 0.0, "f": 1.0, "female": 1.0, "0": 0.0, "1": 1.0}
+ARRAY_SUFFIXES = (".pickle", ".pkl", ".npz", ".npy", ".mat")
+RECORDING_SUFFIXES = (".csv", ".hea", ".vital")
+CHUNK = 8192   # rows read, checked and written at a time
+SIGNALS = ".source-signals.f32"
 
 
 @dataclass
@@ -36,12 +51,18 @@ class SimulatorSource:
     sim: SimulateConfig
     data: DataConfig
 
+    @property
+    def labels(self) -> list[str]:
+        return list(self.data.labels or LABELS)
+
     def describe(self) -> dict:
         return {"kind": "simulator", "simulate": vars(self.sim)}
 
     def rows(self) -> pd.DataFrame:
         subjects = simulate.simulate_subjects(self.sim, self.data.seed)
-        return simulate.segment_table(subjects, self.sim.segments_per_subject)
+        rows = simulate.segment_table(subjects, self.sim.segments_per_subject)
+        rows["_source"] = "simulator"
+        return rows
 
     def signals(self, rows: pd.DataFrame) -> np.ndarray:
         return simulate.simulate_signals(rows, self.sim, self.data, self.data.seed)
@@ -49,9 +70,11 @@ class SimulatorSource:
 
 @dataclass
 class ArraySource:
-    """Signals from files, parked in `npy` (memory-mapped on use) with a row table."""
-    npy: Path
+    """Signals from files, in a raw float32 [N, L] file (memory-mapped on use) with a row table."""
+    path: Path
+    length: int
     table: pd.DataFrame
+    labels: list[str]
     info: dict = field(default_factory=dict)
 
     def describe(self) -> dict:
@@ -61,146 +84,22 @@ class ArraySource:
         return self.table.copy()
 
     def signals(self, rows: pd.DataFrame) -> np.ndarray:
-        return np.asarray(np.load(self.npy, mmap_mode="r")[rows["row"].to_numpy()])
+        data = np.memmap(self.path, dtype=np.float32, mode="r", shape=(len(self.table), self.length))
+        return np.asarray(data[rows["row"].to_numpy()])
 
 
-def read_reference_pickle(path: Path, workdir: Path) -> tuple[list, pd.DataFrame]:
-    """The reference study's {"labels": DataFrame, "samples": list of 1-D arrays}, loaded by the sandboxed
-    allowlist unpickler (data_prep.safe_pickle)."""
-    try:
-        return load_reference_pickle(path, workdir)
-    except ValueError as exc:
-        raise UserError(f"{path}: {exc}") from None
+@dataclass
+class Part:
+    """A reader's output: signals with their label rows, and what the reader already knows about them."""
+    signals: np.ndarray | list       # [n, L'] array or a list of 1-D signals
+    labels: pd.DataFrame
+    where: str                       # the file or record, for messages
+    source: str                      # the group counted per source in the manifest
+    reasons: np.ndarray | None = None   # problems found by the reader ('' = none)
+    check_beats: bool = False        # judge beats, rate and template match in the shard workers
+    given_split: str | None = None
 
 
-# ---------------------------------------------------------------- other readers
-def read_npz(path: Path) -> tuple[np.ndarray, pd.DataFrame]:
-    """`.npz` with `signals` [N, L] and one 1-D array per label (plus optional subject_id)."""
-    try:
-        with np.load(path, allow_pickle=False) as npz:
-            if "signals" not in npz:
-                raise UserError(f"{path}: no 'signals' array (found {', '.join(npz.files)})")
-            signals = npz["signals"]
-            labels = pd.DataFrame({k: npz[k] for k in npz.files if k != "signals" and npz[k].ndim == 1})
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
-        raise UserError(f"{path}: unreadable .npz ({exc}); arrays must be plain numbers (no objects)") from None
-    if signals.ndim != 2 or (len(labels.columns) and len(labels) != len(signals)):
-        raise UserError(f"{path}: 'signals' must be [N, L] with one label value per row")
-    return signals, labels
-
-
-def read_label_table(path: Path) -> pd.DataFrame:
-    """A CSV or Parquet table; an unreadable one is a one-line error naming the file."""
-    try:
-        return pd.read_parquet(path) if path.suffix == ".parquet" else pd.read_csv(path)
-    except ImportError:
-        raise UserError(f"{path}: reading Parquet needs pyarrow; pip install pyarrow or use CSV") from None
-    except (OSError, ValueError, UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
-        raise UserError(f"{path}: unreadable table ({type(exc).__name__}: {str(exc)[:200]})") from None
-
-
-def read_npy_with_table(path: Path) -> tuple[np.ndarray, pd.DataFrame]:
-    """`x.npy` signals [N, L] with labels in `x.csv` or `x.parquet` beside it."""
-    table = next((p for p in (path.with_suffix(".csv"), path.with_suffix(".parquet")) if p.exists()), None)
-    if table is None:
-        raise UserError(f"{path}: no label table beside it; add {path.with_suffix('.csv').name} or .parquet")
-    try:
-        signals = np.load(path, allow_pickle=False)
-    except (OSError, ValueError, EOFError) as exc:
-        raise UserError(f"{path}: unreadable .npy ({exc}); arrays must be plain numbers (no objects)") from None
-    labels = read_label_table(table)
-    if signals.ndim != 2 or len(labels) != len(signals):
-        raise UserError(f"{path}: signals {signals.shape} and {len(labels)} label rows in {table.name} do not match")
-    return signals, labels
-
-
-def resample_to(x: np.ndarray, fs_in: float, fs_out: float) -> np.ndarray:
-    """Polyphase resampling of a 1-D recording between sampling rates."""
-    if abs(fs_in - fs_out) < 1e-9:
-        return x
-    ratio = Fraction(fs_out / fs_in).limit_denominator(1000)
-    return resample_poly(x, ratio.numerator, ratio.denominator)
-
-
-def windows(x: np.ndarray, length: int, overlap: float) -> np.ndarray:
-    """Fixed windows of `length` with the given fractional overlap; a short tail is dropped."""
-    step = max(1, int(round(length * (1 - overlap))))
-    starts = range(0, len(x) - length + 1, step)
-    return np.stack([x[s:s + length] for s in starts]) if len(x) >= length else np.zeros((0, length))
-
-
-def read_recording(path: Path, data: DataConfig, fs: float | None) -> tuple[np.ndarray, float]:
-    """One raw recording (CSV column or WFDB record) -> (1-D signal, its sampling rate)."""
-    if path.suffix in (".hea", ".dat"):
-        import wfdb
-        try:
-            record = wfdb.rdrecord(str(path.with_suffix("")))
-        except Exception as exc:   # wfdb raises many types for damaged headers and signal files
-            raise UserError(f"{path}: unreadable WFDB record ({type(exc).__name__}: {str(exc)[:200]})") from None
-        names = [n.upper() for n in record.sig_name]
-        if data.raw_channel:
-            if data.raw_channel.upper() not in names:
-                raise UserError(f"{path}: no channel {data.raw_channel!r} (has {', '.join(record.sig_name)}); "
-                                "fix data.raw_channel")
-            ch = names.index(data.raw_channel.upper())
-        else:
-            ch = next((i for i, n in enumerate(names) if "PLETH" in n or "PPG" in n), 0)
-        return record.p_signal[:, ch].astype(np.float64), float(record.fs)
-    table = read_label_table(path)
-    time_cols = [c for c in table.columns if str(c).strip().lower() in TIME_COLUMNS]
-    if data.raw_column in time_cols:
-        raise UserError(f"{path}: data.raw_column={data.raw_column!r} is a time axis, not a signal; name the PPG column")
-    numeric = [c for c in table.columns if pd.api.types.is_numeric_dtype(table[c]) and c not in time_cols]
-    if not data.raw_column and len(numeric) != 1:
-        raise UserError(f"{path}: {'no numeric column' if not numeric else 'several numeric columns'} "
-                        f"({', '.join(map(str, numeric)) or 'has ' + ', '.join(map(str, table.columns))}); "
-                        "set data.raw_column to the PPG column")
-    column = data.raw_column or numeric[0]
-    if column not in table:
-        raise UserError(f"{path}: no column {column!r} (has {', '.join(map(str, table.columns))}); set data.raw_column")
-    if fs is None and time_cols:
-        fs = _rate_from_time(table[time_cols[0]], path)
-    if fs is None:
-        raise UserError(f"{path}: no sampling rate; pass --fs HZ or add a time column (time, timestamp or t)")
-    return table[column].to_numpy(np.float64), float(fs)
-
-
-def _rate_from_time(t: pd.Series, path: Path) -> float:
-    """Sampling rate from a time column in seconds, or milliseconds (named *ms, or steps of more than 1)."""
-    step = float(np.median(np.diff(pd.to_numeric(t, errors="coerce").to_numpy(np.float64))))
-    if not np.isfinite(step) or step <= 0:
-        raise UserError(f"{path}: time column {t.name!r} does not increase; pass --fs HZ")
-    if str(t.name).lower().endswith("ms") or step > 1:
-        step /= 1000.0
-    return 1.0 / step
-
-
-def read_recordings(paths: list[Path], data: DataConfig, fs: float | None) -> tuple[np.ndarray, pd.DataFrame]:
-    """Recordings resampled to data.fs and cut into windows; labels per record from labels.csv beside them."""
-    tables = {p.parent / "labels.csv" for p in paths}
-    missing = [t for t in tables if not t.exists()]
-    if missing:
-        raise UserError(f"{missing[0]} not found: raw recordings need a labels.csv beside them with a 'record' "
-                        "column (file name without extension) and the label columns")
-    labels = pd.concat([read_label_table(t) for t in tables], ignore_index=True)
-    if "record" not in labels:
-        raise UserError(f"{sorted(tables)[0]}: needs a 'record' column naming each recording")
-    labels["record"] = labels["record"].astype(str)
-    labels = labels.set_index("record")
-    out_signals, out_rows = [], []
-    for path in paths:
-        if path.stem not in labels.index:
-            raise UserError(f"{path}: record {path.stem!r} has no row in labels.csv")
-        x, rate = read_recording(path, data, fs)
-        w = windows(resample_to(x, rate, data.fs), data.signal_length, data.window_overlap)
-        out_signals.append(w)
-        row = labels.loc[path.stem].to_dict()
-        row.setdefault("subject_id", path.stem)
-        out_rows += [dict(row, segment_id=f"{path.stem}:{i}") for i in range(len(w))]
-    return np.concatenate(out_signals).astype(np.float32), pd.DataFrame(out_rows)
-
-
-# ---------------------------------------------------------------- normalization to the common form
 def fix_length(samples, length: int, policy: str) -> tuple[np.ndarray, np.ndarray]:
     """List/array of 1-D signals -> float32 [N, length] and a reason per row ('' or 'wrong_length')."""
     out = np.zeros((len(samples), length), np.float32)
@@ -218,40 +117,40 @@ def fix_length(samples, length: int, policy: str) -> tuple[np.ndarray, np.ndarra
     return out, reasons
 
 
-def map_labels(labels: pd.DataFrame, data: DataConfig, where: str) -> pd.DataFrame:
-    """Rename columns by data.label_map, encode sex, apply data.label_scale, and check units by medians."""
-    labels = labels.rename(columns=data.label_map)
-    missing = [c for c in data.labels if c not in labels]
-    if missing:
-        raise UserError(f"{where}: label column(s) {missing} missing (has {', '.join(map(str, labels.columns))}); "
-                        "map them with data.label_map (e.g. data.label_map={Age: age}) or drop them from data.labels")
-    if "sex" in labels and not pd.api.types.is_numeric_dtype(labels["sex"]):
-        labels["sex"] = labels["sex"].astype(str).str.strip().str.lower().map(SEX_CODES)
-    for col in data.labels:
-        labels[col] = pd.to_numeric(labels[col], errors="coerce") * data.label_scale.get(col, 1.0)
-        median = labels[col].median()
-        lo, hi = LABEL_RANGES[col]
-        if np.isfinite(median) and not lo <= median <= hi:
-            raise UserError(f"{where}: label '{col}' has median {median:g}, outside the plausible {lo:g}-{hi:g}; "
-                            f"wrong unit? scale it with data.label_scale.{col}=FACTOR")
-    return labels
+def condition_rows(signals: np.ndarray, fs: float, cfg: Config) -> tuple[np.ndarray, np.ndarray]:
+    """Array sources that opt in (condition.arrays): each row conditioned in place (no resampling, no edges
+    dropped, no windows) with its raw-scale verdict."""
+    in_place = replace(cfg.condition, edge_s=0.0, max_gap_s=0.0)
+    out, reasons = np.zeros_like(signals, dtype=np.float32), np.full(len(signals), "", dtype=object)
+    for i, x in enumerate(signals):
+        c = condition(x, fs, fs, in_place, cfg.quality)
+        if len(c.segments) != 1 or len(c.segments[0].x) != len(x):
+            reasons[i] = "non_finite"
+            continue
+        seg = c.segments[0]
+        out[i] = seg.x
+        reasons[i] = raw_reason(*seg.flags.window(0, len(x)), cfg.quality)
+    return out, reasons
 
 
-def duplicate_reasons(signals: np.ndarray, labels: pd.DataFrame) -> np.ndarray:
-    """'duplicate' for every repeat of a segment_id (when given) or of identical signal bytes."""
-    keys = labels["segment_id"].astype(str) if "segment_id" in labels else pd.Series(
-        [hashlib.blake2b(row.tobytes(), digest_size=16).hexdigest() for row in signals])
+def duplicate_reasons(keys: pd.Series) -> np.ndarray:
+    """'duplicate' for every repeat of a key (segment_id when given, else a hash of the signal bytes)."""
     return np.where(keys.duplicated().to_numpy(), "duplicate", "")
 
 
-def _expand(paths: list[str]) -> list[Path]:
+def _expand(paths: list[str], labels_path: Path | None) -> list[Path]:
+    """Files of --source paths; in a directory, every readable kind except label tables (labels.csv, --labels)."""
+    skip = {labels_path.resolve()} if labels_path else set()
     out = []
     for p in map(Path, paths):
         if p.is_dir():
-            found = sorted(q for q in p.iterdir() if q.suffix in (".pickle", ".pkl", ".npz", ".npy", ".hea")
-                           or (q.suffix == ".csv" and q.name != "labels.csv" and not q.with_suffix(".npy").exists()))
+            found = sorted(q for q in p.iterdir() if q.resolve() not in skip and (
+                q.suffix in ARRAY_SUFFIXES + (".hea", ".vital")
+                or (q.suffix == ".csv" and q.name != "labels.csv" and not q.with_suffix(".npy").exists())))
+            segments = segment_records([q for q in found if q.suffix == ".hea"])
+            found = [q for q in found if not (q.suffix == ".hea" and q.stem in segments)]
             if not found:
-                raise UserError(f"--source {p}: no .pickle/.npz/.npy/.csv/.hea files inside")
+                raise UserError(f"--source {p}: no .pickle/.npz/.npy/.mat/.csv/.hea/.vital files inside")
             out += found
         elif p.exists():
             out.append(p)
@@ -260,60 +159,119 @@ def _expand(paths: list[str]) -> list[Path]:
     return out
 
 
-def open_files(paths: list[str], data: DataConfig, fs: float | None, workdir: Path) -> ArraySource:
-    """Read every --source path into one ArraySource (with any given train/val/test split kept)."""
-    files = _expand(paths)
-    kinds = {f.suffix for f in files}
-    parts, given_split = [], False
-    recordings = [f for f in files if f.suffix in (".hea", ".csv")]
-    for f in files:
-        if f.suffix in (".pickle", ".pkl"):
-            samples, labels = read_reference_pickle(f, workdir)
-            if f.name in REFERENCE_TRIO:
-                labels["given_split"] = REFERENCE_TRIO[f.name]
-                given_split = True
-        elif f.suffix == ".npz":
-            samples, labels = read_npz(f)
-        elif f.suffix == ".npy":
-            samples, labels = read_npy_with_table(f)
+def _array_parts(f: Path, cfg: Config, workdir: Path) -> Iterator[Part]:
+    """The parts of one array file (pickle, npz, npy + table, PulseDB subset), in chunks where it is large."""
+    if f.suffix in (".pickle", ".pkl"):
+        try:
+            samples, labels = load_reference_pickle(f, workdir)
+        except ValueError as exc:
+            raise UserError(f"{f}: {exc}") from None
+        yield Part(samples, labels, str(f), str(f), given_split=REFERENCE_TRIO.get(f.name))
+    elif f.suffix == ".npz":
+        signals, labels = read_npz(f)
+        yield Part(signals, labels, str(f), str(f))
+    elif f.suffix == ".npy":
+        signals, labels = read_npy_with_table(f)
+        for s in range(0, len(signals), CHUNK):
+            yield Part(signals[s:s + CHUNK], labels.iloc[s:s + CHUNK].reset_index(drop=True), str(f), str(f))
+    else:
+        from data_prep.read_pulsedb import read_pulsedb
+        for signals, labels in read_pulsedb(f, CHUNK):
+            yield Part(signals, labels, str(f), str(f))
+
+
+def _recording_parts(files: list[Path], cfg: Config, fs_flag: float | None,
+                     labels_path: Path | None, records: list[dict]) -> Iterator[Part]:
+    """One part per recording: conditioned windows, the record's labels, its raw-scale verdicts."""
+    table = label_table(files, labels_path)
+    for path in files:
+        if path.suffix == ".vital":
+            from data_prep.read_vitaldb import read_vital
+            rec = read_vital(path, cfg.data)
+        elif path.suffix == ".hea":
+            rec = read_wfdb_recording(path, cfg.data)
         else:
-            continue
-        parts.append((f, samples, labels))
-    if recordings:
-        signals, labels = read_recordings(recordings, data, fs)
-        parts.append((recordings[0].parent, signals, labels))
-    if given_split and any("given_split" not in lab for _, _, lab in parts):
+            rec = read_csv_recording(path, cfg.data)
+        key, row = _label_row(table, rec, path)
+        fs = record_rate(rec, row, fs_flag, str(path))
+        windows, reasons, info = record_windows(rec, fs, cfg)
+        records.append(info)
+        labels = pd.DataFrame([row.drop(labels=["fs", "source"], errors="ignore").to_dict()] * len(windows))
+        if "subject_id" not in labels:
+            labels["subject_id"] = key
+        labels["segment_id"] = [f"{rec.name}:{i}" for i in range(len(windows))]
+        source = str(row["source"]) if "source" in row and pd.notna(row["source"]) else str(path.parent)
+        yield Part(windows, labels, str(path), source, reasons, check_beats=True)
+
+
+def _label_row(table: pd.DataFrame, rec: Recording, path: Path) -> tuple[str, pd.Series]:
+    """(the key that matched, the record's label row): the record name, or a MIMIC-III record's subject."""
+    for key in (rec.name, mimic_subject(rec.name)):
+        if key is not None and key in table.index:
+            return key, table.loc[key]
+    raise UserError(f"{path}: record {rec.name!r} has no row in the label table")
+
+
+def open_files(paths: list[str], cfg: Config, fs: float | None, workdir: Path,
+               labels_path: Path | None = None) -> ArraySource:
+    """Stream every --source path into one ArraySource (with any given train/val/test split kept)."""
+    data, length = cfg.data, cfg.data.signal_length
+    files = _expand(paths, labels_path)
+    recordings = [f for f in files if f.suffix in RECORDING_SUFFIXES]
+    records: list[dict] = []
+    parts = (p for f in files if f.suffix in ARRAY_SUFFIXES for p in _array_parts(f, cfg, workdir))
+    workdir.mkdir(parents=True, exist_ok=True)
+    out_path, tables, digest, n = workdir / SIGNALS, [], hashlib.sha256(), 0
+    with open(out_path, "wb") as out:
+        recording_parts = _recording_parts(recordings, cfg, fs, labels_path, records) if recordings else ()
+        for part in itertools.chain(parts, recording_parts):
+            signals, reasons = fix_length(part.signals, length, data.length_policy)
+            if cfg.condition.arrays and not part.check_beats:
+                signals, conditioned = condition_rows(signals, data.fs, cfg)
+                reasons = np.where(reasons != "", reasons, conditioned)
+                part.check_beats = True
+            if part.reasons is not None:
+                reasons = np.where(reasons != "", reasons, part.reasons)
+            labels = map_labels(pd.DataFrame(part.labels).reset_index(drop=True), data, part.where)
+            if "subject_id" not in labels:
+                labels["subject_id"] = [f"{Path(part.where).stem}:{n + i}" for i in range(len(labels))]
+                log.warning("%s: no subject_id column; each row is treated as its own subject", part.where)
+            labels["subject_id"] = labels["subject_id"].astype(str)
+            if "segment_id" not in labels:
+                labels["_key"] = [hashlib.blake2b(r.tobytes(), digest_size=16).hexdigest() for r in signals]
+            labels["_reason"], labels["_source"], labels["_check_beats"] = reasons, part.source, part.check_beats
+            if part.given_split:
+                labels["given_split"] = part.given_split
+            out.write(np.ascontiguousarray(signals, dtype="<f4").tobytes())
+            digest.update(signals.tobytes())
+            tables.append(labels)
+            n += len(labels)
+    if not tables or n == 0:
+        raise UserError(f"--source {' '.join(paths)}: no signals could be read (every recording too short or empty)")
+    table = pd.concat(tables, ignore_index=True)
+    given = table["given_split"].notna() if "given_split" in table else pd.Series(False, index=table.index)
+    if given.any() and not given.all():
         raise UserError("--source mixes the reference train/validation/test pickles with other files; "
                         "pass the trio alone or rename the pickles to have them split here")
-    fixed, tables = [], []
-    for f, samples, labels in parts:
-        signals, reasons = fix_length(samples, data.signal_length, data.length_policy)
-        labels = map_labels(labels, data, str(f))
-        if "subject_id" not in labels:
-            labels["subject_id"] = [f"{f.stem}:{i}" for i in range(len(labels))]
-            log.warning("%s: no subject_id column; each row is treated as its own subject", f)
-        labels["subject_id"] = labels["subject_id"].astype(str)
-        labels["_reason"] = reasons
-        fixed.append(signals)
-        tables.append(labels)
-    signals = np.concatenate(fixed)
-    table = pd.concat(tables, ignore_index=True)
-    dup = duplicate_reasons(signals, table)
-    table["_reason"] = np.where(table["_reason"] == "", dup, table["_reason"])
+    keys = table["segment_id"].astype(str) if "segment_id" in table else table.pop("_key")
+    table = table.drop(columns=["_key"], errors="ignore")
+    table["_reason"] = np.where(table["_reason"] == "", duplicate_reasons(keys), table["_reason"])
+    labels = resolve_labels(data, tables, " + ".join(paths))
     table.insert(0, "row", np.arange(len(table), dtype=np.int64))
-    workdir.mkdir(parents=True, exist_ok=True)
-    npy = workdir / ".source-signals.npy"
-    np.save(npy, signals)
-    digest = hashlib.sha256(signals.tobytes())
     digest.update(pd.util.hash_pandas_object(table.drop(columns=["_reason"]), index=False).values.tobytes())
-    info = {"kind": "files", "paths": [str(f) for f in files], "formats": sorted(kinds),
-            "given_split": given_split, "content_sha256": digest.hexdigest()}
-    return ArraySource(npy, table, info)
+    info = {"kind": "files", "paths": [str(f) for f in files], "formats": sorted({f.suffix for f in files}),
+            "given_split": bool(given.any()), "content_sha256": digest.hexdigest()}
+    if recordings or cfg.condition.arrays:
+        info["conditioning"] = describe_conditioning(cfg.condition, data.fs)
+        info["band_pass"] = band_pass(cfg.condition)
+    if records:
+        info["records"] = records
+    return ArraySource(out_path, length, table, labels, info)
 
 
-def open_source(paths: list[str], sim: SimulateConfig, data: DataConfig, fs: float | None, workdir: Path):
+def open_source(paths: list[str], cfg: Config, fs: float | None, workdir: Path, labels_path: Path | None = None):
     """The simulator when no paths are given, else the file readers."""
-    return open_files(paths, data, fs, workdir) if paths else SimulatorSource(sim, data)
+    return open_files(paths, cfg, fs, workdir, labels_path) if paths else SimulatorSource(cfg.simulate, cfg.data)
 
 
 def write_reference_pickle(path: Path, signals: np.ndarray, labels: pd.DataFrame) -> None:

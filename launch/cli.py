@@ -61,7 +61,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--source", action="append", default=[], metavar="PATH",
                    help="an input file or directory (repeat the flag for several); none = the built-in cohort "
                         "simulator")
-    p.add_argument("--fs", type=float, metavar="HZ", help="sampling rate of raw recordings that do not carry one")
+    p.add_argument("--fs", type=float, metavar="HZ",
+                   help="sampling rate of raw recordings that carry none (no header rate, time column or fs column "
+                        "in the label table)")
+    p.add_argument("--labels", metavar="FILE",
+                   help="label table of raw recordings (record, labels, optional fs, subject_id, source); default: "
+                        "labels.csv beside them")
     p.add_argument("--overwrite", action="store_true",
                    help="replace a different dataset already in --out (only prep's own files are removed)")
     p.add_argument("--as-reference-pickles", action="store_true",
@@ -155,7 +160,7 @@ def cmd_prep(args) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     with lock_directory(out, ".prep.lock", "ppg-cvae prep (--out)"):
-        source = open_source(args.source, cfg.simulate, cfg.data, args.fs, out)
+        source = open_source(args.source, cfg, args.fs, out, Path(args.labels) if args.labels else None)
         if args.as_reference_pickles:
             from data_prep.export import write_reference_trio
             write_reference_trio(source, cfg, out)

@@ -31,7 +31,8 @@ class DataConfig:
     """Data preparation: signal format, validation, normalization, split and sharding."""
     signal_length: int = 1024        # samples per segment
     fs: float = 125.0                # sampling rate, Hz
-    labels: list[str] = field(default_factory=lambda: list(LABELS))  # label columns kept
+    labels: list[str] = field(default_factory=list)  # label columns kept ([] = every known one the source has;
+    #                                                  age is required); each must be one of LABELS
     label_map: dict[str, str] = field(default_factory=dict)     # source column -> label, e.g. {Age: age}
     label_scale: dict[str, float] = field(default_factory=dict)  # unit fixes, e.g. {height: 100} for metres
     length_policy: str = "reject"    # signals of another length: reject (quarantine) | crop | resample
@@ -48,6 +49,32 @@ class DataConfig:
     max_bad_fraction: float = 0.05   # stop when more rows than this fail validation
     workers: int = 2                 # processes writing shards
     seed: int = 1234
+
+
+@dataclass
+class ConditionConfig:
+    """Conditioning of raw recordings (CSV, WFDB, VitalDB) before windowing; array sources only with `arrays`."""
+    arrays: bool = False             # also condition array sources (pickles, npz, npy, PulseDB) as recordings
+    max_gap_s: float = 0.25          # missing stretches up to this long are interpolated; longer ones split
+    filter: str = "cheby2"           # band-pass: cheby2 (Liang et al. 2018) | butter | none
+    low_hz: float = 0.5
+    high_hz: float = 10.0
+    order: int = 4
+    stopband_db: float = 20.0        # cheby2 stopband attenuation
+    edge_s: float = 2.0              # dropped at both ends of every segment (filter and resampling transients)
+    polarity: str = "auto"           # keep | invert | auto (invert when the steep edge of the beats points down)
+
+
+@dataclass
+class QualityConfig:
+    """Per-window quality verdict for conditioned sources; failing windows go to the quarantine with the reason."""
+    rail_band: float = 0.01          # share of a recording's range at its min and max that counts as the ADC rail
+    clip_fraction: float = 0.05      # clipped: at least this share of the window's samples on a rail
+    max_jump: float = 0.5            # clipped too: one sample-to-sample jump above this share of the range
+    flat_s: float = 0.5              # flat: the raw signal holds one value this long
+    hr_min: float = 35.0             # beats/min; fewer than 3 beats or a median rate outside -> rejected
+    hr_max: float = 180.0
+    min_template_corr: float = 0.9   # mean beat-to-template correlation (neurokit2 ppg_quality templatematch)
 
 
 @dataclass
@@ -109,6 +136,8 @@ class Config:
     """Root configuration; every section has defaults, YAML files override them."""
     simulate: SimulateConfig = field(default_factory=SimulateConfig)
     data: DataConfig = field(default_factory=DataConfig)
+    condition: ConditionConfig = field(default_factory=ConditionConfig)
+    quality: QualityConfig = field(default_factory=QualityConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     generate: GenerateConfig = field(default_factory=GenerateConfig)
@@ -126,6 +155,8 @@ CHOICES = {
     "model.likelihood": ("gaussian", "sse"),
     "generate.latent": ("fitted", "standard"),
     "train.verify_data": ("size", "sha256"),
+    "condition.filter": ("cheby2", "butter", "none"),
+    "condition.polarity": ("keep", "invert", "auto"),
 }
 
 
@@ -157,6 +188,11 @@ RANGES = {
     "data.label_scale": POSITIVE, "data.window_overlap": FRACTION, "data.val_fraction": FRACTION,
     "data.test_fraction": FRACTION, "data.train_shards": COUNT, "data.val_shards": COUNT, "data.test_shards": COUNT,
     "data.max_bad_fraction": FRACTION, "data.workers": COUNT, "data.seed": NON_NEGATIVE,
+    "condition.max_gap_s": NON_NEGATIVE, "condition.low_hz": Range(0.01, 20), "condition.high_hz": Range(1, 100),
+    "condition.order": Range(1, 10), "condition.stopband_db": Range(5, 80), "condition.edge_s": Range(0, 60),
+    "quality.rail_band": Range(0, 0.5), "quality.clip_fraction": Range(0, 1, lo_open=True),
+    "quality.max_jump": Range(0, 1, lo_open=True), "quality.flat_s": POSITIVE, "quality.hr_min": Range(10, 300),
+    "quality.hr_max": Range(10, 300), "quality.min_template_corr": Range(-1, 1),
     "model.latent_dim": COUNT, "model.filters": COUNT, "model.kernel_size": COUNT, "model.stride": COUNT,
     "model.dense_units": COUNT, "model.beta": NON_NEGATIVE, "model.kl_warmup_epochs": NON_NEGATIVE,
     "model.posterior_mixture": NON_NEGATIVE, "model.posterior_mixture_rows": COUNT,
@@ -244,7 +280,7 @@ def _validate(cfg: Config, source: str) -> Config:
         if label not in LABELS:
             raise UserError(f"{source}: 'data.labels' has unknown label {label!r}; known: {', '.join(LABELS)}")
     for label in cfg.model.conditions:
-        if label not in cfg.data.labels:
+        if label not in (cfg.data.labels or LABELS):
             raise UserError(f"{source}: 'model.conditions' uses {label!r}, which is not in data.labels")
     _check_ranges(cfg, source)
     if cfg.data.signal_length % (cfg.model.stride ** len(cfg.model.filters)):
@@ -259,6 +295,10 @@ def _validate(cfg: Config, source: str) -> Config:
     if cfg.data.val_fraction + cfg.data.test_fraction >= 1:
         raise UserError(f"{source}: data.val_fraction + data.test_fraction is "
                         f"{cfg.data.val_fraction + cfg.data.test_fraction:g}; it must stay below 1")
+    if not cfg.condition.low_hz < cfg.condition.high_hz:
+        raise UserError(f"{source}: condition.low_hz must be below condition.high_hz")
+    if not cfg.quality.hr_min < cfg.quality.hr_max:
+        raise UserError(f"{source}: quality.hr_min must be below quality.hr_max")
     if not cfg.simulate.age_min < cfg.simulate.age_max:
         raise UserError(f"{source}: simulate.age_min must be below simulate.age_max")
     return cfg
@@ -293,7 +333,8 @@ def load_config(path: str | Path | None, overrides: list[str] = ()) -> Config:
             where = f" line {mark.line + 1}" if mark else ""
             raise UserError(f"{path}:{where} is not valid YAML ({getattr(exc, 'problem', exc)})") from None
         if not isinstance(data, dict):
-            raise UserError(f"{path}: top level must be a mapping of sections (simulate, data, model, train, generate)")
+            raise UserError(f"{path}: top level must be a mapping of sections (simulate, data, condition, quality, "
+                            "model, train, generate)")
     for text in overrides:
         keys, value = parse_override(text)
         node = data

@@ -49,7 +49,7 @@ def test_splits_are_subject_disjoint(smoke_data):
 def test_round_trip_is_bit_exact(smoke_data):
     cfg = load_config(SMOKE)
     m = load_manifest(smoke_data)
-    signals, labels = read_arrays(shard_paths(smoke_data, m, "test"), cfg.data.labels, 1024, "none")
+    signals, labels = read_arrays(shard_paths(smoke_data, m, "test"), list(m["labels"]), 1024, "none")
     rows = segment_table(simulate_subjects(cfg.simulate, cfg.data.seed), cfg.simulate.segments_per_subject)
     expected = normalize(simulate_signals(rows, cfg.simulate, cfg.data, cfg.data.seed), "maxabs")
     for sig, lab in zip(signals, labels):
@@ -112,6 +112,6 @@ def test_gzip_shards_round_trip_and_verify(tmp_path):
     m = prepare(cfg, tmp_path / "gz", SimulatorSource(cfg.simulate, cfg.data))
     files = shard_paths(tmp_path / "gz", m, "train")
     assert all(f.name.endswith(".tfrecord.gz") for f in files)
-    signals, _ = read_arrays(files, cfg.data.labels, 1024, "gzip")
+    signals, _ = read_arrays(files, ["age"], 1024, "gzip")
     assert len(signals) == m["splits"]["train"]["count"] and np.abs(signals).max() == pytest.approx(1.0)
     assert verify(tmp_path / "gz")["records"] == sum(m["splits"][s]["count"] for s in ("train", "val", "test"))

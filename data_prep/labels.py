@@ -1,0 +1,43 @@
+"""Label columns: which ones a dataset keeps, renaming, unit fixes and sex codes."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from data_prep.validate import LABEL_RANGES
+from launch.config import LABELS, DataConfig
+from launch.errors import UserError
+
+SEX_CODES = {"m": 0.0, "male": 0.0, "f": 1.0, "female": 1.0, "0": 0.0, "1": 1.0}
+
+
+def resolve_labels(data: DataConfig, parts: list[pd.DataFrame], where: str) -> list[str]:
+    """The label columns a dataset keeps: data.labels when given (each must be a column of every part), else age
+    and every other known label that every part has for every row; age is always required."""
+    common = set.intersection(*[set(p.columns) & set(LABELS) for p in parts]) if parts else set()
+    if data.labels:
+        missing = [c for c in data.labels if c not in common]
+        if missing:
+            raise UserError(f"{where}: label column(s) {missing} asked for in data.labels are missing (the source has "
+                            f"{', '.join(sorted(common)) or 'none'}); map them with data.label_map (e.g. "
+                            "data.label_map={Age: age}) or drop them from data.labels")
+        return list(data.labels)
+    if "age" not in common:
+        raise UserError(f"{where}: no 'age' label (the source has {', '.join(sorted(common)) or 'none'}); add an age "
+                        "column or map one with data.label_map (e.g. data.label_map={Age: age})")
+    return [c for c in LABELS if c in common and (c == "age" or all(p[c].notna().all() for p in parts))]
+
+
+def map_labels(labels: pd.DataFrame, data: DataConfig, where: str) -> pd.DataFrame:
+    """Rename columns by data.label_map, encode sex, apply data.label_scale, and check units by medians."""
+    labels = labels.rename(columns=data.label_map)
+    if "sex" in labels and not pd.api.types.is_numeric_dtype(labels["sex"]):
+        labels["sex"] = labels["sex"].astype(str).str.strip().str.lower().map(SEX_CODES)
+    for col in [c for c in LABELS if c in labels]:
+        labels[col] = pd.to_numeric(labels[col], errors="coerce") * data.label_scale.get(col, 1.0)
+        median = labels[col].median()
+        lo, hi = LABEL_RANGES[col]
+        if np.isfinite(median) and not lo <= median <= hi:
+            raise UserError(f"{where}: label '{col}' has median {median:g}, outside the plausible {lo:g}-{hi:g}; "
+                            f"wrong unit? scale it with data.label_scale.{col}=FACTOR")
+    return labels

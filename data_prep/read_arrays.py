@@ -1,0 +1,50 @@
+"""Readers for signal arrays: `.npz`, `.npy` with a CSV/Parquet label table, and label tables themselves."""
+from __future__ import annotations
+
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from launch.errors import UserError
+
+
+def read_label_table(path: Path) -> pd.DataFrame:
+    """A CSV or Parquet table; an unreadable one is a one-line error naming the file."""
+    try:
+        return pd.read_parquet(path) if path.suffix == ".parquet" else pd.read_csv(path)
+    except ImportError:
+        raise UserError(f"{path}: reading Parquet needs pyarrow; pip install pyarrow or use CSV") from None
+    except (OSError, ValueError, UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
+        raise UserError(f"{path}: unreadable table ({type(exc).__name__}: {str(exc)[:200]})") from None
+
+
+def read_npz(path: Path) -> tuple[np.ndarray, pd.DataFrame]:
+    """`.npz` with `signals` [N, L] and one 1-D array per label (plus optional subject_id)."""
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            if "signals" not in npz:
+                raise UserError(f"{path}: no 'signals' array (found {', '.join(npz.files)})")
+            signals = npz["signals"]
+            labels = pd.DataFrame({k: npz[k] for k in npz.files if k != "signals" and npz[k].ndim == 1})
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+        raise UserError(f"{path}: unreadable .npz ({exc}); arrays must be plain numbers (no objects)") from None
+    if signals.ndim != 2 or (len(labels.columns) and len(labels) != len(signals)):
+        raise UserError(f"{path}: 'signals' must be [N, L] with one label value per row")
+    return signals, labels
+
+
+def read_npy_with_table(path: Path) -> tuple[np.ndarray, pd.DataFrame]:
+    """`x.npy` signals [N, L] with labels in `x.csv` or `x.parquet` beside it."""
+    table = next((p for p in (path.with_suffix(".csv"), path.with_suffix(".parquet")) if p.exists()), None)
+    if table is None:
+        raise UserError(f"{path}: no label table beside it; add {path.with_suffix('.csv').name} or .parquet")
+    try:
+        signals = np.load(path, mmap_mode="r", allow_pickle=False)
+    except (OSError, ValueError, EOFError) as exc:
+        raise UserError(f"{path}: unreadable .npy ({exc}); arrays must be plain numbers (no objects)") from None
+    labels = read_label_table(table)
+    if signals.ndim != 2 or len(labels) != len(signals):
+        raise UserError(f"{path}: signals {signals.shape} and {len(labels)} label rows in {table.name} do not match")
+    return signals, labels
