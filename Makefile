@@ -3,13 +3,23 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 OUT ?= outputs/demo
 
-.PHONY: setup demo test bench clean
+.PHONY: setup demo real test bench clean
 
 setup:
 	@bash launch/setup_env.sh
 
 demo: setup
 	$(VENV)/bin/ppg-cvae demo --out $(OUT)
+
+# The real-recordings run of docs/REAL_DATA.md: REAL_PPG is a folder of recordings with an INDEX.json.
+REAL_PPG ?= ../shared/data/real-ppg
+REAL_OUT ?= outputs/real
+real: setup
+	$(PY) -m data_prep.real_ppg_labels $(REAL_PPG)/INDEX.json $(REAL_OUT)/labels.csv
+	$(VENV)/bin/ppg-cvae prep --config configs/real.yaml --out $(REAL_OUT)/data --source $(REAL_PPG) --labels $(REAL_OUT)/labels.csv
+	$(VENV)/bin/ppg-cvae launch --np 2 -- train --config configs/real.yaml --data $(REAL_OUT)/data --run-dir $(REAL_OUT)/run --resume
+	$(VENV)/bin/ppg-cvae generate --model $(REAL_OUT)/run --ages 25:75:5 --n-per-age 60 --out $(REAL_OUT)/synthetic.npz
+	$(VENV)/bin/ppg-cvae evaluate --synthetic $(REAL_OUT)/synthetic.npz --data $(REAL_OUT)/data --out $(REAL_OUT)/report
 
 # pytest exits 5 when it collected no test: that is a failure, never a pass.
 test: setup

@@ -21,6 +21,8 @@ setup(
         "matplotlib==3.9.2",
         "tqdm==4.67.1",
         "wfdb==4.1.2",
+        "h5py==3.16.0",  # PulseDB subset files (MATLAB v7.3)
+        "vitaldb==1.7.2",  # VitalDB .vital case files
         "neurokit2==0.2.12",  # PPG beat detection; 0.2.13 requires numpy 2
         "PyWavelets==1.6.0",  # neurokit2 dependency, numpy 1.x build
         "pyarrow==17.0.0",  # Parquet label tables

@@ -43,7 +43,8 @@ def prepare(cfg: Config, data_dir: Path, run_dir: Path, manifest: dict, resume: 
     ident = identity(cfg, manifest)
     old = _read_run_json(run_dir) if resume else None
     if old is not None:
-        differ = [k for k in sorted(set(ident) | set(old["identity"])) if ident.get(k) != old["identity"].get(k)]
+        # keys the old run did not record (added to ppg-cvae since) are not compared
+        differ = [k for k in sorted(old["identity"]) if ident.get(k) != old["identity"][k]]
         if differ:
             k = differ[0]
             raise UserError(f"{run_dir} was trained with {k}={old['identity'].get(k)!r}, this run has "

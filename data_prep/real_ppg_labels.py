@@ -25,6 +25,7 @@ def main(argv: list[str]) -> int:
         print(__doc__.strip(), file=sys.stderr)
         return 2
     table = labels_from_index(json.loads(Path(argv[0]).read_text()))
+    Path(argv[1]).parent.mkdir(parents=True, exist_ok=True)
     table.to_csv(argv[1], index=False)
     print(f"wrote {argv[1]}: {len(table)} recordings from {table['source'].nunique()} sources")
     return 0

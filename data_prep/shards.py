@@ -92,3 +92,12 @@ def read_arrays(files: list[str | Path], label_columns: list[str], signal_length
     if not signals:
         return np.zeros((0, signal_length), np.float32), np.zeros((0, len(label_columns)), np.float32)
     return np.concatenate(signals), np.concatenate(labels)
+
+
+def read_subject_ids(files: list[str | Path], compression: str) -> np.ndarray:
+    """The subject_id of every record of the given shards, in order."""
+    spec = {"subject_id": tf.io.FixedLenFeature([], tf.string)}
+    ds = tf.data.TFRecordDataset([str(f) for f in files], compression_type="GZIP" if compression == "gzip" else "")
+    ds = ds.map(lambda r: tf.io.parse_single_example(r, spec)["subject_id"]).batch(4096)
+    ids = [b.astype(str) for b in ds.as_numpy_iterator()]
+    return np.concatenate(ids) if ids else np.zeros(0, dtype=str)

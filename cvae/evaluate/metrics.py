@@ -99,3 +99,36 @@ def diversity_and_copies(real_train: np.ndarray, real_test: np.ndarray, syntheti
             "copy_fraction": float(np.mean(syn_nn < threshold)), "copy_threshold": threshold,
             "nn_distance_synthetic_median": float(np.median(syn_nn)),
             "nn_distance_real_test_median": float(np.median(test_nn))}
+
+
+def source_of(subject_ids: np.ndarray) -> np.ndarray:
+    """The source of each signal: the subject id's prefix before ':' (e.g. 'mwppg:53' -> 'mwppg'), else 'all'."""
+    return np.array([s.split(":", 1)[0] if ":" in s else "all" for s in subject_ids], dtype=object)
+
+
+def within_source(real_train: tuple, real_test: tuple, synthetic: tuple, min_signals: int = 20) -> list[dict]:
+    """Age fidelity inside each source, where recordings from one device and site share their confounds: per source
+    with at least `min_signals` train and test signals and some age spread, a regressor fit on that source's train
+    signals; Spearman on its test signals, and on the synthetic signals requested inside its training age range.
+    Each tuple is (features, ages, sources); synthetic sources are ignored."""
+    rows = []
+    for src in sorted(set(real_test[2])):
+        tr, te = real_train[2] == src, real_test[2] == src
+        if tr.sum() < min_signals or te.sum() < min_signals or np.std(real_train[1][tr]) < 1:
+            continue
+        lo, hi = float(real_train[1][tr].min()), float(real_train[1][tr].max())
+        model = age_regressor(real_train[0][tr], real_train[1][tr])
+        inside = (synthetic[1] >= lo) & (synthetic[1] <= hi)
+        rows.append({"source": src, "age_min": lo, "age_max": hi, "real_test": int(te.sum()),
+                     "spearman_real": spearman(real_test[1][te], model.predict(real_test[0][te])),
+                     "synthetic": int(inside.sum()),
+                     "spearman_synthetic": spearman(synthetic[1][inside], model.predict(synthetic[0][inside]))
+                     if inside.sum() >= min_signals and np.ptp(synthetic[1][inside]) > 0 else None})
+    return rows
+
+
+def disjoint_sources(real_train: tuple) -> bool:
+    """True when the age ranges (5th-95th percentile) of two sources do not overlap: across sources an age model
+    can then tell the source instead of the physiology."""
+    spans = [np.percentile(real_train[1][real_train[2] == s], [5, 95]) for s in set(real_train[2])]
+    return any(a[1] < b[0] or b[1] < a[0] for i, a in enumerate(spans) for b in spans[i + 1:])

@@ -1,0 +1,75 @@
+"""Recording conditioning and the window verdicts, on signals whose answer is known by construction."""
+import numpy as np
+
+from cvae.evaluate.features import clean_beats
+from data_prep.conditioning import condition
+from data_prep.quality import beat_reason, raw_reason
+from data_prep.read_recordings import Recording, record_windows
+from launch.config import load_config
+
+CFG = load_config(None)
+
+
+def pulse(seconds: float, fs: float, hr: float = 66.0, seed: int = 0) -> np.ndarray:
+    t = np.arange(int(seconds * fs)) / fs
+    phase = (t * hr / 60.0) % 1.0
+    beat = np.exp(-((phase - 0.15) / 0.05) ** 2) + 0.3 * np.exp(-((phase - 0.45) / 0.15) ** 2)
+    return beat + 0.005 * np.random.default_rng(seed).standard_normal(len(t))
+
+
+def test_offset_and_wander_are_removed_and_the_rate_changes():
+    fs = 200.0
+    t = np.arange(int(60 * fs)) / fs
+    raw = -315_000 + 40 * pulse(60, fs) + 30 * np.sin(2 * np.pi * 0.05 * t)    # offset + slow wander
+    c = condition(raw, fs, 125.0, CFG.condition, CFG.quality)
+    (seg,) = c.segments
+    assert len(seg.x) == round((60 - 2 * CFG.condition.edge_s) * 125)
+    assert abs(seg.x.mean()) < 0.1 * seg.x.std()              # the -315,000 offset is gone
+    lows = [seg.x[a:a + 1250].mean() for a in range(0, len(seg.x) - 1250, 1250)]
+    assert np.ptp(lows) < 0.2 * np.ptp(seg.x)            # the 0.05 Hz wander is gone
+    assert clean_beats(seg.x[:1024], 125.0)[0] > 0.9
+
+
+def test_short_gaps_are_filled_and_long_ones_split():
+    fs = 100.0
+    raw = pulse(60, fs)
+    raw[1000:1010] = np.nan                               # 0.1 s: interpolated
+    raw[3000:3100] = np.nan                               # 1 s: splits the recording
+    c = condition(raw, fs, 125.0, CFG.condition, CFG.quality)
+    assert (c.gaps_interpolated, c.splits, len(c.segments)) == (1, 1, 2)
+    assert c.segments[1].start_s > 31.0 and all(np.isfinite(s.x).all() for s in c.segments)
+
+
+def test_polarity_auto_turns_an_inverted_recording_upright():
+    fs = 125.0
+    upright = condition(pulse(40, fs), fs, fs, CFG.condition, CFG.quality)
+    flipped = condition(-pulse(40, fs), fs, fs, CFG.condition, CFG.quality)
+    assert not upright.inverted and flipped.inverted
+    assert np.allclose(upright.segments[0].x, flipped.segments[0].x)
+
+
+def test_rails_jumps_and_flat_stretches_are_named():
+    fs = 125.0
+    x = 1000 + 500 * pulse(60, fs)
+    clipped = x.copy()
+    clipped[2000:2600] = np.minimum(clipped[2000:2600], np.percentile(x, 60))   # saturated tops
+    clipped[2000:2600][clipped[2000:2600] >= np.percentile(x, 60)] = 4095
+    wrapped = x.copy()
+    wrapped[5000:5040] += 60_000                           # a wrap-around excursion
+    flat = x.copy()
+    flat[6000:6200] = flat[6000]
+    for raw, (a, b), reason in ((clipped, (2000, 2600), "clipped"), (wrapped, (5000, 5040), "clipped"),
+                                (flat, (6000, 6200), "flat")):
+        windows, reasons, _ = record_windows(Recording("r", raw, fs), fs, CFG)
+        starts = np.arange(len(windows)) * 1024 + int(CFG.condition.edge_s * fs)
+        hit = (starts < b) & (a < starts + 1024)
+        assert set(reasons[hit]) == {reason} and set(reasons[~hit]) == {""}, (reason, list(reasons))
+    assert raw_reason(0.0, False, 0.0, CFG.quality) == ""
+
+
+def test_beat_verdicts():
+    fs = 125.0
+    good = pulse(8.2, fs)[:1024]
+    assert beat_reason(good, fs, CFG.quality) == ""
+    assert beat_reason(np.random.default_rng(0).standard_normal(1024), fs, CFG.quality) != ""
+    assert beat_reason(pulse(8.2, fs, hr=190)[:1024], fs, CFG.quality) == "implausible_hr"   # above 180 bpm
