@@ -59,7 +59,7 @@ def child(kind: str, data: Path, epochs: int, workdir: Path) -> float:
     from cvae.model import CVAE
     from data_prep.manifest import load_manifest, shard_paths
     from data_prep.shards import read_arrays
-    from launch.config import load_config
+    from data_prep.config import load_config
 
     cfg = load_config(CONFIG, COMMON)
     manifest = load_manifest(data)
@@ -76,9 +76,9 @@ def child(kind: str, data: Path, epochs: int, workdir: Path) -> float:
         return steps * (epochs - 1) * batch / (time.perf_counter() - t0)
 
     mean, std = condition_scaler(manifest, conds)
-    x, y = read_arrays(shard_paths(data, manifest, "train"), conds, manifest["signal_length"], "none")
+    x, y = read_arrays(shard_paths(data, manifest, "train"), conds, manifest.signal_length, "none")
     c = ((y - mean) / std).astype(np.float32)
-    model = CVAE(cfg.model, manifest["signal_length"], len(conds), seed=0)
+    model = CVAE(cfg.model, manifest.signal_length, len(conds), seed=0)
     if kind == "keras_fit":
         model.compile(optimizer=keras.optimizers.Adam(cfg.train.learning_rate))
         times = []

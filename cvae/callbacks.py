@@ -1,10 +1,9 @@
-"""Training callbacks: rank-0 validation with broadcast early stopping, KL warm-up, preemption,
-checkpoints and TensorBoard (scalars, waveform images, hparams)."""
+"""Training callbacks: rank-0 validation with broadcast early stopping, the step watchdog, checkpoints, epoch
+timing and TensorBoard (scalars, waveform images, hparams)."""
 from __future__ import annotations
 
 import logging
 import os
-import signal
 import threading
 import time
 
@@ -30,7 +29,7 @@ class TrainState(tf.Module):
         self.wait = tf.Variable(0, dtype=tf.int64, trainable=False, name="wait")
 
 
-def evaluate(model, dataset, step) -> dict[str, float]:
+def mean_losses(model, dataset, step) -> dict[str, float]:
     """Exact mean of loss, recon and kl over a whole dataset (weighted by batch size); `step` maps a
     batch to [recon, kl] (a tf.function made once, so evaluation does not retrace every epoch)."""
     sums = np.zeros(2)
@@ -43,35 +42,25 @@ def evaluate(model, dataset, step) -> dict[str, float]:
     return {"loss": rec + float(model.beta.numpy()) * kl, "recon": rec, "kl": kl}
 
 
-class KLWarmup(keras.callbacks.Callback):
-    """beta ramps linearly from beta/warmup to its configured value over the first epochs."""
-
-    def __init__(self, beta: float, warmup_epochs: int):
-        super().__init__()
-        self.target, self.warmup = beta, warmup_epochs
-
-    def on_epoch_begin(self, epoch, logs=None):
-        frac = 1.0 if self.warmup == 0 else min(1.0, (epoch + 1) / self.warmup)
-        self.model.beta.assign(self.target * frac)
-
-
 class RankZeroValidation(keras.callbacks.Callback):
     """Rank 0 validates and decides early stopping; the numbers and the decision reach every rank."""
 
-    def __init__(self, val_data, state: TrainState, patience: int, min_delta: float):
+    def __init__(self, val_data, state: TrainState, patience: int, min_delta: float, agreement):
+        """`agreement` (StepAgreement): after a diverged step there is nothing to validate or decide."""
         super().__init__()
         self.val_data, self.state, self.patience, self.min_delta = val_data, state, patience, min_delta
+        self.agreement = agreement
         self.improved = False
 
     def on_train_begin(self, logs=None):
         self.step = tf.function(lambda s, c: tf.stack(self.model.losses_for(s, c)), reduce_retracing=True)
 
     def on_epoch_end(self, epoch, logs=None):
-        if self.model.nonfinite_agreed.numpy() > 0:
-            return   # every rank knows: nothing to validate, nothing to decide
+        if self.agreement.diverged_at:
+            return   # every rank knows
         packet = np.zeros(5)
         if hvd.rank() == 0:
-            val = evaluate(self.model, self.val_data, self.step)
+            val = mean_losses(self.model, self.val_data, self.step)
             self.improved = val["loss"] < float(self.state.best.numpy()) - self.min_delta
             if self.improved:
                 self.state.best.assign(val["loss"])
@@ -90,48 +79,9 @@ class RankZeroValidation(keras.callbacks.Callback):
             self.model.stop_training = True
 
 
-class Preemption(keras.callbacks.Callback):
-    """SIGTERM/SIGUSR1 on any rank -> every rank stops after the same step (agreed inside train_step)."""
-
-    def __init__(self):
-        super().__init__()
-        self.requested = False
-        self.preempted = False
-        for sig in (signal.SIGTERM, signal.SIGUSR1):
-            signal.signal(sig, self._handler)
-
-    def _handler(self, signum, frame):
-        self.requested = True
-
-    def on_train_batch_begin(self, batch, logs=None):
-        if self.requested:
-            self.model.stop_requested.assign(1.0)
-
-    def on_train_batch_end(self, batch, logs=None):
-        if self.model.stop_agreed.numpy() > 0:
-            self.preempted = True
-            self.model.stop_training = True
-
-
 def weights_finite(model: keras.Model) -> bool:
     """True when every weight of the model is finite (nothing else may be checkpointed or exported)."""
     return all(bool(np.isfinite(w.numpy()).all()) for w in model.weights if w.dtype.is_floating)
-
-
-class DivergenceGuard(keras.callbacks.Callback):
-    """A non-finite loss on any rank (agreed inside train_step) stops every rank after that same step."""
-
-    def __init__(self):
-        super().__init__()
-        self.where: tuple[int, int, int] | None = None   # (epoch, step in epoch, global step), 1-based
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self.epoch = epoch
-
-    def on_train_batch_end(self, batch, logs=None):
-        if self.model.nonfinite_agreed.numpy() > 0 and self.where is None:
-            self.where = (self.epoch + 1, batch + 1, int(self.model.optimizer.iterations.numpy()))
-            self.model.stop_training = True
 
 
 class StepWatchdog(keras.callbacks.Callback):
@@ -189,7 +139,7 @@ class Checkpointer(keras.callbacks.Callback):
 
 
 class EpochTimer(keras.callbacks.Callback):
-    """Wall time of each epoch: put into the logs as `epoch_time_s` and kept in `seconds`."""
+    """Wall time of each epoch, kept in `seconds` (TensorBoardLogger reads the last one)."""
 
     def __init__(self):
         super().__init__()
@@ -200,16 +150,17 @@ class EpochTimer(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         self.seconds.append(time.perf_counter() - self.t0)
-        logs["epoch_time_s"] = self.seconds[-1]
 
 
 class TensorBoardLogger(keras.callbacks.Callback):
     """Rank 0: train/val loss terms, LR, signals/s, epoch and step time, waveform images, hparams."""
 
     def __init__(self, logdir: str, global_batch: int, steps: int, fs: float, image_every: int,
-                 sample_batch: tuple, age_draws: dict | None, hparams: dict):
-        """`age_draws` (train.image_encodings): validation signals near each image age, decoded at that age."""
+                 sample_batch: tuple, age_draws: dict | None, hparams: dict, timer: EpochTimer):
+        """`age_draws` (images.age_encodings): validation signals near each image age, decoded at that age;
+        `timer` must run before this logger at epoch end (the trainer lists it first)."""
         super().__init__()
+        self.timer = timer
         self.writer = tf.summary.create_file_writer(logdir)
         self.global_batch, self.steps, self.fs, self.image_every = global_batch, steps, fs, image_every
         self.sample_batch, self.age_draws, self.hparams = sample_batch, age_draws, hparams
@@ -220,7 +171,7 @@ class TensorBoardLogger(keras.callbacks.Callback):
             hp.hparams(self.hparams, trial_id="run")
 
     def on_epoch_end(self, epoch, logs=None):
-        seconds = logs["epoch_time_s"]
+        seconds = self.timer.seconds[-1]
         lr = self.model.optimizer.learning_rate
         lr = float(lr(self.model.optimizer.iterations) if callable(lr) else lr)
         with self.writer.as_default(step=epoch + 1):

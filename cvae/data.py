@@ -6,36 +6,35 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
-from data_prep.manifest import shard_paths
+from data_prep.manifest import Manifest, shard_paths
 from data_prep.shards import parse_fn
-from launch.errors import UserError
+from data_prep.errors import UserError
 
 AUTOTUNE = tf.data.AUTOTUNE
 
 
-def condition_scaler(manifest: dict, conditions: list[str]) -> tuple[np.ndarray, np.ndarray]:
+def condition_scaler(manifest: Manifest, conditions: list[str]) -> tuple[np.ndarray, np.ndarray]:
     """(mean, std) of each condition label on the training split, from the manifest."""
-    missing = [c for c in conditions if c not in manifest["labels"]]
+    missing = [c for c in conditions if c not in manifest.labels]
     if missing:
         raise UserError(f"model.conditions {missing} are not labels of this dataset "
-                        f"(it has {sorted(manifest['labels'])}); fix model.conditions or re-run prep")
-    mean = np.array([manifest["labels"][c]["mean"] for c in conditions], np.float32)
-    std = np.array([manifest["labels"][c]["std"] for c in conditions], np.float32)
+                        f"(it has {sorted(manifest.labels)}); fix model.conditions or re-run prep")
+    mean = np.array([manifest.labels[c].mean for c in conditions], np.float32)
+    std = np.array([manifest.labels[c].std for c in conditions], np.float32)
     return mean, std
 
 
-def _serialized(files: list[Path], manifest: dict) -> tf.data.Dataset:
+def _serialized(files: list[Path], manifest: Manifest) -> tf.data.Dataset:
     """The raw records of the given shard files, interleaved in a fixed order."""
-    compression = "GZIP" if manifest["compression"] == "gzip" else ""
     ds = tf.data.Dataset.from_tensor_slices([str(f) for f in files])
-    return ds.interleave(lambda f: tf.data.TFRecordDataset(f, compression_type=compression),
+    return ds.interleave(lambda f: tf.data.TFRecordDataset(f, compression_type=manifest.tf_compression),
                          cycle_length=min(4, max(len(files), 1)), num_parallel_calls=AUTOTUNE, deterministic=True)
 
 
-def _parser(manifest: dict, conditions: list[str]):
+def _parser(manifest: Manifest, conditions: list[str]):
     """serialized Example -> (signal, condition normalized with the training-split statistics)."""
     mean, std = condition_scaler(manifest, conditions)
-    parse = parse_fn(conditions, manifest["signal_length"])
+    parse = parse_fn(conditions, manifest.signal_length)
 
     def fn(serialized):
         signal, labels = parse(serialized)
@@ -44,15 +43,15 @@ def _parser(manifest: dict, conditions: list[str]):
     return fn
 
 
-def rank_plan(manifest: dict, rank: int, size: int, batch_size: int) -> tuple[str, list[int], int]:
+def rank_plan(manifest: Manifest, rank: int, size: int, batch_size: int) -> tuple[str, list[int], int]:
     """How this rank reads the train split and the common steps per epoch.
 
     Files are dealt to ranks when there are at least as many shards as ranks, else every rank reads
     every file and keeps one element in `size`. Steps = the smallest rank's full batches, so every
     rank runs exactly the same number of steps and no collective waits on a rank that ran dry.
     """
-    shards = manifest["splits"]["train"]["shards"]
-    counts = [s["count"] for s in shards]
+    shards = manifest.splits["train"].shards
+    counts = [s.count for s in shards]
     if len(shards) >= size:
         per_rank = [sum(counts[r::size]) for r in range(size)]
         mode, files = "files", list(range(rank, len(shards), size))
@@ -67,7 +66,7 @@ def rank_plan(manifest: dict, rank: int, size: int, batch_size: int) -> tuple[st
     return mode, files, steps
 
 
-def train_dataset(data_dir, manifest: dict, conditions: list[str], batch_size: int, rank: int, size: int,
+def train_dataset(data_dir, manifest: Manifest, conditions: list[str], batch_size: int, rank: int, size: int,
                   shuffle_buffer: int, seed: int, start_epoch: int, epochs: int,
                   cache: bool = False, input_threads: int = 0) -> tuple[tf.data.Dataset, int]:
     """This rank's batches for epochs start_epoch..epochs-1, and the steps per epoch.
@@ -102,9 +101,9 @@ def train_dataset(data_dir, manifest: dict, conditions: list[str], batch_size: i
     return ds, steps
 
 
-def eval_dataset(data_dir, manifest: dict, split: str, conditions: list[str], batch_size: int) -> tf.data.Dataset:
+def eval_dataset(data_dir, manifest: Manifest, split: str, conditions: list[str], batch_size: int) -> tf.data.Dataset:
     """Every record of a split, in order, in batches (the last one may be short)."""
-    if manifest["splits"][split]["count"] == 0:
+    if manifest.splits[split].count == 0:
         raise UserError(f"the {split} split is empty; raise data.{split}_fraction or prepare more subjects")
     ds = _serialized(shard_paths(data_dir, manifest, split), manifest)
     return ds.map(_parser(manifest, conditions), num_parallel_calls=AUTOTUNE).batch(batch_size).prefetch(AUTOTUNE)

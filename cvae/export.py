@@ -1,25 +1,21 @@
-"""The trained model as plain Keras files + metadata: loads and generates without Horovod."""
+"""Export of the trained model: RUN/model holds plain Keras files, meta.json and the latent prior (cvae.sampler
+loads them without Horovod)."""
 from __future__ import annotations
 
 import hashlib
-import json
 import shutil
 import tempfile
-import zipfile
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
-from tensorflow import keras
 
 from cvae.latent_prior import FILE as LATENT_PRIOR_FILE
-from cvae.latent_prior import LatentPrior
-from data_prep.manifest import write_json_atomic
-from data_prep.normalize import normalize
-from launch.config import Config
-from launch.errors import UserError
+from data_prep.manifest import Manifest, write_json_atomic
+from data_prep.config import Config
 
 
-def export_model(model, cfg: Config, manifest: dict, run_dir: Path, best_val_loss: float,
+def export_model(model, cfg: Config, manifest: Manifest, run_dir: Path, best_val_loss: float,
                  noise_sigma: float, latent_prior: dict | None = None) -> Path:
     """Write RUN/model/{decoder.keras, encoder.keras, meta.json[, latent_prior.npz]}; the directory appears
     complete or not at all. `noise_sigma` is the white-noise level that generation adds to the decoder mean
@@ -30,15 +26,15 @@ def export_model(model, cfg: Config, manifest: dict, run_dir: Path, best_val_los
     conditions = cfg.model.conditions
     meta = {
         "model_id": hashlib.sha256((tmp / "decoder.keras").read_bytes()).hexdigest()[:16],
-        "dataset_id": manifest["dataset_id"],
+        "dataset_id": manifest.dataset_id,
         "conditions": conditions,
-        "condition_mean": [manifest["labels"][c]["mean"] for c in conditions],
-        "condition_std": [manifest["labels"][c]["std"] for c in conditions],
-        "label_stats": manifest["labels"],
+        "condition_mean": [manifest.labels[c].mean for c in conditions],
+        "condition_std": [manifest.labels[c].std for c in conditions],
+        "label_stats": {k: asdict(v) for k, v in manifest.labels.items()},
         "latent_dim": cfg.model.latent_dim,
-        "signal_length": manifest["signal_length"],
-        "fs": manifest["fs"],
-        "normalization": manifest["normalization"],
+        "signal_length": manifest.signal_length,
+        "fs": manifest.fs,
+        "normalization": manifest.normalization,
         "best_val_loss": best_val_loss,
         "likelihood": cfg.model.likelihood,
         "likelihood_sigma": float(np.exp(model.log_sigma.numpy())) if cfg.model.likelihood == "gaussian" else None,
@@ -55,111 +51,3 @@ def export_model(model, cfg: Config, manifest: dict, run_dir: Path, best_val_los
     tmp.rename(final)
     shutil.rmtree(old)
     return final
-
-
-# What an exported encoder/decoder may consist of: keras builtin layers and initializers, nothing custom.
-KERAS_MEMBERS = {"config.json", "metadata.json", "model.weights.h5"}
-KERAS_CLASSES = {("keras.layers", n) for n in ("InputLayer", "Dense", "Conv1D", "Conv1DTranspose", "Reshape",
-                                                "Concatenate", "Flatten")} | {
-    ("keras.initializers", n) for n in ("GlorotUniform", "Zeros")} | {("keras.src.engine.functional", "Functional")}
-ACTIVATIONS = {"relu", "tanh", "elu", "sigmoid", "linear"}
-
-
-def _refused(node) -> str | None:
-    """The first class or activation in a Keras config that is not on the lists above (None: all are)."""
-    if isinstance(node, dict):
-        if "class_name" in node and (node.get("module"), node["class_name"]) not in KERAS_CLASSES:
-            return f"{node.get('module')}.{node['class_name']}"
-        if "activation" in node and node["activation"] not in ACTIVATIONS:
-            return f"activation {str(node['activation'])[:60]}"
-        children = node.values()
-    else:
-        children = node if isinstance(node, list) else []
-    return next((r for r in map(_refused, children) if r), None)
-
-
-def load_keras_file(path: Path) -> keras.Model:
-    """A .keras file of builtin layers only (checked in its config before Keras reads it), loaded in safe mode."""
-    try:
-        with zipfile.ZipFile(path) as zf:
-            members = set(zf.namelist())
-            config = json.loads(zf.read("config.json")) if members == KERAS_MEMBERS else None
-    except (OSError, zipfile.BadZipFile, ValueError, KeyError) as exc:
-        raise UserError(f"{path}: not a Keras model file ({exc}); re-export the run") from None
-    if config is None:
-        raise UserError(f"{path}: holds {sorted(members)}, a model file holds exactly {sorted(KERAS_MEMBERS)}")
-    refused = _refused(config)
-    if refused:
-        raise UserError(f"{path}: refused to load {refused}; an exported ppg-cvae model holds builtin Keras "
-                        "layers only")
-    try:
-        return keras.models.load_model(path, compile=False, safe_mode=True)
-    except Exception as exc:   # a damaged file: whatever Keras raises, the user gets one line
-        raise UserError(f"{path}: unreadable Keras model ({type(exc).__name__}: {str(exc)[:200]}); re-export "
-                        "the run") from None
-
-
-def _meta_problem(meta: dict) -> str | None:
-    """The first thing wrong in meta.json (None: sound)."""
-    try:
-        n = len(meta["conditions"])
-        ok = (all(isinstance(c, str) for c in meta["conditions"]) and len(meta["condition_mean"]) == n
-              and len(meta["condition_std"]) == n and all(np.isfinite(meta["condition_mean"]))
-              and all(np.isfinite(s) and s > 0 for s in meta["condition_std"])
-              and isinstance(meta["latent_dim"], int) and meta["latent_dim"] >= 1
-              and isinstance(meta["signal_length"], int) and 16 <= meta["signal_length"] <= 1 << 20
-              and 0 < meta["fs"] <= 100_000 and meta["normalization"] in ("maxabs", "zscore", "minmax")
-              and (meta.get("noise_sigma") or 0) >= 0 and np.isfinite(meta.get("noise_sigma") or 0)
-              and isinstance(meta["model_id"], str) and isinstance(meta["label_stats"], dict))
-        return None if ok else "a value is missing, of the wrong type or out of range"
-    except (KeyError, TypeError, ValueError) as exc:
-        return f"{type(exc).__name__}: {exc}"
-
-
-class Generator:
-    """The exported decoder and its condition scaling."""
-
-    def __init__(self, run_dir: str | Path):
-        model_dir = Path(run_dir) / "model"
-        if not (model_dir / "meta.json").is_file():
-            raise UserError(f"{model_dir} holds no exported model; pass a finished training run "
-                            "(ppg-cvae train ... --run-dir RUN) as --model")
-        try:
-            self.meta = json.loads((model_dir / "meta.json").read_text())
-        except ValueError as exc:
-            raise UserError(f"{model_dir / 'meta.json'} is not valid JSON ({exc}); re-export the run") from None
-        problem = _meta_problem(self.meta) if isinstance(self.meta, dict) else "not a JSON object"
-        if problem:
-            raise UserError(f"{model_dir / 'meta.json'}: {problem}; re-export the run")
-        self.decoder = load_keras_file(model_dir / "decoder.keras")
-        self.mean = np.array(self.meta["condition_mean"], np.float32)
-        self.std = np.array(self.meta["condition_std"], np.float32)
-        try:
-            self.prior = LatentPrior.load(model_dir)
-        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
-            raise UserError(f"{model_dir / LATENT_PRIOR_FILE} is unreadable ({exc}); re-export the model with "
-                            "ppg-cvae train ... --resume on its run directory") from None
-        if self.prior is None and "mixture" in self.meta.get("latent_prior", ""):
-            raise UserError(f"{model_dir / LATENT_PRIOR_FILE} is missing although meta.json names it; re-export "
-                            "the model with ppg-cvae train ... --resume on its run directory")
-
-    def latent(self, labels: np.ndarray, rng: np.random.Generator, fitted: bool = True) -> np.ndarray:
-        """z draws for raw condition labels [n, n_cond]: from the fitted mixture given the condition when the model
-        has one and `fitted`, else from the N(0, I) prior."""
-        if fitted and self.prior is not None:
-            return self.prior.sample(self.scale(labels), rng)
-        return rng.standard_normal((len(labels), self.meta["latent_dim"])).astype(np.float32)
-
-    def scale(self, labels: np.ndarray) -> np.ndarray:
-        """Raw condition labels -> the standardized values the decoder was trained on."""
-        return ((labels - self.mean) / self.std).astype(np.float32)
-
-    def __call__(self, labels: np.ndarray, z: np.ndarray, noise: np.ndarray | None = None) -> np.ndarray:
-        """Signals for raw condition labels [n, n_cond] and latent draws [n, latent_dim]; `noise` (standard
-        normal, [n, L]) is scaled by the data's sensor-noise sigma and added to the decoder mean; the result is
-        normalized per signal like the training data."""
-        x = self.decoder.predict_on_batch([z.astype(np.float32), self.scale(labels)])
-        if noise is not None and self.meta.get("noise_sigma"):
-            x = x + self.meta["noise_sigma"] * noise
-        # the same per-signal normalization the training data went through (e.g. max|x| = 1 for maxabs)
-        return normalize(x, self.meta["normalization"])

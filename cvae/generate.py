@@ -12,11 +12,11 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from cvae.evaluate.features import beat_templates, decade_of
-from cvae.export import Generator
+from cvae.beats import beat_templates, decade_of
+from cvae.sampler import Generator
 from cvae.plots import waveform_figure
-from launch.errors import UserError
-from launch.files import temp_beside
+from data_prep.errors import UserError
+from data_prep.files import temp_beside
 
 log = logging.getLogger(__name__)
 NEAR_AGE = 2.5          # years: other labels are drawn from training subjects this close to the age
@@ -122,24 +122,19 @@ def _label_rows(pool: pd.DataFrame, ages: np.ndarray, n: int, fixed: dict, rng) 
     return pd.concat(out, ignore_index=True)
 
 
-def generate(run_dir: str | Path, ages: np.ndarray, n_per_age: int, out: str | Path, seed: int = 0,
-             fixed: dict | None = None, allow_extrapolation: bool = False, formats: tuple[str, ...] = (),
-             batch_size: int = 1024, add_noise: bool = True, fitted_latent: bool = True) -> dict:
-    """Generate and write FILE.npz (signals, labels, label_names, request, model_id), FILE.png and extras."""
-    out = Path(out)
+def check_request(meta: dict, ages: np.ndarray, n_per_age: int, out: Path, fixed: dict,
+                  allow_extrapolation: bool) -> None:
+    """Refuse what the model cannot stand behind: ages or fixed labels outside the training range, a fixed label
+    the model is not conditioned on, a wrong output name."""
     if out.suffix != ".npz":
         raise UserError(f"--out {out}: the output must end in .npz")
     if n_per_age < 1:
         raise UserError(f"--n-per-age {n_per_age}: must be at least 1")
-    gen = Generator(run_dir)
-    meta = gen.meta
     # the training range in whole years of age covered (ages 18.2-97.9 in the data allow requests 18-98)
     lo, hi = np.floor(meta["label_stats"]["age"]["min"]), np.ceil(meta["label_stats"]["age"]["max"])
     if not allow_extrapolation and (ages.min() < lo or ages.max() > hi):
         raise UserError(f"requested ages {ages.min():g}-{ages.max():g} leave the training range {lo:g}-{hi:g}; "
                         "narrow --ages or pass --allow-extrapolation")
-    pool = pd.read_csv(Path(run_dir) / "labels-train.csv.gz").drop(columns=["subject_id"])
-    fixed = fixed or {}
     unconditioned = sorted(set(fixed) - set(meta["conditions"]))
     if unconditioned:
         raise UserError(f"--label {unconditioned[0]}: this model is conditioned on {', '.join(meta['conditions'])} "
@@ -150,6 +145,52 @@ def generate(run_dir: str | Path, ages: np.ndarray, n_per_age: int, out: str | P
         if not allow_extrapolation and not s["min"] <= value <= s["max"]:
             raise UserError(f"--label {key}={value:g} is outside the training range {s['min']:.3g}-{s['max']:.3g}; "
                             "change it or pass --allow-extrapolation")
+
+
+def write_outputs(out: Path, formats: tuple[str, ...], labels: pd.DataFrame, request: dict, model_id: str,
+                  batches, shape: tuple[int, int], figure: DecadeBeats) -> list[Path]:
+    """Stream the signal batches into FILE.npz (+ CSV/pickle) and write FILE.png; every file appears only once
+    all of them are complete."""
+    written = [out] + [out.with_suffix("." + f) for f in formats] + [out.with_suffix(".png")]
+    temps = {path: temp_beside(path) for path in written}
+    keep = [] if "pickle" in formats else None
+    try:
+        with zipfile.ZipFile(temps[out], "w", zipfile.ZIP_STORED, allowZip64=True) as zf:
+            stream = _NpyStream(zf, "signals", shape)
+            for batch in batches:
+                stream.write(batch)
+                if keep is not None:
+                    keep.append(batch)
+            stream.close()
+            for name, arr in (("labels", labels.to_numpy(np.float32)),
+                              ("label_names", np.array(list(labels.columns), dtype=str)),
+                              ("request", np.array(json.dumps(request))), ("model_id", np.array(model_id))):
+                with zf.open(name + ".npy", "w") as fh:
+                    np.lib.format.write_array(fh, arr, allow_pickle=False)
+        if "csv" in formats:
+            labels.to_csv(temps[out.with_suffix(".csv")], index=False)
+        if "pickle" in formats:
+            with open(temps[out.with_suffix(".pickle")], "wb") as fh:
+                pickle.dump({"labels": labels, "samples": list(np.concatenate(keep))}, fh, protocol=4)
+        temps[out.with_suffix(".png")].write_bytes(figure.png())
+        for path in written:
+            os.replace(temps[path], path)
+    except BaseException:
+        for path in written:
+            temps[path].unlink(missing_ok=True)
+        raise
+    return written
+
+
+def generate(run_dir: str | Path, ages: np.ndarray, n_per_age: int, out: str | Path, seed: int = 0,
+             fixed: dict | None = None, allow_extrapolation: bool = False, formats: tuple[str, ...] = (),
+             batch_size: int = 1024, add_noise: bool = True, fitted_latent: bool = True) -> dict:
+    """Generate and write FILE.npz (signals, labels, label_names, request, model_id), FILE.png and extras."""
+    out, fixed = Path(out), fixed or {}
+    gen = Generator(run_dir)
+    meta = gen.meta
+    check_request(meta, ages, n_per_age, out, fixed, allow_extrapolation)
+    pool = pd.read_csv(Path(run_dir) / "labels-train.csv.gz").drop(columns=["subject_id"])
     rng = np.random.default_rng(seed)
     labels = _label_rows(pool, ages, n_per_age, fixed, rng)
     n, length = len(labels), meta["signal_length"]
@@ -162,41 +203,17 @@ def generate(run_dir: str | Path, ages: np.ndarray, n_per_age: int, out: str | P
     cond = labels[meta["conditions"]].to_numpy(np.float32)
     decade = decade_of(labels["age"].to_numpy())
     figure = DecadeBeats(sorted(set(decade)), meta["fs"])
-    keep = [] if "pickle" in formats else None
+
+    def batches():
+        for start in tqdm(range(0, n, batch_size), desc="generate", unit="batch", mininterval=2.0):
+            stop = min(start + batch_size, n)
+            z = gen.latent(cond[start:stop], rng, fitted_latent)
+            batch = gen(cond[start:stop], z, rng.standard_normal((stop - start, length)) if add_noise else None)
+            figure.add(batch, decade[start:stop])
+            yield batch
 
     out.parent.mkdir(parents=True, exist_ok=True)
-    written = [out] + [out.with_suffix("." + f) for f in formats] + [out.with_suffix(".png")]
-    temps = {path: temp_beside(path) for path in written}
-    try:
-        with zipfile.ZipFile(temps[out], "w", zipfile.ZIP_STORED, allowZip64=True) as zf:
-            stream = _NpyStream(zf, "signals", (n, length))
-            for start in tqdm(range(0, n, batch_size), desc="generate", unit="batch", mininterval=2.0):
-                stop = min(start + batch_size, n)
-                z = gen.latent(cond[start:stop], rng, fitted_latent)
-                noise = rng.standard_normal((stop - start, length)) if add_noise else None
-                batch = gen(cond[start:stop], z, noise)
-                stream.write(batch)
-                figure.add(batch, decade[start:stop])
-                if keep is not None:
-                    keep.append(batch)
-            stream.close()
-            for name, arr in (("labels", labels.to_numpy(np.float32)), ("label_names", np.array(list(labels.columns), dtype=str)),
-                              ("request", np.array(json.dumps(request))), ("model_id", np.array(meta["model_id"]))):
-                with zf.open(name + ".npy", "w") as fh:
-                    np.lib.format.write_array(fh, arr, allow_pickle=False)
-        if "csv" in formats:
-            labels.to_csv(temps[out.with_suffix(".csv")], index=False)
-        if "pickle" in formats:
-            with open(temps[out.with_suffix(".pickle")], "wb") as fh:
-                pickle.dump({"labels": labels, "samples": list(np.concatenate(keep))}, fh, protocol=4)
-
-        temps[out.with_suffix(".png")].write_bytes(figure.png())
-        for path in written:   # everything appears only once all of it is complete
-            os.replace(temps[path], path)
-    except BaseException:
-        for path in written:
-            temps[path].unlink(missing_ok=True)
-        raise
+    written = write_outputs(out, tuple(formats), labels, request, meta["model_id"], batches(), (n, length), figure)
     log.info("generated %d signals (%d ages x %d) with model %s in %s", n, len(ages), n_per_age,
              meta["model_id"], ", ".join(str(p) for p in written))
     return {"signals": n, "files": [str(p) for p in written]}

@@ -4,7 +4,7 @@ from __future__ import annotations
 import tensorflow as tf
 from tensorflow import keras
 
-from launch.config import ModelConfig
+from data_prep.config import ModelConfig
 
 layers = keras.layers
 
@@ -45,13 +45,11 @@ def build_decoder(cfg: ModelConfig, length: int, n_cond: int) -> keras.Model:
 class CVAE(keras.Model):
     """Trains encoder + decoder on (signal, condition) batches: loss = reconstruction + beta * KL."""
 
-    def __init__(self, cfg: ModelConfig, length: int, n_cond: int, seed: int = 0, stop_sync=None,
+    def __init__(self, cfg: ModelConfig, length: int, n_cond: int, seed: int = 0, step_hooks=(),
                  jit_compile: bool = False, **kwargs):
-        """`seed` (one per rank) keys the latent noise.
-        `stop_sync` (e.g. a Horovod max-allreduce) agrees on [stop_requested, loss is not finite] across ranks
-        inside each training step, so a preemption request or a diverged loss on any rank reaches all of them in
-        the same step at no extra round trip.
-        `jit_compile` XLA-compiles the loss computation (forward and backward); the allreduce stays outside."""
+        """`seed` (one per rank) keys the latent noise. `step_hooks` are called with the loss inside every
+        training step (the trainer agrees on stopping there). `jit_compile` XLA-compiles the loss computation
+        (forward and backward); the allreduce stays outside."""
         super().__init__(**kwargs)
         self.encoder = build_encoder(cfg, length, n_cond)
         self.decoder = build_decoder(cfg, length, n_cond)
@@ -64,10 +62,7 @@ class CVAE(keras.Model):
             self.losses_for = tf.function(self.losses_for, jit_compile=True)
         self.beta = tf.Variable(cfg.beta, trainable=False, dtype=tf.float32, name="beta")
         self.trackers = {name: keras.metrics.Mean(name=name) for name in ("loss", "recon", "kl")}
-        self.stop_sync = stop_sync
-        self.stop_requested = tf.Variable(0.0, trainable=False, name="stop_requested")
-        self.stop_agreed = tf.Variable(0.0, trainable=False, name="stop_agreed")
-        self.nonfinite_agreed = tf.Variable(0.0, trainable=False, name="nonfinite_agreed")
+        self.step_hooks = list(step_hooks)
 
     @property
     def metrics(self):
@@ -120,10 +115,8 @@ class CVAE(keras.Model):
         # minimize() routes through the (Horovod-wrapped) optimizer's gradient computation, so the
         # gradients are allreduced; tape.gradient + apply_gradients would silently skip that.
         self.optimizer.minimize(loss, self.trainable_weights, tape=tape)
-        flags = tf.stack([self.stop_requested, tf.cast(tf.logical_not(tf.math.is_finite(loss)), tf.float32)])
-        flags = self.stop_sync(flags) if self.stop_sync else flags
-        self.stop_agreed.assign(flags[0])
-        self.nonfinite_agreed.assign(flags[1])
+        for hook in self.step_hooks:
+            hook(loss)
         return {name: t.result() for name, t in self.trackers.items()}
 
     def test_step(self, data):

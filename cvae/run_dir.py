@@ -7,10 +7,10 @@ import logging
 from dataclasses import asdict
 from pathlib import Path
 
-from data_prep.manifest import write_json_atomic
-from launch.config import Config, save_config
-from launch.errors import UserError
-from launch.files import lock_directory, write_bytes_atomic
+from data_prep.manifest import Manifest, write_json_atomic
+from data_prep.config import Config, save_config
+from data_prep.errors import UserError
+from data_prep.files import lock_directory, write_bytes_atomic
 
 log = logging.getLogger(__name__)
 RUN_JSON = "run.json"
@@ -20,18 +20,18 @@ LOCK = ".train.lock"
 FREE_MODEL_KEYS = {"beta", "kl_warmup_epochs", "posterior_mixture", "posterior_mixture_rows"}
 
 
-def identity(cfg: Config, manifest: dict) -> dict:
+def identity(cfg: Config, manifest: Manifest) -> dict:
     """What must not change within one run: the model's shape and conditions, the data set and its normalization."""
     fixed = {f"model.{k}": v for k, v in asdict(cfg.model).items() if k not in FREE_MODEL_KEYS}
-    return {"dataset_id": manifest["dataset_id"], "data.normalization": manifest["normalization"],
-            "data.signal_length": manifest["signal_length"], "data.fs": manifest["fs"], **fixed}
+    return {"dataset_id": manifest.dataset_id, "data.normalization": manifest.normalization,
+            "data.signal_length": manifest.signal_length, "data.fs": manifest.fs, **fixed}
 
 
 def digest(ident: dict) -> str:
     return hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def prepare(cfg: Config, data_dir: Path, run_dir: Path, manifest: dict, resume: bool, plan: dict) -> object:
+def prepare(cfg: Config, data_dir: Path, run_dir: Path, manifest: Manifest, resume: bool, plan: dict) -> object:
     """Rank 0: refuse a foreign or busy run and check a resume's identity; a new run is recorded at once.
 
     `plan` holds this launch's ranks, global batch, learning rate and steps per epoch; a resume on another number
@@ -63,7 +63,7 @@ def prepare(cfg: Config, data_dir: Path, run_dir: Path, manifest: dict, resume: 
     return held
 
 
-def record(cfg: Config, data_dir: Path, run_dir: Path, manifest: dict, plan: dict) -> None:
+def record(cfg: Config, data_dir: Path, run_dir: Path, manifest: Manifest, plan: dict) -> None:
     """Write the run's config, identity, launch plan and training label table (a new run, or a resumed one once
     its checkpoint has been restored: a refused or failed resume leaves the run directory as it was)."""
     save_config(cfg, run_dir / "config.yaml")
@@ -71,7 +71,7 @@ def record(cfg: Config, data_dir: Path, run_dir: Path, manifest: dict, plan: dic
     write_json_atomic(run_dir / RUN_JSON, {
         "identity": ident, "digest": digest(ident), "plan": plan, "data_dir": str(data_dir.resolve()),
         "manifest_sha256": hashlib.sha256((data_dir / "manifest.json").read_bytes()).hexdigest()})
-    write_bytes_atomic(run_dir / "labels-train.csv.gz", (data_dir / manifest["label_table"]).read_bytes())
+    write_bytes_atomic(run_dir / "labels-train.csv.gz", (data_dir / manifest.label_table).read_bytes())
 
 
 def _read_run_json(run_dir: Path) -> dict | None:

@@ -5,8 +5,8 @@ import numpy as np
 import pandas as pd
 
 from data_prep.validate import LABEL_RANGES
-from launch.config import LABELS, DataConfig
-from launch.errors import UserError
+from data_prep.config import LABELS, DataConfig
+from data_prep.errors import UserError
 
 SEX_CODES = {"m": 0.0, "male": 0.0, "f": 1.0, "female": 1.0, "0": 0.0, "1": 1.0}
 

@@ -1,15 +1,17 @@
-"""manifest.json: what a prepared dataset holds, written last and atomically; plus verification."""
+"""manifest.json: what a prepared dataset holds (the typed `Manifest`), written last and atomically, checked
+whole at load; plus verification of the shards it lists."""
 from __future__ import annotations
 
 import json
 import math
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 import tensorflow as tf
 
 from data_prep.shards import sha256_of
-from launch.errors import UserError
-from launch.files import write_text_atomic
+from data_prep.errors import UserError
+from data_prep.files import write_text_atomic
 
 SCHEMA_VERSION = 1
 NORMALIZATIONS = ("maxabs", "zscore", "minmax")
@@ -20,7 +22,70 @@ def write_json_atomic(path: str | Path, obj) -> None:
     write_text_atomic(path, json.dumps(obj, indent=2, sort_keys=False))
 
 
-def load_manifest(data_dir: str | Path) -> dict:
+@dataclass
+class LabelStats:
+    """A label on the training split: the model's condition scaling and generation's range."""
+    mean: float
+    std: float
+    min: float
+    max: float
+
+
+@dataclass
+class Shard:
+    file: str        # a plain file name inside the data directory
+    count: int
+    bytes: int
+    sha256: str
+
+
+@dataclass
+class Split:
+    count: int
+    subjects: int
+    shards: list[Shard]
+
+
+@dataclass
+class Manifest:
+    """What a prepared dataset holds; `load_manifest` builds it only from a manifest that passes every check."""
+    schema_version: int
+    dataset_id: str
+    created: str
+    signal_length: int
+    fs: float
+    normalization: str
+    compression: str
+    labels: dict[str, LabelStats]
+    label_table: str
+    splits: dict[str, Split]
+    quarantine: dict
+    source: dict
+    seed: int
+
+    @classmethod
+    def from_dict(cls, m: dict) -> Manifest:
+        return cls(**{**m, "labels": {k: LabelStats(**{f: v[f] for f in ("mean", "std", "min", "max")})
+                                      for k, v in m["labels"].items()},
+                      "splits": {k: Split(v["count"], v.get("subjects", 0),
+                                          [Shard(**{f: s[f] for f in ("file", "count", "bytes", "sha256")})
+                                           for s in v["shards"]]) for k, v in m["splits"].items()}})
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def save(self, data_dir: str | Path) -> None:
+        write_json_atomic(Path(data_dir) / MANIFEST, self.to_dict())
+
+    def shard_paths(self, data_dir: str | Path, split: str) -> list[Path]:
+        return [Path(data_dir) / s.file for s in self.splits[split].shards]
+
+    @property
+    def tf_compression(self) -> str:
+        return "GZIP" if self.compression == "gzip" else ""
+
+
+def load_manifest(data_dir: str | Path) -> Manifest:
     """Read and sanity-check `<data_dir>/manifest.json`; a missing or foreign one is a user error."""
     path = Path(data_dir) / MANIFEST
     if not path.is_file():
@@ -36,7 +101,13 @@ def load_manifest(data_dir: str | Path) -> dict:
     problem = _problem(manifest)
     if problem:
         raise UserError(f"{path}: {problem}; this is not a manifest prep wrote: re-run prep into a new directory")
-    return manifest
+    unknown = sorted(set(manifest) - {f.name for f in fields(Manifest)})
+    if unknown:
+        raise UserError(f"{path}: unknown key '{unknown[0]}'; this is not a manifest prep wrote: re-run prep")
+    try:
+        return Manifest.from_dict(manifest)
+    except (TypeError, KeyError) as exc:
+        raise UserError(f"{path}: {exc}; this is not a manifest prep wrote: re-run prep into a new directory") from None
 
 
 def plain_name(name) -> bool:
@@ -79,35 +150,34 @@ def _problem(m: dict) -> str | None:
     return None
 
 
-def check_shards(data_dir: str | Path, manifest: dict, full: bool = False) -> None:
+def check_shards(data_dir: str | Path, manifest: Manifest, full: bool = False) -> None:
     """Every shard the manifest lists exists with its recorded size (and, when `full`, its sha256)."""
-    for split, info in manifest["splits"].items():
-        for shard in info["shards"]:
-            path = Path(data_dir) / shard["file"]
+    for info in manifest.splits.values():
+        for shard in info.shards:
+            path = Path(data_dir) / shard.file
             if not path.is_file():
                 raise UserError(f"{path}: shard listed in the manifest is missing; re-run prep to rebuild it")
-            if path.stat().st_size != shard["bytes"]:
-                raise UserError(f"{path}: {path.stat().st_size} bytes, the manifest says {shard['bytes']} (truncated "
+            if path.stat().st_size != shard.bytes:
+                raise UserError(f"{path}: {path.stat().st_size} bytes, the manifest says {shard.bytes} (truncated "
                                 "or replaced); delete it and re-run prep")
-            if full and sha256_of(path) != shard["sha256"]:
+            if full and sha256_of(path) != shard.sha256:
                 raise UserError(f"{path}: sha256 mismatch (corrupted or replaced); delete it and re-run prep")
 
 
-def shard_paths(data_dir: str | Path, manifest: dict, split: str) -> list[Path]:
-    return [Path(data_dir) / s["file"] for s in manifest["splits"][split]["shards"]]
+def shard_paths(data_dir: str | Path, manifest: Manifest, split: str) -> list[Path]:
+    return manifest.shard_paths(data_dir, split)
 
 
 def verify(data_dir: str | Path) -> dict:
     """Re-check every shard's sha256 and record count against the manifest; raises on the first mismatch."""
     manifest = load_manifest(data_dir)
     check_shards(data_dir, manifest, full=True)
-    compression = "GZIP" if manifest["compression"] == "gzip" else ""
     checked = 0
-    for split, info in manifest["splits"].items():
-        for shard in info["shards"]:
-            path = Path(data_dir) / shard["file"]
-            count = sum(1 for _ in tf.data.TFRecordDataset(str(path), compression_type=compression))
-            if count != shard["count"]:
-                raise UserError(f"{path}: holds {count} records, manifest says {shard['count']}")
+    for info in manifest.splits.values():
+        for shard in info.shards:
+            path = Path(data_dir) / shard.file
+            count = sum(1 for _ in tf.data.TFRecordDataset(str(path), compression_type=manifest.tf_compression))
+            if count != shard.count:
+                raise UserError(f"{path}: holds {count} records, manifest says {shard.count}")
             checked += count
-    return {"shards": sum(len(i["shards"]) for i in manifest["splits"].values()), "records": checked}
+    return {"shards": sum(len(i.shards) for i in manifest.splits.values()), "records": checked}

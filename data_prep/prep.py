@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from data_prep.manifest import MANIFEST, SCHEMA_VERSION, write_json_atomic
+from data_prep.manifest import MANIFEST, SCHEMA_VERSION, LabelStats, Manifest, Shard, Split, load_manifest, write_json_atomic
 from data_prep.normalize import normalize
 from data_prep.quality import beat_reasons
 from data_prep.quality_figure import FIGURE, quality_figure
@@ -22,9 +22,9 @@ from data_prep.shards import ShardWriter, sha256_of, shard_name
 from data_prep.sources import SIGNALS
 from data_prep.split import SPLITS, assign_splits, shard_of_rows
 from data_prep.validate import check_rows
-from launch.config import Config
-from launch.errors import UserError
-from launch.files import write_bytes_atomic
+from data_prep.config import Config
+from data_prep.errors import UserError
+from data_prep.files import write_bytes_atomic
 
 log = logging.getLogger(__name__)
 STATE = ".prep-state.json"
@@ -34,8 +34,6 @@ CHUNK_ROWS = 2048   # rows simulated/validated/serialized at a time: bounds a wo
 @dataclass
 class ShardTask:
     split: str
-    index: int
-    count: int
     path: Path
     rows: pd.DataFrame
 
@@ -107,10 +105,10 @@ def _claim_output(out: Path, ident: str, overwrite: bool) -> None:
         write_json_atomic(state, {"dataset_id": ident})
 
 
-def label_stats(rows: pd.DataFrame, columns: list[str]) -> dict:
+def label_stats(rows: pd.DataFrame, columns: list[str]) -> dict[str, LabelStats]:
     """Mean/std/min/max of each label on the given (training) rows: the model's condition scaling."""
-    return {c: {"mean": float(rows[c].mean()), "std": float(rows[c].std(ddof=0)) or 1.0,
-                "min": float(rows[c].min()), "max": float(rows[c].max())} for c in columns}
+    return {c: LabelStats(float(rows[c].mean()), float(rows[c].std(ddof=0)) or 1.0, float(rows[c].min()),
+                          float(rows[c].max())) for c in columns}
 
 
 def per_source(rows: pd.DataFrame, quarantine: pd.DataFrame) -> dict:
@@ -122,21 +120,8 @@ def per_source(rows: pd.DataFrame, quarantine: pd.DataFrame) -> dict:
     return out
 
 
-def prepare(cfg: Config, out: str | Path, source, overwrite: bool = False) -> dict:
-    """Run the whole data stage; returns the manifest. Rerunning resumes (finished shards are kept)."""
-    t0 = time.time()
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    ident = dataset_id(cfg, source)
-    _claim_output(out, ident, overwrite)
-    for stale in out.glob(".*.tfrecord*.tmp"):   # shards of an interrupted run (the caller holds the lock)
-        stale.unlink()
-    manifest_path = out / MANIFEST
-    if manifest_path.is_file() and json.loads(manifest_path.read_text()).get("dataset_id") == ident:
-        log.info("%s is already complete (dataset %s); nothing to do", out, ident)
-        return json.loads(manifest_path.read_text())
-
-    rows = source.rows()
+def assign(rows: pd.DataFrame, cfg: Config) -> pd.DataFrame:
+    """Each row's split: the source's own (checked subject-disjoint) or a seeded split by subject."""
     if "given_split" in rows:
         rows["split"] = rows["given_split"]
         spread = rows.groupby("subject_id")["split"].nunique()
@@ -146,17 +131,25 @@ def prepare(cfg: Config, out: str | Path, source, overwrite: bool = False) -> di
     else:
         rows["split"] = assign_splits(rows["subject_id"], cfg.data.val_fraction, cfg.data.test_fraction,
                                       cfg.data.seed)
+    return rows
+
+
+def shard_tasks(rows: pd.DataFrame, cfg: Config, out: Path) -> list[ShardTask]:
+    """The shards of every split, subjects dealt over them."""
     tasks = []
     for split in SPLITS:
         sub = rows[rows["split"] == split]
         count = getattr(cfg.data, f"{split}_shards")
         shard = shard_of_rows(sub["subject_id"], count, cfg.data.seed)
-        for k in range(count):
-            tasks.append(ShardTask(split, k, count, out / shard_name(split, k, count, cfg.data.compression),
-                                   sub[shard == k]))
+        tasks += [ShardTask(split, out / shard_name(split, k, count, cfg.data.compression), sub[shard == k])
+                  for k in range(count)]
+    return tasks
 
+
+def run_tasks(tasks: list[ShardTask], source, cfg: Config, total: int) -> list[tuple[ShardTask, dict]]:
+    """Write every shard (in data.workers processes), with a progress bar."""
     results = []
-    with tqdm(total=len(rows), unit="sig", desc="prep", mininterval=2.0) as bar:
+    with tqdm(total=total, unit="sig", desc="prep", mininterval=2.0) as bar:
         if cfg.data.workers > 1:
             with ProcessPoolExecutor(cfg.data.workers, mp_context=get_context("spawn")) as pool:
                 for task, entry in zip(tasks, pool.map(_write_shard_star, [(t, source, cfg) for t in tasks])):
@@ -166,7 +159,11 @@ def prepare(cfg: Config, out: str | Path, source, overwrite: bool = False) -> di
             for task in tasks:
                 results.append((task, write_shard(task, source, cfg)))
                 bar.update(len(task.rows))
+    return results
 
+
+def quarantined(results: list, rows: pd.DataFrame, cfg: Config, out: Path) -> pd.DataFrame:
+    """The rows every shard refused, written to quarantine.csv; too many of them stop prep."""
     quarantine = pd.DataFrame([q for _, e in results for q in e["quarantine"]],
                               columns=["row", "subject_id", "split", "reason", "source"])
     bad_fraction = len(quarantine) / max(len(rows), 1)
@@ -176,46 +173,61 @@ def prepare(cfg: Config, out: str | Path, source, overwrite: bool = False) -> di
                         f"data.max_bad_fraction={cfg.data.max_bad_fraction}; top reasons {top}; "
                         f"see {out}/quarantine.csv, fix the source or raise the limit")
     quarantine.to_csv(out / "quarantine.csv", index=False)
-    good = rows[~rows["row"].isin(quarantine["row"])]
-    train = good[good["split"] == "train"]
-    train[["subject_id"] + source.labels].to_csv(out / "labels-train.csv.gz", index=False)
-    by_source = per_source(rows, quarantine)
-    write_bytes_atomic(out / FIGURE, quality_figure(source, rows, quarantine, cfg.data.fs))
+    return quarantine
 
-    splits = {}
-    for split in SPLITS:
-        shards = [{k: e[k] for k in ("file", "count", "bytes", "sha256")} for t, e in results if t.split == split]
-        in_split = good[good["split"] == split]
-        splits[split] = {"count": int(sum(s["count"] for s in shards)),
-                         "subjects": int(in_split["subject_id"].nunique()), "shards": shards}
-    manifest = {
-        "schema_version": SCHEMA_VERSION,
-        "dataset_id": ident,
-        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "signal_length": cfg.data.signal_length,
-        "fs": cfg.data.fs,
-        "normalization": cfg.data.normalization,
-        "compression": cfg.data.compression,
-        "labels": label_stats(train, source.labels),
-        "label_table": "labels-train.csv.gz",
-        "splits": splits,
-        "quarantine": {"total": len(quarantine), "by_reason": quarantine["reason"].value_counts().to_dict(),
-                       "by_source": by_source, "file": "quarantine.csv", "figure": FIGURE},
-        "source": source.describe(),
-        "seed": cfg.data.seed,
-    }
-    write_json_atomic(manifest_path, manifest)
+
+def build_manifest(cfg: Config, ident: str, source, rows: pd.DataFrame, results: list,
+                   quarantine: pd.DataFrame) -> Manifest:
+    good = rows[~rows["row"].isin(quarantine["row"])]
+    splits = {split: Split(int(sum(e["count"] for t, e in results if t.split == split)),
+                           int(good.loc[good["split"] == split, "subject_id"].nunique()),
+                           [Shard(**{k: e[k] for k in ("file", "count", "bytes", "sha256")})
+                            for t, e in results if t.split == split]) for split in SPLITS}
+    return Manifest(
+        schema_version=SCHEMA_VERSION, dataset_id=ident, created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        signal_length=cfg.data.signal_length, fs=cfg.data.fs, normalization=cfg.data.normalization,
+        compression=cfg.data.compression, labels=label_stats(good[good["split"] == "train"], source.labels),
+        label_table="labels-train.csv.gz", splits=splits,
+        quarantine={"total": len(quarantine), "by_reason": quarantine["reason"].value_counts().to_dict(),
+                    "by_source": per_source(rows, quarantine), "file": "quarantine.csv", "figure": FIGURE},
+        source=source.describe(), seed=cfg.data.seed)
+
+
+def prepare(cfg: Config, out: str | Path, source, overwrite: bool = False) -> Manifest:
+    """Run the whole data stage; returns the manifest. Rerunning resumes (finished shards are kept)."""
+    t0 = time.time()
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    ident = dataset_id(cfg, source)
+    _claim_output(out, ident, overwrite)
+    for stale in out.glob(".*.tfrecord*.tmp"):   # shards of an interrupted run (the caller holds the lock)
+        stale.unlink()
+    if (out / MANIFEST).is_file() and json.loads((out / MANIFEST).read_text()).get("dataset_id") == ident:
+        log.info("%s is already complete (dataset %s); nothing to do", out, ident)
+        return load_manifest(out)
+    rows = assign(source.rows(), cfg)
+    results = run_tasks(shard_tasks(rows, cfg, out), source, cfg, len(rows))
+    quarantine = quarantined(results, rows, cfg, out)
+    manifest = build_manifest(cfg, ident, source, rows, results, quarantine)
+    train = rows[(rows["split"] == "train") & ~rows["row"].isin(quarantine["row"])]
+    train[["subject_id"] + source.labels].to_csv(out / manifest.label_table, index=False)
+    write_bytes_atomic(out / FIGURE, quality_figure(source, rows, quarantine, cfg.data.fs))
+    manifest.save(out)
     for task, _ in results:
         _done_path(task.path).unlink(missing_ok=True)
     (out / SIGNALS).unlink(missing_ok=True)
-    seconds = time.time() - t0
-    nbytes = sum(s["bytes"] for info in splits.values() for s in info["shards"])
-    resumed = sum(1 for _, e in results if e.get("resumed"))
-    for name, counts in by_source.items():
+    _summary(manifest, out, results, len(rows), time.time() - t0)
+    return manifest
+
+
+def _summary(m: Manifest, out: Path, results: list, n_rows: int, seconds: float) -> None:
+    """prep's closing lines: one per source, then the whole run."""
+    for name, counts in m.quarantine["by_source"].items():
         log.info("prep: source %s: kept %d of %d windows; quarantined %s", name, counts["kept"], counts["rows"],
                  counts["quarantined"] or "none")
+    nbytes = sum(s.bytes for info in m.splits.values() for s in info.shards)
     log.info("prep: %s -> %s | train %d, val %d, test %d | quarantined %d %s | %.1f MB in %d shards "
-             "(%d resumed) | %.1f s, %.0f signals/s", source.describe()["kind"], out, splits["train"]["count"],
-             splits["val"]["count"], splits["test"]["count"], len(quarantine), manifest["quarantine"]["by_reason"],
-             nbytes / 1e6, len(results), resumed, seconds, len(rows) / max(seconds, 1e-9))
-    return manifest
+             "(%d resumed) | %.1f s, %.0f signals/s", m.source["kind"], out, m.splits["train"].count,
+             m.splits["val"].count, m.splits["test"].count, m.quarantine["total"], m.quarantine["by_reason"],
+             nbytes / 1e6, len(results), sum(1 for _, e in results if e.get("resumed")), seconds,
+             n_rows / max(seconds, 1e-9))

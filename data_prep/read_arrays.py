@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from launch.errors import UserError
+from data_prep.errors import UserError
 
 
 def read_label_table(path: Path) -> pd.DataFrame:

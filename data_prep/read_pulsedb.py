@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from launch.errors import UserError
+from data_prep.errors import UserError
 
 PPG_CHANNEL = 1   # ECG_F, PPG_F, ABP_Raw
 NUMBERS = {"Age": "age", "Height": "height", "Weight": "weight", "BMI": "bmi", "SBP": "sbp", "DBP": "dbp"}

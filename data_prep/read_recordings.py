@@ -11,8 +11,8 @@ import pandas as pd
 from data_prep.conditioning import condition
 from data_prep.quality import raw_reason
 from data_prep.read_arrays import read_label_table
-from launch.config import Config, DataConfig
-from launch.errors import UserError
+from data_prep.config import Config, DataConfig
+from data_prep.errors import UserError
 
 TIME_COLUMNS = {"time", "timestamp", "t", "time_s", "time_ms", "timestamp_ms", "seconds", "ms"}
 

@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 
 from data_prep.read_recordings import Recording
-from launch.config import DataConfig
-from launch.errors import UserError
+from data_prep.config import DataConfig
+from data_prep.errors import UserError
 
 
 def read_vital(path: Path, data: DataConfig) -> Recording:

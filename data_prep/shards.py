@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import tensorflow as tf
 
-from launch.files import temp_beside
+from data_prep.files import temp_beside
 
 
 def shard_name(split: str, index: int, count: int, compression: str) -> str:

@@ -34,8 +34,8 @@ from data_prep.read_recordings import (
     record_windows,
 )
 from data_prep.safe_pickle import load_reference_pickle
-from launch.config import LABELS, Config, DataConfig, SimulateConfig
-from launch.errors import UserError
+from data_prep.config import LABELS, Config, DataConfig, SimulateConfig
+from data_prep.errors import UserError
 
 log = logging.getLogger(__name__)
 REFERENCE_TRIO = {"train_db_1p.pickle": "train", "validation_db_1p.pickle": "val", "test_db_1p.pickle": "test"}

@@ -5,11 +5,11 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from cvae.evaluate.features import decade_of  # noqa: E402
+from cvae.beats import decade_of  # noqa: E402
 from cvae.generate import DecadeBeats  # noqa: E402
 from data_prep.normalize import normalize  # noqa: E402
 from data_prep.simulate import segment_table, simulate_signals, simulate_subjects  # noqa: E402
-from launch.config import load_config  # noqa: E402
+from data_prep.config import load_config  # noqa: E402
 
 OUT = Path(__file__).resolve().parent / "figures"
 

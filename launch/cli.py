@@ -7,7 +7,7 @@ import os
 import sys
 from pathlib import Path
 
-from launch.errors import UserError
+from data_prep.errors import UserError
 
 REPO = Path(__file__).resolve().parents[1]
 DEMO_CONFIG = REPO / "configs" / "demo.yaml"
@@ -36,7 +36,7 @@ def _setup_logging() -> None:
 
 
 def _config_arg(p: argparse.ArgumentParser, required: bool = True) -> None:
-    p.add_argument("--config", required=required, metavar="C", help="YAML config (see configs/; every key and its range: launch/config.py)")
+    p.add_argument("--config", required=required, metavar="C", help="YAML config (see configs/; every key and its range: data_prep/config.py)")
     p.add_argument("overrides", nargs="*", metavar="key.sub=value", help=OVERRIDES_HELP)
 
 
@@ -47,12 +47,7 @@ class OneLineParser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message}; see '{self.prog} --help'\n")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = OneLineParser(prog="ppg-cvae", description=(
-        "Train a conditional convolutional VAE on PPG pulse waveforms with Horovod and generate "
-        "synthetic PPG for requested ages. Pipeline: prep -> train -> generate -> evaluate."))
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True, parser_class=OneLineParser)
-
+def _add_prep(sub) -> None:
     p = sub.add_parser("prep", help="signals -> validated, subject-disjoint TFRecord shards + manifest.json",
                        description="Read signals (or simulate the built-in cohort), validate, normalize, split by "
                                    "subject and write sharded TFRecords with DIR/manifest.json.")
@@ -75,6 +70,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--verify", action="store_true",
                    help="only re-check the sha256 and record count of every shard in --out against its manifest")
 
+
+def _add_train(sub) -> None:
     p = sub.add_parser("train", help="train the CVAE (run under horovodrun/mpirun/srun, or alone as one rank)",
                        description="Data-parallel Horovod training. Rank 0 validates, decides early stopping, "
                                    "writes TensorBoard logs and checkpoints; RUN/model holds the exported model.")
@@ -85,6 +82,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true",
                    help="continue from RUN's last checkpoint (weights, optimizer, epoch, LR, early-stopping state)")
 
+
+def _add_generate(sub) -> None:
     p = sub.add_parser("generate", help="synthetic signals for requested ages -> .npz + PNG",
                        description="Generate N signals per requested age with a trained model; its other "
                                    "conditions are fixed with --label or drawn from training subjects near each age.")
@@ -104,6 +103,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", metavar="C", help="YAML config for the generate section (optional)")
     p.add_argument("overrides", nargs="*", metavar="key.sub=value", help=OVERRIDES_HELP)
 
+
+def _add_evaluate(sub) -> None:
     p = sub.add_parser("evaluate", help="fidelity report: synthetic vs held-out real signals",
                        description="Compare synthetic signals to the held-out test split: age conditioning "
                                    "fidelity, real-vs-synthetic discriminability, train-on-synthetic/test-on-real. "
@@ -113,6 +114,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, metavar="REPORT_DIR", help="writes report.md, metrics.json, figures")
     p.add_argument("--seed", type=int, default=0, metavar="S", help="seed for the evaluation models")
 
+
+def _add_demo(sub) -> None:
     p = sub.add_parser("demo", help="the whole pipeline at demo scale on CPU with 2 Horovod ranks",
                        description="prep (simulator) -> train (horovodrun -np 2, Gloo) -> generate -> evaluate.")
     p.add_argument("--out", default="outputs/demo", metavar="DIR", help="output directory (default outputs/demo)")
@@ -120,6 +123,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", default=str(DEMO_CONFIG), metavar="C", help="YAML config (default configs/demo.yaml)")
     p.add_argument("overrides", nargs="*", metavar="key.sub=value", help=OVERRIDES_HELP)
 
+
+def _add_launch(sub) -> None:
     p = sub.add_parser("launch", help="build and run the horovodrun command for N ranks (local, hosts, or Slurm)",
                        description="Run a ppg-cvae subcommand (normally train) on N Horovod ranks. Inside a Slurm "
                                    "allocation the hosts and slots come from the Slurm environment.")
@@ -131,6 +136,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("command_args", nargs=argparse.REMAINDER, metavar="-- train ...",
                    help="the ppg-cvae subcommand and its arguments, after --")
 
+
+def _add_tensorboard(sub) -> None:
     p = sub.add_parser("tensorboard", help="serve TensorBoard for a run or a folder of runs on 127.0.0.1",
                        description="Start TensorBoard on RUN_DIR/tensorboard (or on every RUN/tensorboard inside a "
                                    "folder of runs, each under its run's name), bound to 127.0.0.1 unless --host.")
@@ -138,14 +145,32 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=6006, help="port (default 6006)")
     p.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1: reach it via ssh -L)")
 
+
+def _add_doctor(sub) -> None:
     sub.add_parser("doctor", help="versions, Horovod build (frameworks, controllers), GPUs, what is missing",
                    description="Report the environment and exit non-zero when an essential piece is missing.")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = OneLineParser(prog="ppg-cvae", description=(
+        "Train a conditional convolutional VAE on PPG pulse waveforms with Horovod and generate "
+        "synthetic PPG for requested ages. Pipeline: prep -> train -> generate -> evaluate."))
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True, parser_class=OneLineParser)
+
+    _add_prep(sub)
+    _add_train(sub)
+    _add_generate(sub)
+    _add_evaluate(sub)
+    _add_demo(sub)
+    _add_launch(sub)
+    _add_tensorboard(sub)
+    _add_doctor(sub)
     return parser
 
 
 def cmd_prep(args) -> int:
-    from launch.config import load_config
-    from launch.files import lock_directory
+    from data_prep.config import load_config
+    from data_prep.files import lock_directory
     from data_prep.manifest import verify
     if args.verify:
         result = verify(args.out)
@@ -162,7 +187,7 @@ def cmd_prep(args) -> int:
     with lock_directory(out, ".prep.lock", "ppg-cvae prep (--out)"):
         source = open_source(args.source, cfg, args.fs, out, Path(args.labels) if args.labels else None)
         if args.as_reference_pickles:
-            from data_prep.export import write_reference_trio
+            from data_prep.reference_pickles import write_reference_trio
             write_reference_trio(source, cfg, out)
         else:
             prepare(cfg, out, source, overwrite=args.overwrite)
@@ -170,17 +195,17 @@ def cmd_prep(args) -> int:
 
 
 def cmd_train(args) -> int:
-    from launch.config import load_config
+    from data_prep.config import load_config
     cfg = load_config(args.config, args.overrides)
     from cvae.train import train
     return train(cfg, args.data, args.run_dir, resume=args.resume)
 
 
 def cmd_generate(args) -> int:
-    from launch.config import load_config
+    from data_prep.config import load_config
     cfg = load_config(args.config, args.overrides)
     from cvae.generate import generate, parse_ages, parse_labels
-    from launch.config import LABELS
+    from data_prep.config import LABELS
     generate(args.model, parse_ages(args.ages), args.n_per_age, args.out,
              seed=cfg.generate.seed if args.seed is None else args.seed, fixed=parse_labels(args.label, list(LABELS)),
              allow_extrapolation=args.allow_extrapolation, formats=tuple(args.format),
@@ -197,7 +222,7 @@ def cmd_evaluate(args) -> int:
 
 def cmd_demo(args) -> int:
     from launch import horovod
-    from launch.config import load_config, save_config
+    from data_prep.config import load_config, save_config
     cfg = load_config(args.config, args.overrides)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

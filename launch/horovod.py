@@ -7,11 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from launch.errors import UserError
-
-# Variables through which launchers tell a process how many peers it has.
-WORLD_SIZE_VARS = ("OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_SIZE", "SLURM_STEP_NUM_TASKS", "HOROVOD_SIZE")
-
+from data_prep.errors import UserError
 
 def horovodrun_path() -> str:
     """The horovodrun beside this Python (the venv's), else the one on PATH."""
@@ -68,8 +64,3 @@ def parse_hosts(hosts: str) -> int:
             raise UserError(f"--hosts {hosts!r}: use host:slots[,host:slots...], e.g. node1:4,node2:4")
         total += int(m.group(1))
     return total
-
-
-def launcher_world_size(env: dict) -> int:
-    """The number of processes a launcher says it started (1 when none says so)."""
-    return max([int(env[v]) for v in WORLD_SIZE_VARS if env.get(v, "").isdigit()] or [1])

@@ -1,11 +1,11 @@
 """Recording conditioning and the window verdicts, on signals whose answer is known by construction."""
 import numpy as np
 
-from cvae.evaluate.features import clean_beats
+from cvae.beats import clean_beats
 from data_prep.conditioning import condition
 from data_prep.quality import beat_reason, raw_reason
 from data_prep.read_recordings import Recording, record_windows
-from launch.config import load_config
+from data_prep.config import load_config
 
 CFG = load_config(None)
 

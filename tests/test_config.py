@@ -6,8 +6,8 @@ import pytest
 import dataclasses
 import typing
 
-from launch.config import RANGES, Config, load_config, save_config
-from launch.errors import UserError
+from data_prep.config import RANGES, Config, load_config, save_config
+from data_prep.errors import UserError
 
 CONFIGS = sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.yaml"))
 

@@ -5,14 +5,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cvae.evaluate.features import FEATURES, noise_floor_sigma, spectral_features, waveform_features
+from cvae.evaluate.features import FEATURES, spectral_features, waveform_features
+from cvae.noise import noise_floor_sigma
 from cvae.evaluate.metrics import (conditioning_and_utility, discriminative_score, diversity_and_copies,
                                    feature_distances)
 from cvae.evaluate.report import evaluate
 from cvae.generate import generate
 from data_prep.normalize import normalize
 from data_prep.simulate import segment_table, simulate_signals, simulate_subjects
-from launch.config import load_config
+from data_prep.config import load_config
 
 
 @pytest.fixture(scope="module")

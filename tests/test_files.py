@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 
 from conftest import SMOKE, cli
-from launch.errors import UserError
-from launch.files import lock_directory, temp_beside, write_text_atomic
+from data_prep.errors import UserError
+from data_prep.files import lock_directory, temp_beside, write_text_atomic
 
 
 def test_atomic_write_replaces_a_symlink_instead_of_writing_through_it(tmp_path):

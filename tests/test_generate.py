@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 from cvae.generate import generate, parse_ages, parse_labels
-from launch.errors import UserError
+from data_prep.errors import UserError
 
 
 def test_parse_ages():
@@ -78,18 +78,18 @@ def test_a_fixed_condition_reaches_the_decoder_and_the_labels(smoke_data, tmp_pa
     from cvae.export import export_model
     from cvae.model import CVAE
     from data_prep.manifest import load_manifest
-    from launch.config import load_config
+    from data_prep.config import load_config
 
     cfg = load_config(SMOKE, ["model.conditions=[age, bmi]"])
     manifest = load_manifest(smoke_data)
-    model = CVAE(cfg.model, manifest["signal_length"], 2)
-    model.build([(None, manifest["signal_length"]), (None, 2)])
+    model = CVAE(cfg.model, manifest.signal_length, 2)
+    model.build([(None, manifest.signal_length), (None, 2)])
     run = tmp_path / "run"
     run.mkdir()
-    shutil.copyfile(smoke_data / manifest["label_table"], run / "labels-train.csv.gz")
+    shutil.copyfile(smoke_data / manifest.label_table, run / "labels-train.csv.gz")
     export_model(model, cfg, manifest, run, best_val_loss=0.0, noise_sigma=0.0)
-    bmi = manifest["labels"]["bmi"]
-    low, high = bmi["min"] + 1, bmi["max"] - 1
+    bmi = manifest.labels["bmi"]
+    low, high = bmi.min + 1, bmi.max - 1
     for value in (low, high):
         generate(run, np.array([40.0]), 4, tmp_path / f"b{value:.0f}.npz", seed=1, fixed={"bmi": value})
     with np.load(tmp_path / f"b{low:.0f}.npz") as a, np.load(tmp_path / f"b{high:.0f}.npz") as b:
@@ -105,15 +105,15 @@ def test_latent_draws_follow_the_training_encodings_of_the_requested_age(trained
     """z for an age comes from the mixture fit to training encodings, with conditions scaled as in training."""
     from tensorflow import keras
 
-    from cvae.export import Generator
+    from cvae.sampler import Generator
     from data_prep.manifest import load_manifest, shard_paths
     from data_prep.shards import read_arrays
 
     gen = Generator(trained_run)
     assert gen.prior is not None and "mixture" in gen.meta["latent_prior"]
     manifest = load_manifest(smoke_data)
-    signals, labels = read_arrays(shard_paths(smoke_data, manifest, "train"), ["age"], manifest["signal_length"],
-                                  manifest["compression"])
+    signals, labels = read_arrays(shard_paths(smoke_data, manifest, "train"), ["age"], manifest.signal_length,
+                                  manifest.compression)
     encoder = keras.models.load_model(trained_run / "model" / "encoder.keras", compile=False)
     z_mean, z_log_var = encoder.predict([signals, gen.scale(labels)], verbose=0)
     z = z_mean + np.exp(0.5 * z_log_var) * np.random.default_rng(0).standard_normal(z_mean.shape)  # q(z | x, c)
@@ -135,7 +135,7 @@ def test_latent_draws_follow_the_training_encodings_of_the_requested_age(trained
 def test_a_missing_or_broken_latent_prior_is_a_clear_error(trained_run, tmp_path):
     import shutil
 
-    from cvae.export import Generator
+    from cvae.sampler import Generator
 
     run = tmp_path / "run"
     shutil.copytree(trained_run / "model", run / "model")

@@ -12,21 +12,21 @@ from data_prep.prep import prepare
 from data_prep.shards import read_arrays
 from data_prep.simulate import segment_table, simulate_signals, simulate_subjects
 from data_prep.sources import SimulatorSource
-from launch.config import load_config
-from launch.errors import UserError
+from data_prep.config import load_config
+from data_prep.errors import UserError
 
 
 def test_manifest_describes_the_dataset(smoke_data):
     m = load_manifest(smoke_data)
-    assert m["signal_length"] == 1024 and m["fs"] == 125.0 and m["normalization"] == "maxabs"
-    total = sum(m["splits"][s]["count"] for s in ("train", "val", "test"))
-    assert total + m["quarantine"]["total"] == 240
-    assert sum(m["quarantine"]["by_reason"].values()) == m["quarantine"]["total"]
+    assert m.signal_length == 1024 and m.fs == 125.0 and m.normalization == "maxabs"
+    total = sum(m.splits[s].count for s in ("train", "val", "test"))
+    assert total + m.quarantine["total"] == 240
+    assert sum(m.quarantine["by_reason"].values()) == m.quarantine["total"]
     for split in ("train", "val", "test"):
-        shards = m["splits"][split]["shards"]
-        assert sum(s["count"] for s in shards) == m["splits"][split]["count"]
-        assert all(len(s["sha256"]) == 64 for s in shards)
-    assert set(m["labels"]) == {"age", "sex", "height", "weight", "bmi", "hr"}
+        shards = m.splits[split].shards
+        assert sum(s.count for s in shards) == m.splits[split].count
+        assert all(len(s.sha256) == 64 for s in shards)
+    assert set(m.labels) == {"age", "sex", "height", "weight", "bmi", "hr"}
     assert not list(smoke_data.glob("*.tmp")) and not list(smoke_data.glob("*.done.json"))
 
 
@@ -49,7 +49,7 @@ def test_splits_are_subject_disjoint(smoke_data):
 def test_round_trip_is_bit_exact(smoke_data):
     cfg = load_config(SMOKE)
     m = load_manifest(smoke_data)
-    signals, labels = read_arrays(shard_paths(smoke_data, m, "test"), list(m["labels"]), 1024, "none")
+    signals, labels = read_arrays(shard_paths(smoke_data, m, "test"), list(m.labels), 1024, "none")
     rows = segment_table(simulate_subjects(cfg.simulate, cfg.data.seed), cfg.simulate.segments_per_subject)
     expected = normalize(simulate_signals(rows, cfg.simulate, cfg.data, cfg.data.seed), "maxabs")
     for sig, lab in zip(signals, labels):
@@ -61,7 +61,7 @@ def test_verify_passes_then_catches_a_corrupted_shard(smoke_data, tmp_path):
     import shutil
     copy = tmp_path / "data"
     shutil.copytree(smoke_data, copy)
-    assert verify(copy)["records"] == sum(load_manifest(copy)["splits"][s]["count"] for s in ("train", "val", "test"))
+    assert verify(copy)["records"] == sum(load_manifest(copy).splits[s].count for s in ("train", "val", "test"))
     shard = sorted(copy.glob("train-*.tfrecord"))[0]
     blob = bytearray(shard.read_bytes())
     blob[100] ^= 0xFF
@@ -82,9 +82,9 @@ def test_rerun_is_a_no_op_and_another_dataset_is_refused(tmp_path):
     other = load_config(SMOKE, ["simulate.n_subjects=21"])
     with pytest.raises(UserError, match="already holds a different dataset"):
         prepare(other, out, SimulatorSource(other.simulate, other.data))
-    assert json.loads((out / "manifest.json").read_text()) == first   # untouched
+    assert json.loads((out / "manifest.json").read_text()) == first.to_dict()   # untouched
     second = prepare(other, out, SimulatorSource(other.simulate, other.data), overwrite=True)
-    assert second["dataset_id"] != first["dataset_id"]
+    assert second.dataset_id != first.dataset_id
 
 
 def test_too_many_bad_rows_stop_the_run(tmp_path):
@@ -113,5 +113,5 @@ def test_gzip_shards_round_trip_and_verify(tmp_path):
     files = shard_paths(tmp_path / "gz", m, "train")
     assert all(f.name.endswith(".tfrecord.gz") for f in files)
     signals, _ = read_arrays(files, ["age"], 1024, "gzip")
-    assert len(signals) == m["splits"]["train"]["count"] and np.abs(signals).max() == pytest.approx(1.0)
-    assert verify(tmp_path / "gz")["records"] == sum(m["splits"][s]["count"] for s in ("train", "val", "test"))
+    assert len(signals) == m.splits["train"].count and np.abs(signals).max() == pytest.approx(1.0)
+    assert verify(tmp_path / "gz")["records"] == sum(m.splits[s].count for s in ("train", "val", "test"))

@@ -8,8 +8,8 @@ import pytest
 
 from conftest import SMOKE
 from data_prep.sources import open_files
-from launch.config import load_config
-from launch.errors import UserError
+from data_prep.config import load_config
+from data_prep.errors import UserError
 
 FS = 125.0
 

@@ -9,13 +9,13 @@ import pandas as pd
 import pytest
 
 from conftest import REPO
-from cvae.evaluate.features import clean_beat_share, clean_beats
+from cvae.beats import clean_beat_share, clean_beats
 from data_prep.manifest import load_manifest, shard_paths
 from data_prep.prep import prepare
 from data_prep.real_ppg_labels import labels_from_index
 from data_prep.shards import read_arrays
 from data_prep.sources import open_files
-from launch.config import load_config
+from data_prep.config import load_config
 
 REAL = Path(os.environ.get("PPG_REAL_DATA", REPO.parent / "shared" / "data" / "real-ppg"))
 pytestmark = pytest.mark.skipif(not (REAL / "INDEX.json").is_file(),
@@ -65,11 +65,11 @@ def test_clipped_recordings_lose_their_clipped_windows(labels, tmp_path):
 def test_three_sources_at_three_rates_in_one_prep(labels, tmp_path):
     names = ["santiago_ppg_subj_01", "santiago_ppg_subj_02", "mwppg_003", "mwppg_004", "aurora_o000", "aurora_a001"]
     manifest = prepare(cfg(), tmp_path / "data", read(names, labels, tmp_path))
-    assert sorted({r["fs"] for r in manifest["source"]["records"]}) == [100.0, 200.0, 500.0]
-    assert len(manifest["quarantine"]["by_source"]) == 3
-    assert manifest["source"]["conditioning"]["band_pass"].startswith("cheby2 order 4")
+    assert sorted({r["fs"] for r in manifest.source["records"]}) == [100.0, 200.0, 500.0]
+    assert len(manifest.quarantine["by_source"]) == 3
+    assert manifest.source["conditioning"]["band_pass"].startswith("cheby2 order 4")
     assert (tmp_path / "data" / "quality.png").stat().st_size > 10_000
-    assert list(load_manifest(tmp_path / "data")["labels"]) == ["age", "sex"]   # what the source has
+    assert list(load_manifest(tmp_path / "data").labels) == ["age", "sex"]   # what the source has
 
 
 def test_an_inverted_recording_is_turned_upright(labels, tmp_path):

@@ -16,8 +16,8 @@ from data_prep.prep import prepare
 from data_prep.simulate import segment_table, simulate_signals, simulate_subjects
 from data_prep.safe_pickle import RestrictedUnpickler
 from data_prep.sources import open_files, write_reference_pickle
-from launch.config import load_config
-from launch.errors import UserError
+from data_prep.config import load_config
+from data_prep.errors import UserError
 
 LABELS = ["age", "sex", "height", "weight", "bmi", "hr"]
 
@@ -41,10 +41,10 @@ def test_reference_trio_written_by_the_simulator_round_trips(tmp_path):
     result = cli("prep", "--config", str(SMOKE), "--out", str(tmp_path / "data"), "--source", str(ref))
     assert result.returncode == 0, result.stderr[-2000:]
     m = load_manifest(tmp_path / "data")
-    assert m["source"]["given_split"] is True
+    assert m.source["given_split"] is True
     q = pd.read_csv(tmp_path / "data" / "quarantine.csv")
     for split, name in (("train", "train_db_1p"), ("val", "validation_db_1p"), ("test", "test_db_1p")):
-        assert m["splits"][split]["count"] + (q["split"] == split).sum() == counts[name]
+        assert m.splits[split].count + (q["split"] == split).sum() == counts[name]
 
 
 def test_single_pickle_with_mapped_labels(tmp_path):
@@ -160,12 +160,12 @@ def test_every_bad_input_class_is_quarantined_with_its_reason(tmp_path):
     q = pd.read_csv(out / "quarantine.csv").set_index("row")["reason"].to_dict()
     assert q == {0: "non_finite", 1: "wrong_length", 2: "flat", 3: "clipped", 4: "missing_label_age",
                  5: "out_of_range_hr", 7: "duplicate"}
-    assert m["quarantine"]["total"] == 7 and m["quarantine"]["by_reason"]["duplicate"] == 1
+    assert m.quarantine["total"] == 7 and m.quarantine["by_reason"]["duplicate"] == 1
     crop = prepare(load_config(SMOKE, ["data.max_bad_fraction=0.2", "data.length_policy=resample"]),
                    tmp_path / "d2", open_files([str(tmp_path / "bad.pickle")],
                                                load_config(SMOKE, ["data.length_policy=resample"]), None,
                                                tmp_path / "d2"))
-    assert "wrong_length" not in crop["quarantine"]["by_reason"]
+    assert "wrong_length" not in crop.quarantine["by_reason"]
 
 
 def test_unit_mismatch_is_caught_and_fixable(tmp_path):
@@ -198,6 +198,6 @@ def test_killed_prep_resumes_without_redoing_finished_shards(tmp_path):
     assert result.returncode == 0, result.stderr[-2000:]
     assert f"({len(done)} resumed)" in result.stderr
     a, b = load_manifest(reference), load_manifest(out)
-    assert [s["sha256"] for s in a["splits"]["train"]["shards"]] == [s["sha256"] for s in b["splits"]["train"]["shards"]]
-    assert verify(out)["records"] == sum(a["splits"][s]["count"] for s in ("train", "val", "test"))
+    assert [s.sha256 for s in a.splits["train"].shards] == [s.sha256 for s in b.splits["train"].shards]
+    assert verify(out)["records"] == sum(a.splits[s].count for s in ("train", "val", "test"))
     assert not list(out.glob("*.tmp"))

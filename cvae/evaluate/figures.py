@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cvae.evaluate.features import BEAT_AFTER, BEAT_BEFORE, beat_templates, decade_of
+from cvae.beats import BEAT_AFTER, BEAT_BEFORE, beat_templates, decade_of
 
 
 def age_figure(path: Path, ages: np.ndarray, predicted: np.ndarray, real_true: np.ndarray,

@@ -10,7 +10,7 @@ from sklearn.model_selection import train_test_split
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from cvae.evaluate.features import decade_of
+from cvae.beats import decade_of
 
 
 def age_regressor(features: np.ndarray, ages: np.ndarray):

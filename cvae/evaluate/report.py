@@ -12,10 +12,10 @@ from cvae.evaluate.features import spectral_features, waveform_features
 from cvae.evaluate.figures import age_figure, beats_by_age_figure
 from cvae.evaluate.metrics import (conditioning_and_utility, discriminative_score, disjoint_sources,
                                    diversity_and_copies, feature_distances, source_of, within_source)
-from data_prep.manifest import load_manifest, shard_paths, write_json_atomic
+from data_prep.manifest import Manifest, load_manifest, shard_paths, write_json_atomic
 from data_prep.shards import read_arrays, read_subject_ids
-from launch.errors import UserError
-from launch.files import write_bytes_atomic, write_text_atomic
+from data_prep.errors import UserError
+from data_prep.files import write_bytes_atomic, write_text_atomic
 
 log = logging.getLogger(__name__)
 
@@ -71,53 +71,70 @@ def _feature_table(metrics: dict) -> str:
     return "\n".join(lines)
 
 
-def evaluate(synthetic_path: str | Path, data_dir: str | Path, out: str | Path, seed: int = 0) -> dict:
-    """Write REPORT_DIR/{report.md, metrics.json, age_conditioning.png}; returns the metrics."""
-    manifest = load_manifest(data_dir)
-    labels = list(manifest["labels"])
-    if "age" not in labels:
-        raise UserError(f"--data {data_dir}: the dataset has no age label to evaluate against")
-    read = lambda split: read_arrays(shard_paths(data_dir, manifest, split), labels,  # noqa: E731
-                                     manifest["signal_length"], manifest["compression"])
-    (train_x, train_y), (test_x, test_y) = read("train"), read("test")
-    sources = {split: source_of(read_subject_ids(shard_paths(data_dir, manifest, split), manifest["compression"]))
-               for split in ("train", "test")}
-    syn_x, syn_age, request = load_synthetic(synthetic_path)
-    if syn_x.shape[1] != manifest["signal_length"]:
-        raise UserError(f"--synthetic signals have length {syn_x.shape[1]}, the dataset {manifest['signal_length']}")
-    age = labels.index("age")
-    f_train, f_test, f_syn = (spectral_features(x) for x in (train_x, test_x, syn_x))
-    cond = conditioning_and_utility((f_train, train_y[:, age]), (f_test, test_y[:, age]), (f_syn, syn_age))
-    disc = discriminative_score(f_test, f_syn, seed)
-    w_test, w_syn = waveform_features(test_x, manifest["fs"]), waveform_features(syn_x, manifest["fs"])
-    distances = feature_distances(w_test, w_syn, test_y[:, age], syn_age)
-    variety = diversity_and_copies(f_train, f_test, f_syn, test_y[:, age], syn_age)
-    train_src = (f_train, train_y[:, age], sources["train"])
-    per_source = within_source(train_src, (f_test, test_y[:, age], sources["test"]), (f_syn, syn_age, None)) \
-        if len(set(sources["train"])) > 1 else []
-    metrics = {k: v for k, v in cond.items() if not k.startswith("predicted")}
-    metrics.update(within_source=per_source, sources_age_disjoint=bool(per_source) and disjoint_sources(train_src),
-                   feature_wasserstein=distances, **variety,
-                   waveform_feature_means={"real_test": w_test.mean().round(4).to_dict(),
-                                           "synthetic": w_syn.mean().round(4).to_dict()})
-    metrics.update(discriminative_score=disc["score"], discriminative_accuracy=disc["accuracy"],
-                   counts={"real_train": len(train_x), "real_test": len(test_x), "synthetic": len(syn_x),
-                           "discriminator_per_class": disc["n_per_class"], "discriminator_held_out": disc["held_out"]},
-                   seed=seed, dataset_id=manifest["dataset_id"], synthetic=str(synthetic_path),
-                   synthetic_request=request)
+def read_real(data_dir, manifest: Manifest, split: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Signals, their ages and their sources (subject id prefix) of one split."""
+    files = shard_paths(data_dir, manifest, split)
+    labels = list(manifest.labels)
+    x, y = read_arrays(files, labels, manifest.signal_length, manifest.compression)
+    return x, y[:, labels.index("age")], source_of(read_subject_ids(files, manifest.compression))
 
+
+def compute(train: tuple, test: tuple, synthetic: tuple, fs: float, seed: int) -> tuple[dict, dict]:
+    """Every metric of the report from (signals, ages[, sources]) of real train, real test and synthetic; returns
+    (metrics, the age predictions the figure draws)."""
+    (train_x, train_age, train_src), (test_x, test_age, test_src), (syn_x, syn_age) = train, test, synthetic
+    f_train, f_test, f_syn = (spectral_features(x) for x in (train_x, test_x, syn_x))
+    cond = conditioning_and_utility((f_train, train_age), (f_test, test_age), (f_syn, syn_age))
+    disc = discriminative_score(f_test, f_syn, seed)
+    baseline = discriminative_score(f_test, f_train, seed)   # other real subjects: what "indistinguishable" scores
+    w_test, w_syn = waveform_features(test_x, fs), waveform_features(syn_x, fs)
+    per_source = within_source((f_train, train_age, train_src), (f_test, test_age, test_src), (f_syn, syn_age, None)) \
+        if len(set(train_src)) > 1 else []
+    metrics = {k: v for k, v in cond.items() if not k.startswith("predicted")}
+    metrics.update(within_source=per_source,
+                   sources_age_disjoint=bool(per_source) and disjoint_sources((f_train, train_age, train_src)),
+                   feature_wasserstein=feature_distances(w_test, w_syn, test_age, syn_age),
+                   **diversity_and_copies(f_train, f_test, f_syn, test_age, syn_age),
+                   waveform_feature_means={"real_test": w_test.mean().round(4).to_dict(),
+                                           "synthetic": w_syn.mean().round(4).to_dict()},
+                   discriminative_score=disc["score"], discriminative_accuracy=disc["accuracy"],
+                   discriminative_score_real_vs_real=baseline["score"],
+                   counts={"real_train": len(train_x), "real_test": len(test_x), "synthetic": len(syn_x),
+                           "discriminator_per_class": disc["n_per_class"], "discriminator_held_out": disc["held_out"]})
+    return metrics, {k: v for k, v in cond.items() if k.startswith("predicted")}
+
+
+def evaluate(synthetic_path: str | Path, data_dir: str | Path, out: str | Path, seed: int = 0) -> dict:
+    """Write REPORT_DIR/{report.md, metrics.json, age_conditioning.png, beats_by_age.png}; returns the metrics."""
+    manifest = load_manifest(data_dir)
+    if "age" not in manifest.labels:
+        raise UserError(f"--data {data_dir}: the dataset has no age label to evaluate against")
+    syn_x, syn_age, request = load_synthetic(synthetic_path)
+    if syn_x.shape[1] != manifest.signal_length:
+        raise UserError(f"--synthetic signals have length {syn_x.shape[1]}, the dataset {manifest.signal_length}")
+    train, test = read_real(data_dir, manifest, "train"), read_real(data_dir, manifest, "test")
+    metrics, predicted = compute(train, test, (syn_x, syn_age), manifest.fs, seed)
+    metrics.update(seed=seed, dataset_id=manifest.dataset_id, synthetic=str(synthetic_path), synthetic_request=request)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    age_figure(out / "age_conditioning.png", syn_age, cond["predicted_age_synthetic"], test_y[:, age],
-                cond["predicted_age_real"])
-    write_bytes_atomic(out / "beats_by_age.png", beats_by_age_figure(test_x, test_y[:, age], syn_x, syn_age,
-                                                                     manifest["fs"]))
+    age_figure(out / "age_conditioning.png", syn_age, predicted["predicted_age_synthetic"], test[1],
+               predicted["predicted_age_real"])
+    write_bytes_atomic(out / "beats_by_age.png", beats_by_age_figure(test[0], test[1], syn_x, syn_age, manifest.fs))
     write_json_atomic(out / "metrics.json", metrics)
+    write_text_atomic(out / "report.md", report_text(metrics, request, synthetic_path, data_dir, seed))
+    log.info("evaluate: spearman synthetic %.3f vs real %.3f | discriminative %.3f | TSTR %.2f vs TRTR %.2f years "
+             "-> %s", metrics["spearman_age_synthetic"], metrics["spearman_age_real"],
+             metrics["discriminative_score"], metrics["tstr_mae"], metrics["trtr_mae"], out / "report.md")
+    return metrics
+
+
+def report_text(metrics: dict, request: dict, synthetic_path, data_dir, seed: int) -> str:
+    """report.md: every number with what it was computed on."""
     c = metrics["counts"]
-    report = f"""# ppg-cvae fidelity report
+    return f"""# ppg-cvae fidelity report
 
 Synthetic: `{synthetic_path}` ({c['synthetic']} signals; model `{request.get('model')}`, generate seed
-{request.get('seed')}, latent draws {request.get('latent', 'standard')}). Real: dataset `{manifest['dataset_id']}` in `{data_dir}`
+{request.get('seed')}, latent draws {request.get('latent', 'standard')}). Real: dataset `{metrics['dataset_id']}` in `{data_dir}`
 (train split {c['real_train']} signals for fitting, test split {c['real_test']} held-out signals). Seed {seed}.
 Features: log magnitude spectrum 0-19.5 Hz of each signal (phase-invariant).
 
@@ -126,6 +143,7 @@ Features: log magnitude spectrum 0-19.5 Hz of each signal (phase-invariant).
 | Spearman(requested age, predicted age), synthetic | {metrics['spearman_age_synthetic']:.3f} | ridge regressor fit on real train, applied to {c['synthetic']} synthetic |
 | Spearman(true age, predicted age), real | {metrics['spearman_age_real']:.3f} | same regressor on {c['real_test']} real test signals |
 | discriminative score abs(accuracy - 0.5) | {metrics['discriminative_score']:.3f} | logistic regression, {c['discriminator_per_class']} real test + {c['discriminator_per_class']} synthetic, scored on a held-out {c['discriminator_held_out']} |
+| the same, real train vs real test (reference) | {metrics['discriminative_score_real_vs_real']:.3f} | real signals of other subjects: the score of data that is real |
 | TSTR MAE (years) | {metrics['tstr_mae']:.2f} | regressor fit on synthetic, tested on real test |
 | TRTR MAE (years) | {metrics['trtr_mae']:.2f} | regressor fit on real train, tested on real test |
 
@@ -150,8 +168,3 @@ median distance synthetic {metrics['nn_distance_synthetic_median']:.3f} vs real 
 {metrics['nn_distance_real_test_median']:.3f}; {metrics['copy_fraction']:.1%} of synthetic signals are closer to a
 training signal than 99% of real test signals are (a copy check; about 1% is expected by chance).
 """
-    write_text_atomic(out / "report.md", report)
-    log.info("evaluate: spearman synthetic %.3f vs real %.3f | discriminative %.3f | TSTR %.2f vs TRTR %.2f years "
-             "-> %s", metrics["spearman_age_synthetic"], metrics["spearman_age_real"],
-             metrics["discriminative_score"], metrics["tstr_mae"], metrics["trtr_mae"], out / "report.md")
-    return metrics

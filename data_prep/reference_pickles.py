@@ -8,8 +8,8 @@ import numpy as np
 
 from data_prep.sources import write_reference_pickle
 from data_prep.split import assign_splits
-from launch.config import Config
-from launch.files import temp_beside
+from data_prep.config import Config
+from data_prep.files import temp_beside
 
 log = logging.getLogger(__name__)
 TRIO = {"train": "train_db_1p.pickle", "val": "validation_db_1p.pickle", "test": "test_db_1p.pickle"}

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import yaml
 
-from launch.errors import UserError
-from launch.files import write_text_atomic
+from data_prep.errors import UserError
+from data_prep.files import write_text_atomic
 
 LABELS = ("age", "sex", "height", "weight", "bmi", "hr")
 
@@ -117,7 +117,7 @@ class TrainConfig:
     deterministic: bool = False      # TensorFlow op determinism (bit-reproducible resume; slower)
     image_every: int = 5             # epochs between TensorBoard waveform images (0 = never)
     keep_checkpoints: int = 3
-    verify_data: str = "size"        # at train start, every shard must exist with its manifest size | sha256 (full read)
+    verify_data: str = "size"        # at train start each shard must have its manifest size | sha256 (a full read)
     step_timeout_s: float = 600.0    # a rank with no finished step (or validation) for this long ends the job
     seed: int = 42
 

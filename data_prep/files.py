@@ -38,7 +38,7 @@ def write_text_atomic(path: str | Path, text: str) -> None:
 def lock_directory(directory: str | Path, name: str, what: str):
     """Hold an exclusive lock on `directory/name` for the life of the returned handle (or the process); a second
     holder is refused with a one-line error naming `what` holds it."""
-    from launch.errors import UserError
+    from data_prep.errors import UserError
     fh = open(Path(directory) / name, "a+")
     try:
         fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)

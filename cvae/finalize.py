@@ -1,0 +1,57 @@
+"""After training, on rank 0: the best weights, the data's sensor-noise floor, the latent prior fit to the training
+encodings, and the export; nothing non-finite leaves the run."""
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+import numpy as np
+import tensorflow as tf
+
+from cvae.callbacks import weights_finite
+from cvae.data import eval_dataset
+from cvae.export import export_model
+from cvae.latent_prior import fit_latent_prior
+from cvae.noise import noise_floor_sigma
+from data_prep.manifest import Manifest
+from data_prep.config import Config
+from data_prep.errors import UserError
+
+log = logging.getLogger(__name__)
+
+
+def encode_training(model, data_dir, manifest: Manifest, conditions: list[str], rows: int,
+                    seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """z ~ q(z | x, c) for the first `rows` training signals (shard order), with their standardized conditions."""
+    rng = np.random.default_rng(seed)
+    zs, cs, n = [], [], 0
+    for signal, cond in eval_dataset(data_dir, manifest, "train", conditions, 1024):
+        z_mean, z_log_var = (t.numpy() for t in model.encoder([signal, cond], training=False))
+        zs.append(z_mean + np.exp(0.5 * z_log_var) * rng.standard_normal(z_mean.shape))
+        cs.append(cond.numpy())
+        n += len(z_mean)
+        if n >= rows:
+            break
+    return np.concatenate(zs)[:rows], np.concatenate(cs)[:rows]
+
+
+def finalize(model, cfg: Config, data_dir: Path, run_dir: Path, manifest: Manifest, best_checkpoint: str | None,
+             best_val_loss: float, val_data) -> Path:
+    """Restore the best weights, refuse non-finite ones, fit the latent prior, export RUN/model."""
+    if best_checkpoint:
+        tf.train.Checkpoint(model=model).restore(best_checkpoint).expect_partial()
+    if not weights_finite(model):
+        raise UserError(f"the trained weights are not finite; nothing was exported from {run_dir}; lower "
+                        "train.learning_rate and train again")
+    val_signals = np.concatenate([s.numpy() for s, _ in val_data.take(8)])
+    prior = None
+    if cfg.model.posterior_mixture:
+        z, cond = encode_training(model, data_dir, manifest, cfg.model.conditions, cfg.model.posterior_mixture_rows,
+                                  cfg.train.seed)
+        t = time.time()
+        prior = fit_latent_prior(z, cond, cfg.model.posterior_mixture, cfg.train.seed)
+        log.info("latent prior: %d-component mixture fit to %d training encodings in %.1f s",
+                 len(prior["weights"]), len(z), time.time() - t)
+    return export_model(model, cfg, manifest, run_dir, best_val_loss=best_val_loss,
+                        noise_sigma=noise_floor_sigma(val_signals, manifest.fs), latent_prior=prior)

@@ -1,0 +1,36 @@
+"""What changes with training progress: the learning-rate warm-up (per step) and the KL warm-up (per epoch)."""
+from __future__ import annotations
+
+import tensorflow as tf
+from tensorflow import keras
+
+
+@keras.saving.register_keras_serializable(package="ppg_cvae")
+class WarmupLR(keras.optimizers.schedules.LearningRateSchedule):
+    """Linear warm-up from `start` to `target` over `warmup_steps`, then constant at `target` (Goyal et al. 2017;
+    the trainer starts at the per-rank rate and ends at the rate scaled by the number of ranks)."""
+
+    def __init__(self, start: float, target: float, warmup_steps: int):
+        self.start, self.target, self.warmup_steps = start, target, warmup_steps
+
+    def __call__(self, step):
+        frac = tf.minimum(1.0, tf.cast(step, tf.float32) / float(max(self.warmup_steps, 1)))
+        return self.start + (self.target - self.start) * frac
+
+    def get_config(self):
+        return {"start": self.start, "target": self.target, "warmup_steps": self.warmup_steps}
+
+
+class KLWarmup(keras.callbacks.Callback):
+    """beta ramps linearly over the first `warmup_epochs`: beta * (epoch + 1) / warmup_epochs, from beta/warmup in
+    the first epoch to beta from epoch `warmup_epochs` on (the configured beta at once when 0)."""
+
+    def __init__(self, beta: float, warmup_epochs: int):
+        super().__init__()
+        self.target, self.warmup = beta, warmup_epochs
+
+    def beta_at(self, epoch: int) -> float:
+        return self.target * (1.0 if self.warmup == 0 else min(1.0, (epoch + 1) / self.warmup))
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.model.beta.assign(self.beta_at(epoch))
