@@ -90,7 +90,7 @@ class ModelConfig:
     output_activation: str = "tanh"  # must cover the normalized data range (tanh for maxabs)
     likelihood: str = "gaussian"     # gaussian: learned observation noise sigma (NLL) | sse: summed squared error
     beta: float = 1.0                # KL weight
-    kl_warmup_epochs: int = 0        # beta ramps linearly from 0 over these epochs
+    kl_warmup_epochs: int = 0        # beta ramps linearly: beta * (epoch + 1) / kl_warmup_epochs, then beta
     posterior_mixture: int = 200     # components of the Gaussian mixture fit to (z, condition) of training
     #                                  encodings after training; generation samples z | condition from it (0 = N(0, I))
     posterior_mixture_rows: int = 50000  # training signals encoded for that fit (the first shards; subjects are

@@ -18,5 +18,3 @@ def normalize(signals: np.ndarray, method: str) -> np.ndarray:
         return (x - x.mean(axis=1, keepdims=True)) / np.maximum(x.std(axis=1, keepdims=True), EPS)
     raise ValueError(f"unknown normalization {method!r}")
 
-
-VALUE_RANGE = {"maxabs": (-1.0, 1.0), "minmax": (0.0, 1.0), "zscore": (None, None)}

@@ -1,7 +1,7 @@
 """Physiological cohort simulator: finger-PPG segments whose pulse shape ages as docs/DATA.md describes.
 
-Numbers come from ../shared/PHYSIOLOGY.md (Charlton et al. 2019 Pulse Wave Database age-group
-means for stiffness index, reflection index and heart rate; Choi 2020 for SDNN vs age). Each row
+Numbers come from Charlton et al. 2019 (Pulse Wave Database age-group means for stiffness index, reflection
+index and heart rate) and Choi 2020 (SDNN vs age); docs/DATA.md lists them with their sources. Each row
 (segment) is simulated from its own seeded generator, so any subset of rows can be produced in
 any order, in any process, and always comes out bit-identical: the simulator streams.
 """

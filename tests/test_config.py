@@ -28,13 +28,19 @@ def test_required_configs_exist():
     assert {p.name for p in CONFIGS} >= {"demo.yaml", "smoke.yaml", "default.yaml", "seed_reference.yaml"}
 
 
-def test_default_and_reference_scale():
+def test_default_config_makes_the_reference_study_cohort_and_model():
+    """What the configs produce, not what they say: the simulator's row table and the built encoder."""
+    from cvae.model import CVAE
+    from data_prep.simulate import segment_table, simulate_subjects
+
     default = load_config(CONFIGS[0].parent / "default.yaml")
-    assert default.simulate.n_subjects * default.simulate.segments_per_subject == 327_054
-    assert default.data.train_shards >= 64
+    rows = segment_table(simulate_subjects(default.simulate, default.data.seed), default.simulate.segments_per_subject)
+    assert len(rows) == 327_054 and rows["subject_id"].nunique() * default.simulate.segments_per_subject == len(rows)
+    assert 18 <= rows["age"].min() and rows["age"].max() <= 98
     ref = load_config(CONFIGS[0].parent / "seed_reference.yaml")
-    assert (ref.train.batch_size, ref.train.learning_rate, ref.train.patience) == (64, 1e-4, 10)
-    assert ref.model.filters == [64, 128, 256]
+    encoder = CVAE(ref.model, ref.data.signal_length, len(ref.model.conditions)).encoder
+    convs = [layer for layer in encoder.layers if layer.__class__.__name__ == "Conv1D"]
+    assert [c.filters for c in convs] == [64, 128, 256] and {c.activation.__name__ for c in convs} == {"tanh"}
 
 
 def test_unknown_nested_key_names_path_and_file(tmp_path):

@@ -2,7 +2,6 @@
 import json
 
 import numpy as np
-import pandas as pd
 import pytest
 
 from conftest import SMOKE, cli
@@ -101,10 +100,14 @@ def test_simulator_is_deterministic_and_ages(tmp_path):
     a = simulate_signals(rows, cfg.simulate, cfg.data, 7)
     b = simulate_signals(rows.iloc[::-1], cfg.simulate, cfg.data, 7)[::-1]
     assert np.array_equal(a, b)   # per-row seeding: order and batching do not matter
-    # Ground truth of the age effect: the stiffness index rises with age, reflection index too.
-    assert np.corrcoef(rows["age"], rows["si"])[0, 1] > 0.3
-    assert np.corrcoef(rows["age"], rows["ri"])[0, 1] > 0.5
-    assert isinstance(rows, pd.DataFrame) and np.isfinite(a).all()
+    assert np.isfinite(a).all()
+    # The age effect is in the waveforms, not only in the hidden parameters: a regressor fit on the spectra of half
+    # the subjects predicts the age of the other half.
+    from cvae.evaluate.features import spectral_features
+    from cvae.evaluate.metrics import age_regressor, spearman
+    x, age = spectral_features(a), rows["age"].to_numpy()
+    model = age_regressor(x[::2], age[::2])
+    assert spearman(age[1::2], model.predict(x[1::2])) > 0.6
 
 
 def test_gzip_shards_round_trip_and_verify(tmp_path):

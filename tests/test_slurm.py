@@ -51,8 +51,8 @@ def test_pipeline_runs_every_stage_on_two_tasks(slurm, tmp_path):
                          text=True, check=True).stdout
     ids = {line.split()[0]: line.split()[1] for line in out.strip().splitlines()}
     assert set(ids) == {"prep", "train", "generate", "evaluate"}
-    assert "afterok:" + ids["train"] in job(slurm, ids["generate"]).get("Dependency", "") or \
-        job(slurm, ids["generate"]).get("JobState") != "PENDING"
+    # generate cannot start before prep and then train have run, so right after submission it waits on train
+    assert "afterok:" + ids["train"] in job(slurm, ids["generate"]).get("Dependency", "")
     for stage in ("prep", "train", "generate", "evaluate"):
         info = wait_done(slurm, ids[stage])
         assert info["JobState"] == "COMPLETED", f"{stage}: {info['JobState']}\n{log_of(info)[-3000:]}"

@@ -1,0 +1,89 @@
+"""The trainer's pieces without horovodrun, each in well under a second: how ranks split the data, the LR and
+KL warm-ups, the loss terms, the step agreement, and the run identity."""
+import signal
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from cvae.data import rank_plan
+from cvae.model import CVAE
+from cvae.run_dir import identity
+from cvae.schedules import KLWarmup, WarmupLR
+from cvae.step_agreement import StepAgreement
+from data_prep.config import load_config
+from data_prep.errors import UserError
+from data_prep.manifest import LabelStats, Manifest, Shard, Split
+
+
+def manifest(train_counts):
+    shards = [Shard(f"train-{i}", n, 4096 * n, "0" * 64) for i, n in enumerate(train_counts)]
+    empty = Split(0, 0, [])
+    return Manifest(1, "id", "now", 1024, 125.0, "maxabs", "none", {"age": LabelStats(50, 10, 20, 80)}, "l.csv",
+                    {"train": Split(sum(train_counts), 10, shards), "val": empty, "test": empty}, {}, {}, 0)
+
+
+def test_rank_plan_deals_files_when_there_are_enough():
+    m = manifest([100, 90, 80, 70])
+    plans = [rank_plan(m, r, 2, 16) for r in range(2)]
+    assert [p[0] for p in plans] == ["files", "files"]
+    assert plans[0][1] == [0, 2] and plans[1][1] == [1, 3]
+    assert plans[0][2] == plans[1][2] == (90 + 70) // 16      # the smaller rank's full batches, on every rank
+
+
+def test_rank_plan_shares_elements_when_files_are_fewer_than_ranks():
+    m = manifest([101, 50])
+    plans = [rank_plan(m, r, 4, 8) for r in range(4)]
+    assert {p[0] for p in plans} == {"elements"} and all(p[1] == [0, 1] for p in plans)
+    assert {p[2] for p in plans} == {151 // 4 // 8}              # 37 or 38 elements per rank -> 4 batches of 8
+    with pytest.raises(UserError, match="fewer than one batch"):
+        rank_plan(m, 0, 4, 64)
+
+
+def test_warmup_lr_ramps_from_start_to_target_then_holds():
+    lr = WarmupLR(0.001, 0.004, 10)
+    assert [round(float(lr(s)), 6) for s in (0, 5, 10, 50)] == [0.001, 0.0025, 0.004, 0.004]
+    assert float(WarmupLR(0.002, 0.002, 0)(0)) == pytest.approx(0.002)
+
+
+def test_kl_warmup_reaches_beta_after_its_epochs():
+    assert [KLWarmup(2.0, 4).beta_at(e) for e in range(6)] == [0.5, 1.0, 1.5, 2.0, 2.0, 2.0]
+    assert KLWarmup(0.7, 0).beta_at(0) == 0.7
+
+
+@pytest.mark.parametrize("likelihood", ["sse", "gaussian"])
+def test_loss_terms_have_their_closed_forms(likelihood):
+    cfg = load_config(None, ["model.filters=[4]", "model.dense_units=[8]", "model.latent_dim=2",
+                             f"model.likelihood={likelihood}"])
+    model = CVAE(cfg.model, 64, 1)
+    x, c = tf.random.stateless_normal([3, 64], seed=[1, 2]), tf.zeros([3, 1])
+    rec, kl = (float(t) for t in model.losses_for(x, c))
+    z_mean, z_log_var = (t.numpy() for t in model.encoder([x, c]))
+    err = np.sum((x.numpy() - model.decoder([z_mean, c]).numpy()) ** 2, axis=1)
+    sigma = float(np.exp(model.log_sigma.numpy()))
+    expected = err.mean() if likelihood == "sse" else np.mean(0.5 * err / sigma ** 2 + 64 * np.log(sigma))
+    assert rec == pytest.approx(expected, rel=1e-5)
+    assert kl == pytest.approx(np.mean(-0.5 * np.sum(1 + z_log_var - z_mean ** 2 - np.exp(z_log_var), axis=1)),
+                               rel=1e-5)
+    assert model.log_sigma.trainable == (likelihood == "gaussian")
+
+
+def test_step_agreement_flags_a_non_finite_loss_and_a_request():
+    handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGUSR1)}
+    agreement = StepAgreement()
+    for sig, handler in handlers.items():   # this process is pytest: give its signals back
+        signal.signal(sig, handler)
+    agreement.hook(tf.constant(1.0))
+    assert agreement.agreed.numpy().tolist() == [0.0, 0.0]
+    agreement.hook(tf.constant(np.nan))
+    assert agreement.agreed.numpy().tolist() == [0.0, 1.0]
+    agreement.requested.assign(1.0)
+    agreement.hook(tf.constant(2.0))
+    assert agreement.agreed.numpy().tolist() == [1.0, 0.0]
+
+
+def test_run_identity_keeps_shape_and_data_but_not_free_settings():
+    m = manifest([10])
+    base = identity(load_config(None), m)
+    assert identity(load_config(None, ["model.beta=0.5", "train.learning_rate=0.1"]), m) == base
+    assert identity(load_config(None, ["model.latent_dim=4"]), m) != base
