@@ -108,9 +108,9 @@ def source_of(subject_ids: np.ndarray) -> np.ndarray:
 
 def within_source(real_train: tuple, real_test: tuple, synthetic: tuple, min_signals: int = 20) -> list[dict]:
     """Age fidelity inside each source, where recordings from one device and site share their confounds: per source
-    with at least `min_signals` train and test signals and ages spanning 2 years or more, a regressor fit on that source's train
-    signals; Spearman on its test signals, and on the synthetic signals requested inside its training age range.
-    Each tuple is (features, ages, sources); synthetic sources are ignored."""
+    with at least `min_signals` train and test signals and ages spanning 2 years or more, a regressor fit on that
+    source's train signals; Spearman on its test signals, and on the synthetic signals requested inside its training
+    age range. Each tuple is (features, ages, sources); synthetic sources are ignored."""
     rows = []
     for src in sorted(set(real_test[2])):
         tr, te = real_train[2] == src, real_test[2] == src
