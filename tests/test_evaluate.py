@@ -102,3 +102,24 @@ def test_evaluate_writes_the_report(trained_run, smoke_data, tmp_path):
     assert by_decade and set(by_decade) <= {"30s", "50s", "70s"}, by_decade   # the requested decades only
     assert all(v is None or np.isfinite(v) for d in by_decade.values() for v in d.values())
     assert (tmp_path / "report" / "beats_by_age.png").stat().st_size > 1000
+
+
+def test_within_source_fidelity_has_known_answers():
+    from cvae.evaluate.metrics import disjoint_sources, source_of, within_source
+    rng = np.random.default_rng(0)
+
+    def split(n):
+        ages = np.concatenate([rng.uniform(20, 30, n), rng.uniform(50, 60, n)])
+        src = source_of(np.array([f"a:{i}" for i in range(n)] + [f"b:{i}" for i in range(n)]))
+        informative = np.where(src == "a", ages, 0.0) + 0.3 * rng.standard_normal(2 * n)   # only 'a' carries age
+        return np.c_[informative, rng.standard_normal((2 * n, 3))], ages, src
+
+    train, test = split(200), split(100)
+    syn_age = np.repeat([22.0, 25.0, 28.0], 30)
+    synthetic = (np.c_[syn_age + 0.3 * rng.standard_normal(90), rng.standard_normal((90, 3))], syn_age, None)
+    rows = {r["source"]: r for r in within_source(train, test, synthetic)}
+    assert rows["a"]["spearman_real"] > 0.9 and abs(rows["b"]["spearman_real"]) < 0.3
+    assert rows["a"]["synthetic"] == 90 and rows["a"]["spearman_synthetic"] > 0.8
+    assert rows["b"]["synthetic"] == 0 and rows["b"]["spearman_synthetic"] is None
+    assert disjoint_sources(train)
+    assert not disjoint_sources((train[0], np.where(train[2] == "a", train[1] + 30, train[1]), train[2]))
