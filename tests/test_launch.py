@@ -1,4 +1,5 @@
 """Launchers: mpirun, launcher/Horovod mismatch, `ppg-cvae launch`, and the TensorBoard server."""
+import contextlib
 import json
 import os
 import shutil
@@ -41,51 +42,51 @@ def test_launch_builds_horovodrun_commands():
     assert expand_tasks_per_node("4(x2),2") == [4, 4, 2]
 
 
+@contextlib.contextmanager
+def tensorboard(path):
+    """`ppg-cvae tensorboard PATH` on a free loopback port: yields (port, output lines so far), stops it after."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen([sys.executable, "-m", "launch.cli", "tensorboard", str(path), "--port", str(port)],
+                            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    output = []
+    try:
+        yield port, output
+    finally:
+        proc.terminate()
+        output.append(proc.communicate(timeout=30)[0])
+
+
+def poll_json(url: str, done, seconds: float = 90):
+    """GET `url` until `done(answer)` or the time is up; the last answer."""
+    deadline, answer = time.time() + seconds, None
+    while time.time() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=5) as r:
+                answer = json.loads(r.read())
+            if done(answer):
+                break
+        except OSError:
+            pass
+        time.sleep(1)
+    return answer
+
+
 def test_tensorboard_serves_a_folder_of_runs_each_under_its_name(trained_run, tmp_path):
     for name in ("lr-a", "lr-b"):
         shutil.copytree(trained_run / "tensorboard", tmp_path / name / "tensorboard")
     (tmp_path / "notes").mkdir()
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    proc = subprocess.Popen([sys.executable, "-m", "launch.cli", "tensorboard", str(tmp_path), "--port", str(port)],
-                            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    try:
-        deadline, runs = time.time() + 90, []
-        while time.time() < deadline and len(runs) < 2:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/data/runs", timeout=5) as r:
-                    runs = json.loads(r.read())
-            except OSError:
-                pass
-            time.sleep(1)
-        assert sorted(runs) == ["lr-a", "lr-b"]
-    finally:
-        proc.terminate()
-        proc.communicate(timeout=30)
+    with tensorboard(tmp_path) as (port, _):
+        runs = poll_json(f"http://127.0.0.1:{port}/data/runs", lambda r: len(r) >= 2)
+    assert sorted(runs) == ["lr-a", "lr-b"]
 
 
 def test_tensorboard_serves_the_runs_scalars_on_loopback(trained_run):
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    proc = subprocess.Popen([sys.executable, "-m", "launch.cli", "tensorboard", str(trained_run), "--port", str(port)],
-                            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    try:
-        deadline, tags = time.time() + 90, {}
-        while time.time() < deadline:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/data/plugin/scalars/tags", timeout=5) as r:
-                    tags = json.loads(r.read())
-                if tags:
-                    break
-            except OSError:
-                time.sleep(1)
+    with tensorboard(trained_run) as (port, output):
+        tags = poll_json(f"http://127.0.0.1:{port}/data/plugin/scalars/tags", bool) or {}
         run_tags = next(iter(tags.values()), {})
         assert "train/loss" in run_tags and "val/loss" in run_tags, tags
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/data/plugin/scalars/scalars?run={trained_run.name}&tag=val/loss") as r:
-            assert len(json.loads(r.read())) == 3
-    finally:
-        proc.terminate()
-        out = proc.communicate(timeout=30)[0]
-    assert f"ssh -N -L {port}:127.0.0.1:{port}" in out
+        url = f"http://127.0.0.1:{port}/data/plugin/scalars/scalars?run={trained_run.name}&tag=val/loss"
+        assert len(poll_json(url, bool)) == 3
+    assert f"ssh -N -L {port}:127.0.0.1:{port}" in output[0]
