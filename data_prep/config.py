@@ -288,7 +288,8 @@ def _validate(cfg: Config, source: str) -> Config:
                         f"model.stride**len(model.filters) = {cfg.model.stride ** len(cfg.model.filters)}")
     for name in list(cfg.data.label_map.values()) + list(cfg.data.label_scale):
         if name not in LABELS:
-            raise UserError(f"{source}: data.label_map/label_scale name unknown label {name!r}; known: {', '.join(LABELS)}")
+            raise UserError(f"{source}: data.label_map/label_scale name unknown label {name!r}; "
+                            f"known: {', '.join(LABELS)}")
     for key in ("filters", "dense_units"):
         if not getattr(cfg.model, key):
             raise UserError(f"{source}: 'model.{key}' must be a non-empty list of positive ints")

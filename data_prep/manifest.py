@@ -143,7 +143,8 @@ def _problem(m: dict) -> str | None:
             name = shard.get("file") if isinstance(shard, dict) else shard
             if not plain_name(name):
                 return f"split '{split}' lists a shard {str(name)[:80]!r}, not a plain file name in the data directory"
-            if not all(_number(shard.get(k), 0) for k in ("count", "bytes")) or not isinstance(shard.get("sha256"), str):
+            sizes_ok = all(_number(shard.get(k), 0) for k in ("count", "bytes"))
+            if not sizes_ok or not isinstance(shard.get("sha256"), str):
                 return f"shard {shard['file']} lacks count/bytes/sha256"
         if sum(s["count"] for s in info["shards"]) != info["count"]:
             return f"split '{split}' count {info['count']} is not the sum of its shards' counts"

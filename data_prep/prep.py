@@ -14,7 +14,8 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from data_prep.manifest import MANIFEST, SCHEMA_VERSION, LabelStats, Manifest, Shard, Split, load_manifest, write_json_atomic
+from data_prep.manifest import (MANIFEST, SCHEMA_VERSION, LabelStats, Manifest, Shard, Split, load_manifest,
+                                write_json_atomic)
 from data_prep.normalize import normalize
 from data_prep.quality import beat_reasons
 from data_prep.quality_figure import FIGURE, quality_figure

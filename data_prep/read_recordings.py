@@ -29,7 +29,8 @@ def read_csv_recording(path: Path, data: DataConfig) -> Recording:
     table = read_label_table(path)
     time_cols = [c for c in table.columns if str(c).strip().lower() in TIME_COLUMNS]
     if data.raw_column in time_cols:
-        raise UserError(f"{path}: data.raw_column={data.raw_column!r} is a time axis, not a signal; name the PPG column")
+        raise UserError(f"{path}: data.raw_column={data.raw_column!r} is a time axis, not a signal; "
+                        "name the PPG column")
     numeric = [c for c in table.columns if pd.api.types.is_numeric_dtype(table[c]) and c not in time_cols]
     if not data.raw_column and len(numeric) != 1:
         raise UserError(f"{path}: {'no numeric column' if not numeric else 'several numeric columns'} "

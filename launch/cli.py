@@ -36,7 +36,8 @@ def _setup_logging() -> None:
 
 
 def _config_arg(p: argparse.ArgumentParser, required: bool = True) -> None:
-    p.add_argument("--config", required=required, metavar="C", help="YAML config (see configs/; every key and its range: data_prep/config.py)")
+    p.add_argument("--config", required=required, metavar="C",
+                   help="YAML config (see configs/; every key and its range: data_prep/config.py)")
     p.add_argument("overrides", nargs="*", metavar="key.sub=value", help=OVERRIDES_HELP)
 
 
@@ -93,8 +94,8 @@ def _add_generate(sub) -> None:
     p.add_argument("--out", required=True, metavar="FILE.npz", help="output .npz; the PNG is written beside it")
     p.add_argument("--seed", type=int, default=None, metavar="S", help="random seed (default: generate.seed)")
     p.add_argument("--label", action="append", default=[], metavar="k=v",
-                   help="fix a condition of the model for every signal, e.g. --label sex=F when the model was trained with "
-                        "sex in model.conditions (repeatable); labels that are not conditions are drawn from "
+                   help="fix a condition of the model for every signal, e.g. --label sex=F when the model was trained "
+                        "with sex in model.conditions (repeatable); labels that are not conditions are drawn from "
                         "training subjects near each age and recorded as such")
     p.add_argument("--format", action="append", default=[], choices=["csv", "pickle"],
                    help="also write labels as CSV, or the reference study's {labels, samples} pickle (repeatable)")

@@ -63,7 +63,8 @@ def world(smoke_data, trained_run, tmp_path_factory):
         "data-badjson": None, "data-v99": lambda m: m.update(schema_version=99),
         "data-dotdot": lambda m: m["splits"]["train"]["shards"][0].update(file="../../etc/passwd"),
         "data-abs": lambda m: m["splits"]["train"]["shards"][0].update(file="/etc/passwd"),
-        "data-nosplits": lambda m: m.pop("splits"), "data-nanstd": lambda m: m["labels"]["age"].update(std=float("nan")),
+        "data-nosplits": lambda m: m.pop("splits"),
+        "data-nanstd": lambda m: m["labels"]["age"].update(std=float("nan")),
         "data-truncated": None, "data-missing": None, "data-nomanifest": None, "data-good": None,
     }.items():
         shutil.copytree(smoke_data, w / name)

@@ -1,4 +1,4 @@
-"""`ppg-cvae evaluate`: load real and synthetic signals, compute the metrics, write report.md + metrics.json + figures."""
+"""`ppg-cvae evaluate`: load real and synthetic signals, compute the metrics, write report.md, metrics.json, figures."""
 from __future__ import annotations
 
 import json
