@@ -5,6 +5,7 @@ import json
 import logging
 import os
 import pickle
+import shutil
 import zipfile
 from pathlib import Path
 
@@ -147,6 +148,24 @@ def check_request(meta: dict, ages: np.ndarray, n_per_age: int, out: Path, fixed
                             "change it or pass --allow-extrapolation")
 
 
+def check_size(n: int, length: int, n_labels: int, out: Path) -> str:
+    """The request's size in one line; refused when its label table would take more than a quarter of the machine's
+    memory (labels are held whole; signals stream) or its signals more than the free disk at `out`."""
+    signal_bytes = n * length * 4
+    label_bytes = 2 * n * (n_labels + 1) * 8          # the table and its float32 copy for the .npz
+    memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    free = shutil.disk_usage(out.parent).free
+    size = (f"{n:,} signals: {signal_bytes / 1e9:.2f} GB of signals to write, {label_bytes / 1e9:.2f} GB of labels "
+            "in memory")
+    if label_bytes > memory / 4:
+        raise UserError(f"{size}, more than the {memory / 4e9:.1f} GB (a quarter of this machine's memory) generate "
+                        "allows itself; generate fewer ages per call or lower --n-per-age")
+    if signal_bytes > free:
+        raise UserError(f"{size}, more than the {free / 1e9:.1f} GB free in {out.parent}; free space or write "
+                        "elsewhere")
+    return size
+
+
 def write_outputs(out: Path, formats: tuple[str, ...], labels: pd.DataFrame, request: dict, model_id: str,
                   batches, shape: tuple[int, int], figure: DecadeBeats) -> list[Path]:
     """Stream the signal batches into FILE.npz (+ CSV/pickle) and write FILE.png; every file appears only once
@@ -190,6 +209,8 @@ def generate(run_dir: str | Path, ages: np.ndarray, n_per_age: int, out: str | P
     gen = Generator(run_dir)
     meta = gen.meta
     check_request(meta, ages, n_per_age, out, fixed, allow_extrapolation)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    log.info("generate: %s", check_size(len(ages) * n_per_age, meta["signal_length"], len(meta["label_stats"]), out))
     pool = pd.read_csv(Path(run_dir) / "labels-train.csv.gz").drop(columns=["subject_id"])
     rng = np.random.default_rng(seed)
     labels = _label_rows(pool, ages, n_per_age, fixed, rng)
@@ -212,7 +233,6 @@ def generate(run_dir: str | Path, ages: np.ndarray, n_per_age: int, out: str | P
             figure.add(batch, decade[start:stop])
             yield batch
 
-    out.parent.mkdir(parents=True, exist_ok=True)
     written = write_outputs(out, tuple(formats), labels, request, meta["model_id"], batches(), (n, length), figure)
     log.info("generated %d signals (%d ages x %d) with model %s in %s", n, len(ages), n_per_age,
              meta["model_id"], ", ".join(str(p) for p in written))

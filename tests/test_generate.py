@@ -70,6 +70,13 @@ def test_out_of_range_requests_are_refused(trained_run, tmp_path):
     assert (tmp_path / "x.npz").is_file()
 
 
+def test_a_request_too_large_for_memory_is_refused_with_its_size_before_any_work(trained_run, tmp_path):
+    with pytest.raises(UserError, match=r"400,000,000 signals: 1638.40 GB of signals to write, .* GB of labels in "
+                                        r"memory, more than the .* GB \(a quarter of this machine's memory\)"):
+        generate(trained_run, np.array([30.0, 50.0]), 200_000_000, tmp_path / "huge.npz")
+    assert not list(tmp_path.iterdir())
+
+
 def test_a_fixed_condition_reaches_the_decoder_and_the_labels(smoke_data, tmp_path):
     """A model conditioned on age and bmi (exported untrained: the wiring, not the quality, is under test)."""
     import shutil
