@@ -41,23 +41,15 @@ class Conditioned:
     splits: int
 
 
-def band_pass(cfg) -> dict | None:
-    """The band-pass settings as plain data (the manifest and the exported model keep them), None for none."""
+def filter_sos(cfg, fs: float):
+    """The configured band-pass as second-order sections at rate `fs`; the upper edge stays below Nyquist.
+    None for no filter."""
     if cfg.filter == "none":
         return None
-    return {"filter": cfg.filter, "order": cfg.order, "low_hz": cfg.low_hz, "high_hz": cfg.high_hz,
-            "stopband_db": cfg.stopband_db}
-
-
-def filter_sos(spec: dict | None, fs: float):
-    """The band-pass `spec` (band_pass()) as second-order sections at rate `fs`; the upper edge stays below
-    Nyquist. None for no filter."""
-    if spec is None:
-        return None
-    band = [spec["low_hz"], min(spec["high_hz"], 0.45 * fs)]
-    if spec["filter"] == "cheby2":
-        return sps.cheby2(spec["order"], spec["stopband_db"], band, btype="bandpass", fs=fs, output="sos")
-    return sps.butter(spec["order"], band, btype="bandpass", fs=fs, output="sos")
+    band = [cfg.low_hz, min(cfg.high_hz, 0.45 * fs)]
+    if cfg.filter == "cheby2":
+        return sps.cheby2(cfg.order, cfg.stopband_db, band, btype="bandpass", fs=fs, output="sos")
+    return sps.butter(cfg.order, band, btype="bandpass", fs=fs, output="sos")
 
 
 def resample(x: np.ndarray, fs_in: float, fs_out: float) -> np.ndarray:
@@ -113,7 +105,7 @@ def condition(raw: np.ndarray, fs_in: float, fs_out: float, cfg, quality) -> Con
     finite = raw[np.isfinite(raw)]
     lo, hi = (float(finite.min()), float(finite.max())) if len(finite) else (0.0, 0.0)
     pieces, interpolated, splits = _split_gaps(raw, fs_in, cfg.max_gap_s)
-    sos = filter_sos(band_pass(cfg), fs_in)
+    sos = filter_sos(cfg, fs_in)
     edge = int(round(cfg.edge_s * fs_out))
     segments = []
     for start, piece in pieces:

@@ -6,8 +6,6 @@ import warnings
 
 import numpy as np
 
-REASONS = ("clipped", "flat", "no_beats", "implausible_hr", "low_quality")
-
 
 def raw_reason(rail_share: float, jump: bool, flat_s: float, quality) -> str:
     """The raw-scale verdict of one window ('' = fine): 'clipped' (on a rail, or a rail-to-rail jump) or 'flat'."""

@@ -66,38 +66,31 @@ class ShardWriter:
         self.tmp.unlink(missing_ok=True)
 
 
-def parse_fn(label_columns: list[str], signal_length: int):
-    """A function mapping a serialized Example to (signal float32 [L], labels float32 [len(labels)])."""
+def parse_fn(label_columns: list[str], signal_length: int, with_ids: bool = False):
+    """A function mapping a serialized Example to (signal float32 [L], labels float32 [len(labels)]), plus its
+    subject_id when `with_ids`."""
     spec = {"signal": tf.io.FixedLenFeature([], tf.string)}
     spec.update({name: tf.io.FixedLenFeature([], tf.float32) for name in label_columns})
+    if with_ids:
+        spec["subject_id"] = tf.io.FixedLenFeature([], tf.string)
 
     def parse(serialized):
         ex = tf.io.parse_single_example(serialized, spec)
         signal = tf.reshape(tf.io.decode_raw(ex["signal"], tf.float32, little_endian=True), [signal_length])
         labels = tf.stack([ex[name] for name in label_columns]) if label_columns else tf.zeros([0])
-        return signal, labels
+        return (signal, labels, ex["subject_id"]) if with_ids else (signal, labels)
 
     return parse
 
 
-def read_arrays(files: list[str | Path], label_columns: list[str], signal_length: int,
-                compression: str) -> tuple[np.ndarray, np.ndarray]:
-    """Read whole shards into numpy (evaluation, tests): signals [N, L], labels [N, len(labels)]."""
+def read_arrays(files: list[str | Path], label_columns: list[str], signal_length: int, compression: str,
+                with_ids: bool = False) -> tuple[np.ndarray, ...]:
+    """Read whole shards into numpy (evaluation, tests) in one pass: signals [N, L], labels [N, len(labels)], and
+    the subject ids [N] when `with_ids`."""
     ds = tf.data.TFRecordDataset([str(f) for f in files], compression_type="GZIP" if compression == "gzip" else "")
-    ds = ds.map(parse_fn(label_columns, signal_length)).batch(4096)
-    signals, labels = [], []
-    for s, y in ds.as_numpy_iterator():
-        signals.append(s)
-        labels.append(y)
-    if not signals:
-        return np.zeros((0, signal_length), np.float32), np.zeros((0, len(label_columns)), np.float32)
-    return np.concatenate(signals), np.concatenate(labels)
-
-
-def read_subject_ids(files: list[str | Path], compression: str) -> np.ndarray:
-    """The subject_id of every record of the given shards, in order."""
-    spec = {"subject_id": tf.io.FixedLenFeature([], tf.string)}
-    ds = tf.data.TFRecordDataset([str(f) for f in files], compression_type="GZIP" if compression == "gzip" else "")
-    ds = ds.map(lambda r: tf.io.parse_single_example(r, spec)["subject_id"]).batch(4096)
-    ids = [b.astype(str) for b in ds.as_numpy_iterator()]
-    return np.concatenate(ids) if ids else np.zeros(0, dtype=str)
+    parts = list(zip(*ds.map(parse_fn(label_columns, signal_length, with_ids)).batch(4096).as_numpy_iterator()))
+    if not parts:
+        empty = (np.zeros((0, signal_length), np.float32), np.zeros((0, len(label_columns)), np.float32))
+        return empty + (np.zeros(0, dtype=str),) if with_ids else empty
+    out = tuple(np.concatenate(p) for p in parts)
+    return out[:2] + (out[2].astype(str),) if with_ids else out

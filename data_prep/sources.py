@@ -19,7 +19,7 @@ import pandas as pd
 from scipy.signal import resample
 
 from data_prep import simulate
-from data_prep.conditioning import band_pass, condition
+from data_prep.conditioning import condition
 from data_prep.conditioning import describe as describe_conditioning
 from data_prep.labels import map_labels, resolve_labels
 from data_prep.quality import raw_reason
@@ -263,7 +263,6 @@ def open_files(paths: list[str], cfg: Config, fs: float | None, workdir: Path,
             "given_split": bool(given.any()), "content_sha256": digest.hexdigest()}
     if recordings or cfg.condition.arrays:
         info["conditioning"] = describe_conditioning(cfg.condition, data.fs)
-        info["band_pass"] = band_pass(cfg.condition)
     if records:
         info["records"] = records
     return ArraySource(out_path, length, table, labels, info)

@@ -13,7 +13,7 @@ from cvae.evaluate.figures import age_figure, beats_by_age_figure
 from cvae.evaluate.metrics import (conditioning_and_utility, discriminative_score, disjoint_sources,
                                    diversity_and_copies, feature_distances, source_of, within_source)
 from data_prep.manifest import Manifest, load_manifest, shard_paths, write_json_atomic
-from data_prep.shards import read_arrays, read_subject_ids
+from data_prep.shards import read_arrays
 from data_prep.errors import UserError
 from data_prep.files import write_bytes_atomic, write_text_atomic
 
@@ -75,8 +75,8 @@ def read_real(data_dir, manifest: Manifest, split: str) -> tuple[np.ndarray, np.
     """Signals, their ages and their sources (subject id prefix) of one split."""
     files = shard_paths(data_dir, manifest, split)
     labels = list(manifest.labels)
-    x, y = read_arrays(files, labels, manifest.signal_length, manifest.compression)
-    return x, y[:, labels.index("age")], source_of(read_subject_ids(files, manifest.compression))
+    x, y, ids = read_arrays(files, labels, manifest.signal_length, manifest.compression, with_ids=True)
+    return x, y[:, labels.index("age")], source_of(ids)
 
 
 def compute(train: tuple, test: tuple, synthetic: tuple, fs: float, seed: int) -> tuple[dict, dict]:
