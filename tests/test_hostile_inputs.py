@@ -11,16 +11,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import SMOKE, cli
-
-
-def call(module: str, name: str, *args) -> bytes:
-    return b"\x80\x02c" + f"{module}\n{name}\n".encode() + pickle.dumps(tuple(args), 2)[2:-1] + b"R."
-
-
-def snapshot(directory):
-    return {str(p.relative_to(directory)): p.read_bytes() for p in sorted(directory.rglob("*"))
-            if p.is_file() and not p.name.endswith(".lock")}
+from conftest import SMOKE, cli, snapshot
+from conftest import pickle_call as call
 
 
 def edit_json(path, change):

@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 
 from conftest import REPO
+from conftest import pickle_call as call
 from data_prep.safe_pickle import RestrictedUnpickler, load_reference_pickle
 
 sys.path.insert(0, str(REPO / "tests" / "data"))
@@ -24,11 +25,6 @@ def g(module: str, name: str) -> bytes:
 def a(*args) -> bytes:
     """Opcodes that push the tuple `args`."""
     return pickle.dumps(tuple(args), protocol=2)[2:-1]
-
-
-def call(module: str, name: str, *args) -> bytes:
-    """A protocol-2 pickle whose load calls module.name(*args): the shape of every known gadget."""
-    return b"\x80\x02" + g(module, name) + a(*args) + b"R."
 
 
 def gadgets(tmp_path):

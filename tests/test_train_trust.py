@@ -7,14 +7,8 @@ import time
 
 import psutil
 
-from conftest import SMOKE, cli, horovodrun
+from conftest import SMOKE, cli, horovodrun, snapshot
 from test_resume_preemption import rank_pids, start, wait_for_checkpoint
-
-
-def snapshot(directory):
-    """{relative path: bytes} of every file below `directory` (lock files aside)."""
-    return {str(p.relative_to(directory)): p.read_bytes() for p in sorted(directory.rglob("*"))
-            if p.is_file() and p.name != ".train.lock"}
 
 
 def test_a_diverging_run_stops_every_rank_on_one_step_and_keeps_the_last_good_checkpoint(smoke_data, tmp_path):
