@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 OUT ?= outputs/demo
 
-.PHONY: setup demo real test bench clean
+.PHONY: setup demo real test bench gpu-build-check clean
 
 setup:
 	@bash launch/setup_env.sh
@@ -29,6 +29,15 @@ test: setup
 bench: setup
 	$(PY) bench/prep.py
 	$(PY) bench/train.py
+
+# The GPU build recipe (`make setup` on a CUDA host) in a scratch venv on any machine: TensorFlow with its CUDA 12
+# wheels, Horovod built with NCCL against the wheels' NCCL; ends by checking hvd.nccl_built(). Not part of `make test`.
+GPU_CHECK_VENV ?= /tmp/ppg-cvae-gpu-build-check
+gpu-build-check:
+	rm -rf $(GPU_CHECK_VENV)
+	start=$$(date +%s); VENV=$(GPU_CHECK_VENV) PPG_CVAE_GPU=1 PPG_CVAE_ANY_CUDA=$${PPG_CVAE_ANY_CUDA:-1} bash launch/setup_env.sh \
+	  && $(GPU_CHECK_VENV)/bin/python -c "import horovod, horovod.tensorflow as h; v = h.nccl_built(); assert v, 'no NCCL'; print('gpu-build-check: Horovod', horovod.__version__, 'NCCL', v, 'CUDA', h.cuda_built(), 'Gloo', h.gloo_built(), 'MPI', h.mpi_built())" \
+	  && echo "gpu-build-check: $$(( $$(date +%s) - start )) s, $$(du -sh $(GPU_CHECK_VENV) | cut -f1) in $(GPU_CHECK_VENV)"
 
 clean:
 	rm -rf outputs .pytest_cache

@@ -9,9 +9,9 @@ setup(
     description="Horovod-distributed conditional convolutional VAE that generates synthetic PPG by age",
     python_requires="==3.11.*",
     packages=find_packages(include=["data_prep", "data_prep.*", "cvae", "cvae.*", "launch", "launch.*"]),
-    package_data={"launch": ["setup_env.sh"]},
+    package_data={"launch": ["setup_env.sh", "discover_hosts.sh"]},
+    # TensorFlow comes with the `cpu` or the `gpu` extra (launch/setup_env.sh picks one); never both.
     install_requires=[
-        f"tensorflow-cpu=={TF_VERSION}",
         "tensorboard==2.15.2",
         "numpy==1.26.4",  # TensorFlow 2.15 is built against numpy 1.x
         "pandas==2.2.3",
@@ -26,10 +26,12 @@ setup(
         "neurokit2==0.2.12",  # PPG beat detection; 0.2.13 requires numpy 2
         "PyWavelets==1.6.0",  # neurokit2 dependency, numpy 1.x build
         "pyarrow==17.0.0",  # Parquet label tables
+        "google-crc32c==1.6.0",  # TFRecord checksums, written without TensorFlow
         "setuptools==69.5.1",  # tensorboard 2.15 imports pkg_resources (removed from recent setuptools)
     ],
     extras_require={
-        "gpu": [f"tensorflow[and-cuda]=={TF_VERSION}"],
+        "cpu": [f"tensorflow-cpu=={TF_VERSION}"],
+        "gpu": [f"tensorflow[and-cuda]=={TF_VERSION}"],  # CUDA 12 libraries, NCCL among them
         "test": ["pytest==8.3.3", "pytest-timeout==2.3.1"],
     },
     entry_points={"console_scripts": ["ppg-cvae=launch.cli:main"]},

@@ -7,3 +7,36 @@ import json
 def report(name: str, rows: dict) -> None:
     """Print a bench's numbers as one JSON line (the PERFORMANCE.md table is copied from these)."""
     print(f"BENCH {name} " + json.dumps(rows, default=lambda x: round(x, 4) if isinstance(x, float) else str(x)))
+
+
+def simulated_data(workdir, n_subjects: int, config: str = "configs/default.yaml"):
+    """Prep a simulated cohort of `n_subjects` x 6 signals into workdir/data-N (reused when already there)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[1]
+    out = Path(workdir) / f"data-{n_subjects}"
+    if not (out / "manifest.json").exists():
+        subprocess.run([sys.executable, "-m", "launch.cli", "prep", "--config", str(repo / config), "--out", str(out),
+                        f"simulate.n_subjects={n_subjects}", "data.train_shards=16", "data.val_shards=2",
+                        "data.test_shards=2"], cwd=repo, check=True, stdout=subprocess.DEVNULL)
+    return out
+
+
+def pipeline_rate(data, conditions: list[str], batch: int, epochs: int, shuffle_buffer: int, cache: bool) -> float:
+    """Steady-state signals/s of the training input pipeline alone on one rank (epochs after the first)."""
+    import time
+
+    from cvae.data import train_dataset
+    from data_prep.manifest import load_manifest
+
+    ds, steps = train_dataset(data, load_manifest(data), conditions, batch, 0, 1, shuffle_buffer, 0, 0, epochs,
+                              cache=cache)
+    it = iter(ds)
+    for _ in range(steps):
+        next(it)
+    t0 = time.perf_counter()
+    for _ in range(steps * (epochs - 1)):
+        next(it)
+    return steps * (epochs - 1) * batch / (time.perf_counter() - t0)

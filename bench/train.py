@@ -22,7 +22,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
-from bench.common import report  # noqa: E402
+from bench.common import pipeline_rate, report  # noqa: E402
 
 CONFIG = REPO / "configs" / "demo.yaml"
 COMMON = ["train.threads_per_rank=1", "train.patience=1000", "train.image_every=0"]
@@ -55,7 +55,7 @@ def child(kind: str, data: Path, epochs: int, workdir: Path) -> float:
     tf.config.threading.set_intra_op_parallelism_threads(1)
     tf.config.threading.set_inter_op_parallelism_threads(1)
     from tensorflow import keras
-    from cvae.data import condition_scaler, rank_plan, train_dataset
+    from cvae.data import condition_scaler, rank_plan
     from cvae.model import CVAE
     from data_prep.manifest import load_manifest, shard_paths
     from data_prep.shards import read_arrays
@@ -66,14 +66,7 @@ def child(kind: str, data: Path, epochs: int, workdir: Path) -> float:
     conds, batch = cfg.model.conditions, cfg.train.batch_size
     steps = rank_plan(manifest, 0, 1, batch)[2]
     if kind == "pipeline":
-        ds, steps = train_dataset(data, manifest, conds, batch, 0, 1, cfg.train.shuffle_buffer, 0, 0, epochs)
-        it = iter(ds)
-        for _ in range(steps):
-            next(it)
-        t0 = time.perf_counter()
-        for _ in range(steps * (epochs - 1)):
-            next(it)
-        return steps * (epochs - 1) * batch / (time.perf_counter() - t0)
+        return pipeline_rate(data, conds, batch, epochs, cfg.train.shuffle_buffer, cfg.train.cache)
 
     mean, std = condition_scaler(manifest, conds)
     x, y = read_arrays(shard_paths(data, manifest, "train"), conds, manifest.signal_length, "none")

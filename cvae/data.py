@@ -1,6 +1,8 @@
 """tf.data input pipelines from the shards: rank-sharded training stream with exact steps, full validation."""
 from __future__ import annotations
 
+import logging
+import os
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +13,7 @@ from data_prep.shards import parse_fn
 from data_prep.errors import UserError
 
 AUTOTUNE = tf.data.AUTOTUNE
+log = logging.getLogger(__name__)
 
 
 def condition_scaler(manifest: Manifest, conditions: list[str]) -> tuple[np.ndarray, np.ndarray]:
@@ -43,6 +46,20 @@ def _parser(manifest: Manifest, conditions: list[str]):
     return fn
 
 
+def _deal(manifest: Manifest, size: int) -> tuple[str, list[int]]:
+    """How the train split is dealt to `size` ranks ("files" or "elements") and how many records each gets."""
+    counts = [s.count for s in manifest.splits["train"].shards]
+    if len(counts) >= size:
+        return "files", [sum(counts[r::size]) for r in range(size)]
+    total = sum(counts)
+    return "elements", [total // size + (1 if r < total % size else 0) for r in range(size)]
+
+
+def rank_rows(manifest: Manifest, rank: int, size: int) -> int:
+    """How many training records this rank reads."""
+    return _deal(manifest, size)[1][rank]
+
+
 def rank_plan(manifest: Manifest, rank: int, size: int, batch_size: int) -> tuple[str, list[int], int]:
     """How this rank reads the train split and the common steps per epoch.
 
@@ -50,15 +67,9 @@ def rank_plan(manifest: Manifest, rank: int, size: int, batch_size: int) -> tupl
     every file and keeps one element in `size`. Steps = the smallest rank's full batches, so every
     rank runs exactly the same number of steps and no collective waits on a rank that ran dry.
     """
-    shards = manifest.splits["train"].shards
-    counts = [s.count for s in shards]
-    if len(shards) >= size:
-        per_rank = [sum(counts[r::size]) for r in range(size)]
-        mode, files = "files", list(range(rank, len(shards), size))
-    else:
-        total = sum(counts)
-        per_rank = [total // size + (1 if r < total % size else 0) for r in range(size)]
-        mode, files = "elements", list(range(len(shards)))
+    mode, per_rank = _deal(manifest, size)
+    n_files = len(manifest.splits["train"].shards)
+    files = list(range(rank, n_files, size)) if mode == "files" else list(range(n_files))
     steps = min(per_rank) // batch_size
     if steps < 1:
         raise UserError(f"the train split gives a rank only {min(per_rank)} signals, fewer than one batch of "
@@ -66,13 +77,38 @@ def rank_plan(manifest: Manifest, rank: int, size: int, batch_size: int) -> tupl
     return mode, files, steps
 
 
+def cache_fits(rows: int, length: int, n_cond: int, local_ranks: int) -> tuple[bool, int]:
+    """Whether `rows` decoded records fit in memory: at most half of the host's available memory, shared by
+    its local ranks. Returns (fits, bytes needed)."""
+    need = rows * (length + n_cond) * 4
+    available = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    return need <= available // (2 * max(local_ranks, 1)), need
+
+
+def _in_memory(records: tf.data.Dataset, rows: int, length: int, n_cond: int) -> tuple[tf.Variable, tf.Variable]:
+    """Decode every record once into two CPU variables (signals [rows, L], conditions [rows, C])."""
+    signals = np.empty((rows, length), np.float32)
+    conds = np.empty((rows, n_cond), np.float32)
+    at = 0
+    for x, c in records.batch(4096).as_numpy_iterator():
+        signals[at:at + len(x)], conds[at:at + len(x)] = x, c
+        at += len(x)
+    if at != rows:
+        raise UserError(f"the train shards hold {at} records for this rank where the manifest counts {rows}; "
+                        f"re-run prep or check the data with `train.verify_data=sha256`")
+    with tf.device("/cpu:0"):   # variables are captured by reference: no 2 GB graph constant
+        return tf.Variable(signals, trainable=False), tf.Variable(conds, trainable=False)
+
+
 def train_dataset(data_dir, manifest: Manifest, conditions: list[str], batch_size: int, rank: int, size: int,
                   shuffle_buffer: int, seed: int, start_epoch: int, epochs: int,
-                  cache: bool = False, input_threads: int = 0) -> tuple[tf.data.Dataset, int]:
+                  cache: bool = False, input_threads: int = 0, local_ranks: int = 1) -> tuple[tf.data.Dataset, int]:
     """This rank's batches for epochs start_epoch..epochs-1, and the steps per epoch.
 
-    Each epoch is shuffled with its own seed (seed, rank, epoch), so a run resumed at epoch k sees
-    exactly the batches an uninterrupted run would have seen from epoch k on.
+    With `cache` and when it fits (`cache_fits`), the rank's records are decoded once into memory and each
+    epoch gathers batches along a full permutation; otherwise they stream from the shards through a shuffle
+    buffer. Either way each epoch's order is a function of (seed, rank, epoch), so a run resumed at epoch k
+    sees exactly the batches an uninterrupted run would have seen from epoch k on.
     """
     mode, file_idx, steps = rank_plan(manifest, rank, size, batch_size)
     paths = shard_paths(data_dir, manifest, "train")
@@ -81,16 +117,36 @@ def train_dataset(data_dir, manifest: Manifest, conditions: list[str], batch_siz
         records = records.shard(size, rank)
     records = records.map(_parser(manifest, conditions), num_parallel_calls=input_threads or AUTOTUNE,
                           deterministic=True)
-    if cache:
-        records = records.cache()
     per_epoch = steps * batch_size
+    rows = rank_rows(manifest, rank, size)
+    length, n_cond = manifest.signal_length, len(conditions)
+    fits, need = cache_fits(rows, length, n_cond, local_ranks)
+    if cache and not fits:
+        log.warning("train.cache: this rank's %d training signals need %d MiB, more than half the available "
+                    "memory per local rank; streaming them from the shards", rows, need >> 20)
 
-    def epoch(e):
-        return records.shuffle(shuffle_buffer, seed=tf.cast(seed, tf.int64) * 1_000_003 + rank * 10_007 + e,
-                               reshuffle_each_iteration=False).take(per_epoch)
+    def epoch_seed(e):
+        return tf.cast(seed, tf.int64) * 1_000_003 + rank * 10_007 + e
 
-    ds = tf.data.Dataset.range(start_epoch, max(epochs, start_epoch + 1)).flat_map(epoch)
-    ds = ds.batch(batch_size, drop_remainder=True).prefetch(2 if input_threads else AUTOTUNE)
+    if cache and fits:
+        signals, conds = _in_memory(records, rows, length, n_cond)
+        log.info("train.cache: %d training signals held in memory (%d MiB)", rows, need >> 20)
+
+        def epoch(e):
+            key = tf.random.stateless_uniform([rows], seed=tf.stack([epoch_seed(e), tf.constant(0, tf.int64)]))
+            order = tf.argsort(key)[:per_epoch]
+            return tf.data.Dataset.from_tensor_slices(tf.reshape(order, [steps, batch_size]))
+
+        ds = tf.data.Dataset.range(start_epoch, max(epochs, start_epoch + 1)).flat_map(epoch)
+        ds = ds.map(lambda idx: (tf.gather(signals, idx), tf.gather(conds, idx)),
+                    num_parallel_calls=input_threads or AUTOTUNE, deterministic=True)
+    else:
+        def epoch(e):
+            return records.shuffle(shuffle_buffer, seed=epoch_seed(e), reshuffle_each_iteration=False).take(per_epoch)
+
+        ds = tf.data.Dataset.range(start_epoch, max(epochs, start_epoch + 1)).flat_map(epoch)
+        ds = ds.batch(batch_size, drop_remainder=True)
+    ds = ds.prefetch(2 if input_threads else AUTOTUNE)
     if input_threads:
         options = tf.data.Options()
         options.threading.private_threadpool_size = input_threads
@@ -98,6 +154,9 @@ def train_dataset(data_dir, manifest: Manifest, conditions: list[str], batch_siz
         # iterator's teardown at the end of fit by 25-50 s on CPU ranks (seen with py-spy in the demo).
         options.autotune.enabled = False
         ds = ds.with_options(options)
+    gpus = tf.config.list_logical_devices("GPU")
+    if gpus:   # copy the next batches to the rank's GPU while it computes this one
+        ds = ds.apply(tf.data.experimental.prefetch_to_device(gpus[0].name, buffer_size=2))
     return ds, steps
 
 

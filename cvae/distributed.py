@@ -22,6 +22,7 @@ class Ranks:
     rank: int
     size: int
     device: str      # "GPU k" or "CPU xN threads"
+    local_size: int = 1   # ranks on this host
 
     @property
     def on_cpu(self) -> bool:
@@ -41,7 +42,7 @@ def init(threads_per_rank: int) -> Ranks:
         raise UserError(f"the launcher started {started} processes but Horovod sees 1: its MPI/Gloo does not match "
                         "Horovod's build; use horovodrun, or srun --mpi=pmix / mpirun with the MPI Horovod was "
                         "built against (see 'ppg-cvae doctor')")
-    return Ranks(hvd.rank(), hvd.size(), pin_device(threads_per_rank))
+    return Ranks(hvd.rank(), hvd.size(), pin_device(threads_per_rank), hvd.local_size())
 
 
 def pin_device(threads_per_rank: int) -> str:

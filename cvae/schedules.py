@@ -8,17 +8,19 @@ from tensorflow import keras
 @keras.saving.register_keras_serializable(package="ppg_cvae")
 class WarmupLR(keras.optimizers.schedules.LearningRateSchedule):
     """Linear warm-up from `start` to `target` over `warmup_steps`, then constant at `target` (Goyal et al. 2017;
-    the trainer starts at the per-rank rate and ends at the rate scaled by the number of ranks)."""
+    the trainer starts at the per-rank rate and ends at the rate scaled by the number of ranks). `target` is a
+    variable: an elastic run rescales it when the number of ranks changes."""
 
     def __init__(self, start: float, target: float, warmup_steps: int):
-        self.start, self.target, self.warmup_steps = start, target, warmup_steps
+        self.start, self.warmup_steps = start, warmup_steps
+        self.target = tf.Variable(float(target), trainable=False, dtype=tf.float32, name="lr_target")
 
     def __call__(self, step):
         frac = tf.minimum(1.0, tf.cast(step, tf.float32) / float(max(self.warmup_steps, 1)))
         return self.start + (self.target - self.start) * frac
 
     def get_config(self):
-        return {"start": self.start, "target": self.target, "warmup_steps": self.warmup_steps}
+        return {"start": self.start, "target": float(self.target.numpy()), "warmup_steps": self.warmup_steps}
 
 
 class KLWarmup(keras.callbacks.Callback):

@@ -39,20 +39,31 @@ class Job:
     steps: int               # per epoch, the same on every rank
     lr: float                # the target learning rate (scaled by the number of ranks when train.scale_lr)
 
+    def replan(self, ranks: distributed.Ranks) -> None:
+        """Steps per epoch and learning rate for this set of ranks (at start, and after an elastic reset)."""
+        self.ranks = ranks
+        self.steps = rank_plan(self.manifest, ranks.rank, ranks.size, self.cfg.train.batch_size)[2]
+        self.lr = self.cfg.train.learning_rate * (ranks.size if self.cfg.train.scale_lr else 1)
+
     @property
     def plan(self) -> dict:
         return {"ranks": self.ranks.size, "global_batch": self.cfg.train.batch_size * self.ranks.size,
                 "learning_rate": self.lr, "steps_per_epoch": self.steps}
 
 
-def setup(cfg: Config, data_dir: Path, run_dir: Path, resume: bool) -> tuple[Job, list]:
-    """Horovod, the device, the manifest and this rank's plan; rank 0 checks the shards and claims the run
-    directory (its lock is returned and held until the process exits). A refusal on rank 0 stops every rank."""
+def setup(cfg: Config, data_dir: Path, run_dir: Path, resume: bool, prepare: bool = True) -> tuple[Job, list]:
+    """Horovod, the device, the manifest and this rank's plan; with `prepare`, `prepare_run`."""
     ranks = distributed.init(cfg.train.threads_per_rank)
     manifest = load_manifest(data_dir)
-    steps = rank_plan(manifest, ranks.rank, ranks.size, cfg.train.batch_size)[2]
-    job = Job(cfg, data_dir, run_dir, manifest, ranks, steps,
-              cfg.train.learning_rate * (ranks.size if cfg.train.scale_lr else 1))
+    job = Job(cfg, data_dir, run_dir, manifest, ranks, 0, 0.0)
+    job.replan(ranks)
+    return job, prepare_run(job, resume) if prepare else []
+
+
+def prepare_run(job: Job, resume: bool) -> list:
+    """Rank 0 checks the shards and claims the run directory (its lock is returned and held until the process
+    exits). A refusal on rank 0 stops every rank."""
+    cfg, data_dir, run_dir, manifest, ranks = job.cfg, job.data_dir, job.run_dir, job.manifest, job.ranks
     error, held = None, []
     if ranks.rank == 0:
         try:
@@ -61,7 +72,7 @@ def setup(cfg: Config, data_dir: Path, run_dir: Path, resume: bool) -> tuple[Job
         except UserError as exc:
             error = exc
     distributed.stop_all_if(error, "run_dir_ready")
-    return job, held
+    return held
 
 
 def build(job: Job) -> tuple[CVAE, StepAgreement]:
@@ -76,9 +87,10 @@ def build(job: Job) -> tuple[CVAE, StepAgreement]:
     length, n_cond = job.manifest.signal_length, len(cfg.model.conditions)
     model = CVAE(cfg.model, length, n_cond, seed=cfg.train.seed * 1000 + rank, step_hooks=[agreement.hook],
                  jit_compile=cfg.train.xla)
-    lr = WarmupLR(job.lr / size if cfg.train.warmup_epochs else job.lr, job.lr, cfg.train.warmup_epochs * job.steps)
+    model.lr_schedule = WarmupLR(job.lr / size if cfg.train.warmup_epochs else job.lr, job.lr,
+                                 cfg.train.warmup_epochs * job.steps)
     model.compile(optimizer=hvd.DistributedOptimizer(
-        keras.optimizers.Adam(lr), backward_passes_per_step=cfg.train.backward_passes_per_step,
+        keras.optimizers.Adam(model.lr_schedule), backward_passes_per_step=cfg.train.backward_passes_per_step,
         compression=hvd.Compression.fp16 if cfg.train.fp16_allreduce else hvd.Compression.none))
     model.build([(None, length), (None, n_cond)])
     model.optimizer.build(model.trainable_variables)   # slots exist before a restore, so they are restored too
@@ -92,15 +104,22 @@ def restore(job: Job, model: CVAE, resume: bool) -> tuple[cb.TrainState, tf.trai
     ckpt = tf.train.Checkpoint(model=model, optimizer=model.optimizer, state=state)
     last = tf.train.CheckpointManager(ckpt, job.run_dir / "checkpoints", max_to_keep=job.cfg.train.keep_checkpoints)
     best = tf.train.CheckpointManager(ckpt, job.run_dir / "best", max_to_keep=1)
-    if resume and last.checkpoints:
-        restored = restore_latest_readable(ckpt, last, job.ranks.rank)
+    if resume:
+        resume_latest(job, last, state)
+    return state, last, best
+
+
+def resume_latest(job: Job, last: tf.train.CheckpointManager, state: cb.TrainState) -> None:
+    """Restore the newest readable checkpoint of the run (if any) and record that the run goes on under this
+    configuration."""
+    if last.checkpoints:
+        restored = restore_latest_readable(last.checkpoint, last, job.ranks.rank)
         if job.ranks.rank == 0:
             log.info("resumed from %s at epoch %d", restored, int(state.epoch.numpy()))
-    elif resume and job.ranks.rank == 0:
+    elif job.ranks.rank == 0:
         log.info("--resume: no checkpoint in %s yet, starting from scratch", job.run_dir)
-    if resume and job.ranks.rank == 0:   # the restore worked: this run continues under this configuration
+    if job.ranks.rank == 0:   # the restore worked: this run continues under this configuration
         run_dir_contract.record(job.cfg, job.data_dir, job.run_dir, job.manifest, job.plan)
-    return state, last, best
 
 
 def restore_latest_readable(ckpt: tf.train.Checkpoint, manager: tf.train.CheckpointManager, rank: int) -> str:
@@ -117,7 +136,7 @@ def restore_latest_readable(ckpt: tf.train.Checkpoint, manager: tf.train.Checkpo
                     "--run-dir")
 
 
-def callbacks(job: Job, agreement: StepAgreement, state, last, best) -> tuple[list, dict]:
+def callbacks(job: Job, agreement: StepAgreement, state, last, best, elastic: bool = False) -> tuple[list, dict]:
     """The callback list, in the order it must run at each epoch end: the agreement decides before validation,
     validation before the checkpointer (which saves `best` when validation improved), the timer before the
     TensorBoard logger (which reports the epoch time)."""
@@ -126,9 +145,11 @@ def callbacks(job: Job, agreement: StepAgreement, state, last, best) -> tuple[li
                                        if rank == 0 else None, state, cfg.train.patience, cfg.train.min_delta,
                                        agreement)
     timer = cb.EpochTimer()
-    items = [cb.StepWatchdog(cfg.train.step_timeout_s), hvd.callbacks.BroadcastGlobalVariablesCallback(0),
-             hvd.callbacks.MetricAverageCallback(), KLWarmup(cfg.model.beta, cfg.model.kl_warmup_epochs),
-             agreement, validation, timer]
+    items = [cb.StepWatchdog(cfg.train.step_timeout_s)]
+    if not elastic:   # an elastic run syncs rank 0's state itself, at start and after every reset
+        items.append(hvd.callbacks.BroadcastGlobalVariablesCallback(0))
+    items += [hvd.callbacks.MetricAverageCallback(), KLWarmup(cfg.model.beta, cfg.model.kl_warmup_epochs),
+              agreement, validation, timer]
     if rank == 0:
         hparams = {"ranks": job.ranks.size, "batch_per_rank": cfg.train.batch_size, "lr_scaled": job.lr,
                    "latent_dim": cfg.model.latent_dim, "beta": cfg.model.beta, "dense": str(cfg.model.dense_units),
@@ -142,21 +163,31 @@ def callbacks(job: Job, agreement: StepAgreement, state, last, best) -> tuple[li
     return items, {"validation": validation, "timer": timer}
 
 
-def fit(job: Job, model: CVAE, items: list, state) -> dict:
-    """model.fit over the remaining epochs (none when the run already finished or stopped early)."""
+def fit(job: Job, model: CVAE, items: list, state, done_steps: int = 0) -> dict:
+    """model.fit over the remaining epochs (none when the run already finished or stopped early). `done_steps`
+    (elastic training, after a reset mid-epoch): steps of the current epoch already trained; the epoch is
+    finished with the steps that remain before the next ones start."""
     cfg, start = job.cfg, int(state.epoch.numpy())
-    train_ds, _ = train_dataset(job.data_dir, job.manifest, cfg.model.conditions, cfg.train.batch_size,
-                                job.ranks.rank, job.ranks.size, cfg.train.shuffle_buffer, cfg.train.seed, start,
-                                cfg.train.epochs, cache=cfg.train.cache,
-                                input_threads=cfg.train.threads_per_rank if job.ranks.on_cpu else 0)
     if job.ranks.rank == 0:
         log.info("training on %d rank(s) [%s], %d steps/epoch x %d per rank, lr %.2e, epochs %d..%d", job.ranks.size,
                  job.ranks.device, job.steps, cfg.train.batch_size, job.lr, start + 1, cfg.train.epochs)
     if start >= cfg.train.epochs or int(state.wait.numpy()) > cfg.train.patience:
         return {}
-    history = model.fit(train_ds, epochs=cfg.train.epochs, initial_epoch=start, steps_per_epoch=job.steps,
-                        callbacks=items, verbose=2 if job.ranks.rank == 0 else 0)
-    return {"epochs_run": len(history.epoch), "val_loss": [float(v) for v in history.history.get("val_loss", [])]}
+    done_steps = min(done_steps, job.steps - 1)
+    epochs, val_loss = 0, []
+    for first, last, skip in ([(start, start + 1, done_steps), (start + 1, cfg.train.epochs, 0)] if done_steps
+                              else [(start, cfg.train.epochs, 0)]):
+        if first >= last or model.stop_training:
+            continue
+        ds, _ = train_dataset(job.data_dir, job.manifest, cfg.model.conditions, cfg.train.batch_size,
+                              job.ranks.rank, job.ranks.size, cfg.train.shuffle_buffer, cfg.train.seed, first, last,
+                              cache=cfg.train.cache, input_threads=cfg.train.threads_per_rank if job.ranks.on_cpu else 0,
+                              local_ranks=job.ranks.local_size)
+        history = model.fit(ds.skip(skip), epochs=last, initial_epoch=first, steps_per_epoch=job.steps - skip,
+                            callbacks=items, verbose=2 if job.ranks.rank == 0 else 0)
+        epochs += len(history.epoch)
+        val_loss += [float(v) for v in history.history.get("val_loss", [])]
+    return {"epochs_run": epochs, "val_loss": val_loss}
 
 
 def report(job: Job, model: CVAE, agreement: StepAgreement, state, result: dict, seconds: list) -> None:
@@ -178,6 +209,13 @@ def train(cfg: Config, data_dir: str | Path, run_dir: str | Path, resume: bool =
     state, last, best = restore(job, model, resume)
     items, named = callbacks(job, agreement, state, last, best)
     result = fit(job, model, items, state)
+    return finish(job, model, agreement, state, last, best, result, named, t0)
+
+
+def finish(job: Job, model: CVAE, agreement: StepAgreement, state, last, best, result: dict, named: dict,
+           t0: float) -> int:
+    """After the fit: report a divergence or a preemption (checkpointing it), each rank's report, and on rank 0
+    the finalized, exported model. Returns the exit code."""
     if agreement.diverged_at:
         epoch, step, global_step = agreement.diverged_at
         raise UserError(f"training diverged: the loss became non-finite at epoch {epoch}, step {step} of {job.steps} "
@@ -194,7 +232,7 @@ def train(cfg: Config, data_dir: str | Path, run_dir: str | Path, resume: bool =
                         int(state.epoch.numpy()), job.run_dir / "checkpoints", EXIT_PREEMPTED)
         return EXIT_PREEMPTED
     if job.ranks.rank == 0:
-        final = finalize(model, cfg, job.data_dir, job.run_dir, job.manifest, best.latest_checkpoint,
+        final = finalize(model, job.cfg, job.data_dir, job.run_dir, job.manifest, best.latest_checkpoint,
                          float(state.best.numpy()), named["validation"].val_data)
         log.info("trained %d epoch(s) on %d rank(s) in %.1f s; best val_loss %.4f; model in %s",
                  result.get("epochs_run", 0), job.ranks.size, time.time() - t0, float(state.best.numpy()), final)

@@ -109,7 +109,8 @@ class TrainConfig:
     min_delta: float = 0.0           # smallest val_loss decrease that counts as improvement
     threads_per_rank: int = 1        # CPU compute and input-pipeline threads per rank (0 = TensorFlow default)
     shuffle_buffer: int = 4096
-    cache: bool = False              # keep this rank's decoded training records in memory after epoch 1
+    cache: bool = True               # decode this rank's training records once into memory when they fit
+    elastic_commit_steps: int = 20   # train --elastic: steps between commits (a lost worker costs at most these)
     fp16_allreduce: bool = False     # compress gradients to float16 for the allreduce
     backward_passes_per_step: int = 1  # accumulate this many local batches per allreduce/update
     mixed_precision: bool = False    # float16 compute with float32 variables (GPUs)
@@ -196,7 +197,8 @@ RANGES = {
     "model.latent_dim": COUNT, "model.filters": COUNT, "model.kernel_size": COUNT, "model.stride": COUNT,
     "model.dense_units": COUNT, "model.beta": NON_NEGATIVE, "model.kl_warmup_epochs": NON_NEGATIVE,
     "model.posterior_mixture": NON_NEGATIVE, "model.posterior_mixture_rows": COUNT,
-    "train.epochs": COUNT, "train.batch_size": COUNT, "train.learning_rate": Range(0, 10, lo_open=True),
+    "train.epochs": COUNT, "train.batch_size": COUNT, "train.elastic_commit_steps": COUNT,
+    "train.learning_rate": Range(0, 10, lo_open=True),
     "train.warmup_epochs": NON_NEGATIVE, "train.patience": NON_NEGATIVE, "train.min_delta": NON_NEGATIVE,
     "train.threads_per_rank": NON_NEGATIVE, "train.shuffle_buffer": COUNT, "train.backward_passes_per_step": COUNT,
     "train.image_every": NON_NEGATIVE, "train.keep_checkpoints": COUNT, "train.seed": NON_NEGATIVE,

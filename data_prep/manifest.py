@@ -7,9 +7,8 @@ import math
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
-import tensorflow as tf
 
-from data_prep.shards import sha256_of
+from data_prep.records import sha256_of
 from data_prep.errors import UserError
 from data_prep.files import write_text_atomic
 
@@ -171,6 +170,8 @@ def shard_paths(data_dir: str | Path, manifest: Manifest, split: str) -> list[Pa
 
 def verify(data_dir: str | Path) -> dict:
     """Re-check every shard's sha256 and record count against the manifest; raises on the first mismatch."""
+    import tensorflow as tf   # only here: prep writes and checks shards without TensorFlow
+
     manifest = load_manifest(data_dir)
     check_shards(data_dir, manifest, full=True)
     checked = 0

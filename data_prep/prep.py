@@ -19,7 +19,7 @@ from data_prep.manifest import (MANIFEST, SCHEMA_VERSION, LabelStats, Manifest, 
 from data_prep.normalize import normalize
 from data_prep.quality import beat_reasons
 from data_prep.quality_figure import FIGURE, quality_figure
-from data_prep.shards import ShardWriter, sha256_of, shard_name
+from data_prep.records import ShardWriter, sha256_of, shard_name
 from data_prep.sources import SIGNALS
 from data_prep.split import SPLITS, assign_splits, shard_of_rows
 from data_prep.validate import check_rows
@@ -58,7 +58,7 @@ def write_shard(task: ShardTask, source, cfg: Config) -> dict:
         if sha256_of(task.path) == entry["sha256"]:
             return entry | {"resumed": True}
     labels = source.labels
-    writer = ShardWriter(task.path, cfg.data.compression)
+    writer = ShardWriter(task.path, cfg.data.compression, cfg.data.signal_length, labels)
     quarantine = []
     try:
         for start in range(0, len(task.rows), CHUNK_ROWS):
@@ -75,7 +75,7 @@ def write_shard(task: ShardTask, source, cfg: Config) -> dict:
             quarantine += [{"row": int(r), "subject_id": s, "split": task.split, "reason": why, "source": src}
                            for r, s, why, src in zip(rows["row"][~ok], rows["subject_id"][~ok], reasons[~ok],
                                                      rows["_source"][~ok])]
-            writer.write(normalize(raw[ok], cfg.data.normalization), rows[ok], labels)
+            writer.write(normalize(raw[ok], cfg.data.normalization), rows[ok])
     except BaseException:
         writer.abort()
         raise

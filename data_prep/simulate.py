@@ -2,8 +2,8 @@
 
 Numbers come from Charlton et al. 2019 (Pulse Wave Database age-group means for stiffness index, reflection
 index and heart rate) and Choi 2020 (SDNN vs age); docs/DATA.md lists them with their sources. Each row
-(segment) is simulated from its own seeded generator, so any subset of rows can be produced in
-any order, in any process, and always comes out bit-identical: the simulator streams.
+(segment) draws its randomness from a counter-based generator keyed by (seed, row), so any subset of rows can be
+produced in any order, in any process, and always comes out bit-identical: the simulator streams.
 """
 from __future__ import annotations
 
@@ -57,67 +57,93 @@ def segment_table(subjects: pd.DataFrame, segments_per_subject: int) -> pd.DataF
     return rows
 
 
+_GOLDEN, _M1, _M2 = np.uint64(0x9E3779B97F4A7C15), np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB)
+
+
+def _mix(x: np.ndarray) -> np.ndarray:
+    """SplitMix64's finalizer, elementwise (uint64 arithmetic wraps as it should)."""
+    x = (x ^ (x >> np.uint64(30))) * _M1
+    x = (x ^ (x >> np.uint64(27))) * _M2
+    return x ^ (x >> np.uint64(31))
+
+
+def row_uniforms(seed: int, rows: np.ndarray, stream: int, count: int) -> np.ndarray:
+    """Uniform numbers in (0, 1), float64 [len(rows), count], a pure function of (seed, row, stream, index):
+    a row comes out the same in any batch, order or process (a counter-based generator, vectorized)."""
+    key = _mix(_mix(np.full(1, seed, np.uint64) + np.uint64(stream) * _GOLDEN) ^ rows.astype(np.uint64))
+    x = _mix(key[:, None] + np.arange(1, count + 1, dtype=np.uint64)[None, :] * _GOLDEN)
+    return ((x >> np.uint64(11)).astype(np.float64) + 0.5) * 2.0 ** -53
+
+
+def row_normals(seed: int, rows: np.ndarray, stream: int, count: int) -> np.ndarray:
+    """Standard normal float32 [len(rows), count] (Box-Muller on `row_uniforms`; count even)."""
+    u = row_uniforms(seed, rows, stream, count).astype(np.float32)
+    half = count // 2
+    r = np.sqrt(-2.0 * np.log(u[:, :half]))
+    angle = np.float32(2 * np.pi) * u[:, half:]
+    return np.concatenate([r * np.cos(angle), r * np.sin(angle)], axis=1)
+
+
 def _pulse(tau: np.ndarray, t_sys, w_sys, t_dia, w_dia, ri, notch) -> np.ndarray:
     """One beat as a function of time since onset: systolic + reflected/diastolic wave - dicrotic notch."""
-    sys = np.exp(-0.5 * ((tau - t_sys) / w_sys) ** 2)
-    dia = ri * np.exp(-0.5 * ((tau - t_dia) / w_dia) ** 2)
-    dip = notch * np.exp(-0.5 * ((tau - 0.5 * (t_sys + t_dia) - 0.25 * w_sys) / (0.35 * w_sys)) ** 2)
+    sys = np.exp(-0.5 * np.square((tau - t_sys) / w_sys))
+    dia = ri * np.exp(-0.5 * np.square((tau - t_dia) / w_dia))
+    dip = notch * np.exp(-0.5 * np.square((tau - (0.5 * (t_sys + t_dia) + 0.25 * w_sys)) / (0.35 * w_sys)))
     return sys + dia - dip
 
 
 def simulate_signals(rows: pd.DataFrame, sim: SimulateConfig, data: DataConfig, seed: int) -> np.ndarray:
-    """Raw PPG for the given segment rows, float32 [len(rows), signal_length]; rows from segment_table."""
-    n, length, fs = len(rows), data.signal_length, data.fs
-    t = np.arange(length) / fs
-    # Per-row random draws, each row from its own generator so results do not depend on batching.
-    draws = np.empty((n, 12))
-    noise = np.empty((n, length))
-    for i, r in enumerate(rows["row"].to_numpy()):
-        g = np.random.default_rng([seed, 0x99, int(r)])
-        draws[i] = g.random(12)
-        noise[i] = g.standard_normal(length)
-    col = lambda name: rows[name].to_numpy(dtype=np.float64)[:, None]  # noqa: E731
+    """Raw PPG for the given segment rows, float32 [len(rows), signal_length]; rows from segment_table.
+    Vectorized over rows in float32; every random draw is a function of (seed, row), not of the batch."""
+    length, fs = data.signal_length, data.fs
+    f32 = np.float32
+    t = (np.arange(length) / fs).astype(f32)
+    row_ids = rows["row"].to_numpy()
+    draws = row_uniforms(seed, row_ids, 0, 12).astype(f32)
+    noise = row_normals(seed, row_ids, 1, length + length % 2)[:, :length]
+    col = lambda name: rows[name].to_numpy(dtype=np.float64).astype(f32)[:, None]  # noqa: E731
     age, hr, si, ri, sdnn = col("age"), col("hr"), col("si"), col("ri"), col("sdnn")
-    height_m = col("height") / 100.0
+    height_m = col("height") / f32(100.0)
     d = lambda k: draws[:, k:k + 1]  # noqa: E731
+    two_pi = f32(2 * np.pi)
 
     # Heart rhythm: mean rate, respiratory sinus arrhythmia (weaker with age) and slow HRV so that
     # the beat-interval jitter has roughly the subject's SDNN.
-    f_resp = 0.2 + 0.1 * d(0)                                        # 12-18 breaths/min
-    rr = 60.0 / hr
-    rel_jitter = (sdnn / 1000.0) / rr
-    rsa = np.clip(0.6 * rel_jitter * (1.4 - age / 100.0), 0.0, 0.15)
-    slow = rel_jitter * np.sin(2 * np.pi * (0.05 + 0.08 * d(1)) * t + 2 * np.pi * d(2))
-    rate = (hr / 60.0) * (1.0 + rsa * np.sin(2 * np.pi * f_resp * t + 2 * np.pi * d(3)) + 0.5 * slow)
-    phase = d(4) + np.cumsum(rate, axis=1) / fs
-    period = (1.0 / rate).astype(np.float32)
-    tau = ((phase % 1.0) * period).astype(np.float32)                 # seconds since beat onset
+    f_resp = f32(0.2) + f32(0.1) * d(0)                               # 12-18 breaths/min
+    rr = f32(60.0) / hr
+    rel_jitter = (sdnn / f32(1000.0)) / rr
+    rsa = np.clip(f32(0.6) * rel_jitter * (f32(1.4) - age / f32(100.0)), 0.0, 0.15).astype(f32)
+    slow = rel_jitter * np.sin(two_pi * ((f32(0.05) + f32(0.08) * d(1)) * t + d(2)))
+    rate = (hr / f32(60.0)) * (f32(1.0) + rsa * np.sin(two_pi * (f_resp * t + d(3))) + f32(0.5) * slow)
+    phase = d(4) + np.cumsum(rate, axis=1) / f32(fs)
+    period = f32(1.0) / rate
+    tau = (phase % f32(1.0)) * period                                 # seconds since beat onset
 
     # Beat shape: systolic upstroke lengthens with age; the diastolic peak follows at height/SI
     # (stiffness index definition) with amplitude RI; the dicrotic notch fades with age.
-    f32 = lambda a: a.astype(np.float32)  # noqa: E731  (beat-shape math in float32)
-    w_sys = f32(0.045 + 0.00035 * (age - 18.0))
-    t_sys = f32(0.05 + 2.2 * w_sys)
-    t_dia = f32(t_sys + np.clip(height_m / si, 0.10, 0.40))
-    w_dia = f32(0.09 + 0.0004 * (age - 18.0))
-    notch = f32(np.clip(0.12 * (1.0 - (age - 18.0) / 70.0), 0.0, None))
-    ri = f32(ri)
+    w_sys = f32(0.045) + f32(0.00035) * (age - f32(18.0))
+    t_sys = f32(0.05) + f32(2.2) * w_sys
+    t_dia = t_sys + np.clip(height_m / si, 0.10, 0.40).astype(f32)
+    w_dia = f32(0.09) + f32(0.0004) * (age - f32(18.0))
+    notch = np.clip(f32(0.12) * (f32(1.0) - (age - f32(18.0)) / f32(70.0)), 0.0, None).astype(f32)
     shape = (_pulse(tau, t_sys, w_sys, t_dia, w_dia, ri, notch)
              + _pulse(tau + period, t_sys, w_sys, t_dia, w_dia, ri, notch))   # tail of the previous beat
 
     # Respiratory baseline wander and amplitude modulation, sensor gain, noise.
-    am = 1.0 + 0.08 * np.sin(2 * np.pi * f_resp * t + 2 * np.pi * d(5))
-    baseline = 0.12 * np.sin(2 * np.pi * f_resp * t + 2 * np.pi * d(6))
-    gain = 0.5 + 1.5 * d(7)
-    x = gain * (am * shape + baseline + sim.noise_std * noise)
+    resp = np.sin(two_pi * (f_resp * t + d(5)))
+    am = f32(1.0) + f32(0.08) * resp
+    baseline = f32(0.12) * np.sin(two_pi * (f_resp * t + d(6)))
+    gain = f32(0.5) + f32(1.5) * d(7)
+    x = gain * (am * shape + baseline + f32(sim.noise_std) * noise)
 
     # Occasional motion artifact; half of those also saturate the sensor (validation quarantines them).
     hit = d(8)[:, 0] < sim.artifact_rate
     if hit.any():
         start = (d(9)[:, 0] * (length - 200)).astype(int)
+        bump = (2.0 * np.sin(np.linspace(0, np.pi, 150))).astype(f32)
         for i in np.flatnonzero(hit):
             seg = slice(start[i], start[i] + 150)
-            x[i, seg] += gain[i, 0] * 2.0 * np.sin(np.linspace(0, np.pi, 150)) * (1 if d(10)[i, 0] < 0.5 else -1)
+            x[i, seg] += gain[i, 0] * bump * (1 if d(10)[i, 0] < 0.5 else -1)
             if d(11)[i, 0] < 0.5:
                 x[i] = np.clip(x[i], None, np.percentile(x[i], 80))
-    return x.astype(np.float32)
+    return x.astype(np.float32, copy=False)

@@ -82,6 +82,9 @@ def _add_train(sub) -> None:
                    help="run directory: config, checkpoints, best model, TensorBoard logs")
     p.add_argument("--resume", action="store_true",
                    help="continue from RUN's last checkpoint (weights, optimizer, epoch, LR, early-stopping state)")
+    p.add_argument("--elastic", action="store_true",
+                   help="Horovod elastic training (start it with `ppg-cvae launch --elastic`): workers may leave and "
+                        "join; the run rolls back to the last commit (train.elastic_commit_steps) and goes on")
 
 
 def _add_generate(sub) -> None:
@@ -133,6 +136,13 @@ def _add_launch(sub) -> None:
                    help="number of ranks (default: all slots of --hosts / the Slurm allocation, else 1)")
     p.add_argument("--hosts", metavar="H1:S,H2:S", help="hosts and slots, e.g. node1:4,node2:4 (default: localhost)")
     p.add_argument("--controller", choices=["gloo", "mpi"], default="gloo", help="Horovod controller (default gloo)")
+    p.add_argument("--elastic", action="store_true",
+                   help="elastic training over Gloo between --min-np and --max-np workers; hosts are re-read from "
+                        "--hosts-file (or the Slurm job) while it runs, and `train` gets --elastic")
+    p.add_argument("--min-np", type=int, metavar="A", help="--elastic: fewest workers to go on with (default 1)")
+    p.add_argument("--max-np", type=int, metavar="B", help="--elastic: most workers (default --np)")
+    p.add_argument("--hosts-file", metavar="FILE",
+                   help="--elastic: lines of host:slots, re-read while training runs (default: the Slurm job's nodes)")
     p.add_argument("--dry-run", action="store_true", help="print the command instead of running it")
     p.add_argument("command_args", nargs=argparse.REMAINDER, metavar="-- train ...",
                    help="the ppg-cvae subcommand and its arguments, after --")
@@ -198,6 +208,9 @@ def cmd_prep(args) -> int:
 def cmd_train(args) -> int:
     from data_prep.config import load_config
     cfg = load_config(args.config, args.overrides)
+    if args.elastic:
+        from cvae.elastic import train_elastic
+        return train_elastic(cfg, args.data, args.run_dir, resume=args.resume)
     from cvae.train import train
     return train(cfg, args.data, args.run_dir, resume=args.resume)
 
@@ -271,12 +284,45 @@ def cmd_launch(args) -> int:
     command = args.command_args[1:] if args.command_args[:1] == ["--"] else args.command_args
     if not command:
         raise UserError("launch: give the subcommand after --, e.g. ppg-cvae launch --np 2 -- train --config C ...")
+    if args.elastic:
+        return launch_elastic(args, command)
     hosts = args.hosts or horovod.slurm_hosts(dict(os.environ))
     slots = horovod.parse_hosts(hosts) if hosts else None
     np_ = args.np_ or slots or 1
     if np_ < 1 or (slots is not None and np_ > slots):
         raise UserError(f"--np {np_}: must be between 1 and the {slots} slots of {hosts}")
     cmd = horovod.horovodrun_command(np_, command, hosts=hosts, controller=args.controller)
+    if args.dry_run:
+        print(" ".join(cmd))
+        return 0
+    return horovod.run(cmd)
+
+
+def launch_elastic(args, command: list[str]) -> int:
+    """horovodrun with --min-np/--max-np and the host-discovery script; train runs with --elastic."""
+    from launch import horovod
+    if args.hosts or args.controller != "gloo":
+        raise UserError("launch --elastic: hosts come from --hosts-file or the Slurm job, and the controller is gloo; "
+                        "drop --hosts/--controller")
+    if args.hosts_file:
+        path = Path(args.hosts_file)
+        if not path.is_file():
+            raise UserError(f"--hosts-file {path}: no such file; write one host:slots line per host")
+        horovod.parse_hosts(",".join(line.split("#")[0].strip() for line in path.read_text().splitlines()
+                                     if line.split("#")[0].strip()) or "none")
+        os.environ["PPG_CVAE_HOSTS_FILE"] = str(path.resolve())
+    elif not os.environ.get("SLURM_JOB_ID"):
+        raise UserError("launch --elastic: pass --hosts-file FILE (lines of host:slots) or run inside a Slurm job")
+    max_np = args.max_np or args.np_
+    min_np = args.min_np or 1
+    if not max_np:
+        raise UserError("launch --elastic: give --max-np (the most workers) or --np")
+    np_ = args.np_ or max_np
+    if not 1 <= min_np <= np_ <= max_np:
+        raise UserError(f"launch --elastic: need 1 <= --min-np ({min_np}) <= --np ({np_}) <= --max-np ({max_np})")
+    if command[:1] == ["train"] and "--elastic" not in command:
+        command = [*command, "--elastic"]
+    cmd = horovod.elastic_command(np_, min_np, max_np, command)
     if args.dry_run:
         print(" ".join(cmd))
         return 0

@@ -21,6 +21,15 @@ def horovodrun_command(np_: int, args: list[str], hosts: str | None = None, cont
             sys.executable, "-m", "launch.cli", *args]
 
 
+DISCOVER_HOSTS = Path(__file__).resolve().parent / "discover_hosts.sh"
+
+
+def elastic_command(np_: int, min_np: int, max_np: int, args: list[str]) -> list[str]:
+    """horovodrun for elastic training over Gloo: hosts come and go through launch/discover_hosts.sh."""
+    return [horovodrun_path(), "-np", str(np_), "--min-np", str(min_np), "--max-np", str(max_np),
+            "--host-discovery-script", str(DISCOVER_HOSTS), "--gloo", sys.executable, "-m", "launch.cli", *args]
+
+
 def run(command: list[str]) -> int:
     """Run a launcher command with unbuffered rank output; returns its exit code."""
     env = dict(os.environ, PYTHONUNBUFFERED="1")

@@ -123,3 +123,27 @@ def test_within_source_fidelity_has_known_answers():
     assert rows["b"]["synthetic"] == 0 and rows["b"]["spearman_synthetic"] is None
     assert disjoint_sources(train)
     assert not disjoint_sources((train[0], np.where(train[2] == "a", train[1] + 30, train[1]), train[2]))
+
+
+def test_large_sets_are_sampled_in_one_streaming_pass_and_the_report_says_so(trained_run, smoke_data, tmp_path,
+                                                                              monkeypatch):
+    from cvae.evaluate import report as report_module
+    from cvae.evaluate.report import load_synthetic
+    from data_prep.manifest import load_manifest
+    generate(trained_run, np.array([30.0, 50.0, 70.0]), 40, tmp_path / "s.npz", seed=0)
+    with np.load(tmp_path / "s.npz") as npz:
+        every, ages = npz["signals"], npz["labels"][:, list(npz["label_names"]).index("age")]
+    monkeypatch.setitem(report_module.SAMPLE, "synthetic", 50)     # caps small enough for the smoke data
+    monkeypatch.setitem(report_module.SAMPLE, "train", 60)
+    x, age, _, total = load_synthetic(tmp_path / "s.npz", np.random.default_rng(3))
+    rows = np.sort(np.random.default_rng(3).choice(120, 50, replace=False))
+    assert total == 120 and len(x) == 50
+    np.testing.assert_array_equal(x, every[rows])                  # the drawn rows, with their own labels
+    np.testing.assert_array_equal(age, ages[rows])
+    evaluate(tmp_path / "s.npz", smoke_data, tmp_path / "report", seed=0)
+    counts = json.loads((tmp_path / "report" / "metrics.json").read_text())["counts"]
+    assert counts["synthetic"] == 50 and counts["real_train"] == 60
+    train_total = load_manifest(smoke_data).splits["train"].count
+    assert counts["sampled_from"] == {"real_train": train_total, "real_test": counts["real_test"], "synthetic": 120}
+    text = (tmp_path / "report" / "report.md").read_text()
+    assert f"Sampled at random (seed 0) to bound memory: 60 of {train_total} real train, 50 of 120 synthetic" in text

@@ -74,19 +74,28 @@ def feature_distances(real: pd.DataFrame, synthetic: pd.DataFrame, real_age: np.
     return out
 
 
+DIVERSITY_CAP = 2000   # signals per age decade and set in the pairwise diversity (a 2000 x 2000 distance matrix)
+
+
 def diversity_and_copies(real_train: np.ndarray, real_test: np.ndarray, synthetic: np.ndarray,
-                         real_test_age: np.ndarray, synthetic_age: np.ndarray) -> dict:
+                         real_test_age: np.ndarray, synthetic_age: np.ndarray, seed: int = 0) -> dict:
     """Diversity: mean pairwise distance within each age decade, synthetic vs real test (the same grouping on
     both sides; a ratio far below 1 is mode collapse). Copies: share of synthetic signals whose nearest training
     signal is closer than the 1st percentile of real-test-to-training nearest distances. Inputs are feature
-    vectors."""
+    vectors; a decade with more than DIVERSITY_CAP signals is sampled (seeded)."""
     from sklearn.metrics import pairwise_distances
     from sklearn.neighbors import NearestNeighbors
 
+    rng = np.random.default_rng([seed, 0xD1])
+
     def within_decades(x, ages):
-        decades = decade_of(ages)
-        means = [pairwise_distances(x[decades == d]).sum() / (n * (n - 1))
-                 for d in np.unique(decades) if (n := int(np.sum(decades == d))) > 1]
+        decades, means = decade_of(ages), []
+        for d in np.unique(decades):
+            rows = np.flatnonzero(decades == d)
+            if len(rows) > DIVERSITY_CAP:
+                rows = rng.choice(rows, DIVERSITY_CAP, replace=False)
+            if (n := len(rows)) > 1:
+                means.append(pairwise_distances(x[rows]).sum() / (n * (n - 1)))
         return float(np.mean(means)) if means else None
 
     syn_div, real_div = within_decades(synthetic, synthetic_age), within_decades(real_test, real_test_age)

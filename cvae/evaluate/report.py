@@ -10,7 +10,7 @@ import numpy as np
 
 from cvae.evaluate.features import spectral_features, waveform_features
 from cvae.evaluate.figures import age_figure, beats_by_age_figure
-from cvae.evaluate.metrics import (conditioning_and_utility, discriminative_score, disjoint_sources,
+from cvae.evaluate.metrics import (DIVERSITY_CAP, conditioning_and_utility, discriminative_score, disjoint_sources,
                                    diversity_and_copies, feature_distances, source_of, within_source)
 from data_prep.manifest import Manifest, load_manifest, shard_paths, write_json_atomic
 from data_prep.shards import read_arrays
@@ -20,19 +20,70 @@ from data_prep.files import write_bytes_atomic, write_text_atomic
 log = logging.getLogger(__name__)
 
 
-def load_synthetic(path: str | Path) -> tuple[np.ndarray, np.ndarray, dict]:
-    """Signals, requested ages and the generate request from a `ppg-cvae generate` .npz."""
+SAMPLE = {"train": 40_000, "test": 20_000, "synthetic": 40_000}   # most signals evaluated per set, drawn at random
+
+
+def sample_rows(total: int, cap: int, rng: np.random.Generator) -> np.ndarray | None:
+    """Sorted indices of `cap` rows drawn without replacement, or None (all rows) when there are no more."""
+    return None if total <= cap else np.sort(rng.choice(total, cap, replace=False))
+
+
+def _npy_rows(zf: zipfile.ZipFile, name: str, keep_fn) -> np.ndarray:
+    """An array member of an .npz, read in one streaming pass; `keep_fn(n_rows)` gives the rows to keep (or None)."""
+    with zf.open(name + ".npy") as fh:
+        version = np.lib.format.read_magic(fh)
+        read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+        shape, fortran, dtype = read_header(fh)
+        if dtype.hasobject or len(shape) > 2:
+            raise ValueError(f"{name} is not a plain numeric array")
+        keep = keep_fn(shape[0]) if shape else None
+        if fortran:   # column-major (small label tables): whole, then the rows
+            whole = np.frombuffer(fh.read(), dtype=dtype).reshape(shape[::-1]).T
+            return (whole if keep is None else whole[keep]).copy()
+        row_bytes = dtype.itemsize * int(np.prod(shape[1:], dtype=np.int64))
+        parts, at, block = [], 0, max(1, (64 << 20) // max(row_bytes, 1))
+        while at < (shape[0] if shape else 0):
+            n = min(block, shape[0] - at)
+            chunk = np.frombuffer(fh.read(n * row_bytes), dtype=dtype).reshape((n,) + shape[1:])
+            if keep is not None:
+                lo, hi = np.searchsorted(keep, [at, at + n])
+                chunk = chunk[keep[lo:hi] - at]
+            parts.append(chunk.copy())
+            at += n
+        return np.concatenate(parts) if parts else np.zeros(shape, dtype)
+
+
+def load_synthetic(path: str | Path, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, dict, int]:
+    """Signals, requested ages, the generate request, and how many signals the file holds, from a `ppg-cvae
+    generate` .npz; more than SAMPLE["synthetic"] signals are sampled while the file streams."""
     path = Path(path)
+    keep = {}
+
+    def choose(n):
+        keep["rows"], keep["total"] = sample_rows(n, SAMPLE["synthetic"], rng), n
+        return keep["rows"]
+
     try:
-        with np.load(path) as npz:
-            signals, labels, names = npz["signals"], npz["labels"], list(npz["label_names"])
-            request = json.loads(str(npz["request"]))
+        with zipfile.ZipFile(path) as zf:
+            signals = _npy_rows(zf, "signals", choose)
+            labels = _npy_rows(zf, "labels", lambda n: keep["rows"])
+            with np.load(path) as npz:
+                names, request = list(npz["label_names"]), json.loads(str(npz["request"]))
     except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
         raise UserError(f"--synthetic {path}: not a ppg-cvae generate .npz ({exc}); pass the file generate wrote") \
             from None
-    if "age" not in names:
-        raise UserError(f"--synthetic {path}: has no 'age' label; generate it with ppg-cvae generate")
-    return signals, labels[:, names.index("age")], request
+    if "age" not in names or len(labels) != len(signals) or signals.ndim != 2:
+        raise UserError(f"--synthetic {path}: has no 'age' label for each signal; generate it with ppg-cvae generate")
+    return signals, labels[:, names.index("age")], request, keep["total"]
+
+
+def _sample_line(counts: dict, seed: int) -> str:
+    """Which sets were sampled, from how many, with which seed ('' when every signal was used)."""
+    total = counts.get("sampled_from", {})
+    drawn = [f"{counts[k]:,} of {total[k]:,} {k.replace('_', ' ')}" for k in ("real_train", "real_test", "synthetic")
+             if k in total and total[k] > counts[k]]
+    return (f"Sampled at random (seed {seed}) to bound memory: {', '.join(drawn)} signals; within each age decade "
+            f"diversity uses at most {DIVERSITY_CAP:,} signals per set.\n") if drawn else ""
 
 
 def _number(v) -> str:
@@ -71,11 +122,12 @@ def _feature_table(metrics: dict) -> str:
     return "\n".join(lines)
 
 
-def read_real(data_dir, manifest: Manifest, split: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Signals, their ages and their sources (subject id prefix) of one split."""
+def read_real(data_dir, manifest: Manifest, split: str, rng: np.random.Generator) -> tuple[np.ndarray, ...]:
+    """Signals, their ages and their sources (subject id prefix) of one split, sampled to SAMPLE[split] signals."""
     files = shard_paths(data_dir, manifest, split)
     labels = list(manifest.labels)
-    x, y, ids = read_arrays(files, labels, manifest.signal_length, manifest.compression, with_ids=True)
+    keep = sample_rows(manifest.splits[split].count, SAMPLE[split], rng)
+    x, y, ids = read_arrays(files, labels, manifest.signal_length, manifest.compression, with_ids=True, keep=keep)
     return x, y[:, labels.index("age")], source_of(ids)
 
 
@@ -94,7 +146,7 @@ def compute(train: tuple, test: tuple, synthetic: tuple, fs: float, seed: int) -
     metrics.update(within_source=per_source,
                    sources_age_disjoint=bool(per_source) and disjoint_sources((f_train, train_age, train_src)),
                    feature_wasserstein=feature_distances(w_test, w_syn, test_age, syn_age),
-                   **diversity_and_copies(f_train, f_test, f_syn, test_age, syn_age),
+                   **diversity_and_copies(f_train, f_test, f_syn, test_age, syn_age, seed),
                    waveform_feature_means={"real_test": w_test.mean().round(4).to_dict(),
                                            "synthetic": w_syn.mean().round(4).to_dict()},
                    discriminative_score=disc["score"], discriminative_accuracy=disc["accuracy"],
@@ -109,11 +161,15 @@ def evaluate(synthetic_path: str | Path, data_dir: str | Path, out: str | Path, 
     manifest = load_manifest(data_dir)
     if "age" not in manifest.labels:
         raise UserError(f"--data {data_dir}: the dataset has no age label to evaluate against")
-    syn_x, syn_age, request = load_synthetic(synthetic_path)
+    rng = np.random.default_rng([seed, 0xE7A1])
+    syn_x, syn_age, request, syn_total = load_synthetic(synthetic_path, rng)
     if syn_x.shape[1] != manifest.signal_length:
         raise UserError(f"--synthetic signals have length {syn_x.shape[1]}, the dataset {manifest.signal_length}")
-    train, test = read_real(data_dir, manifest, "train"), read_real(data_dir, manifest, "test")
+    train, test = read_real(data_dir, manifest, "train", rng), read_real(data_dir, manifest, "test", rng)
     metrics, predicted = compute(train, test, (syn_x, syn_age), manifest.fs, seed)
+    metrics["counts"].update(sampled_from={"real_train": manifest.splits["train"].count,
+                                           "real_test": manifest.splits["test"].count, "synthetic": syn_total},
+                             sample_cap=SAMPLE)
     metrics.update(seed=seed, dataset_id=manifest.dataset_id, synthetic=str(synthetic_path), synthetic_request=request)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -136,7 +192,7 @@ def report_text(metrics: dict, request: dict, synthetic_path, data_dir, seed: in
 Synthetic: `{synthetic_path}` ({c['synthetic']} signals; model `{request.get('model')}`, generate seed
 {request.get('seed')}, latent draws {request.get('latent', 'standard')}). Real: dataset `{metrics['dataset_id']}` in `{data_dir}`
 (train split {c['real_train']} signals for fitting, test split {c['real_test']} held-out signals). Seed {seed}.
-Features: log magnitude spectrum 0-19.5 Hz of each signal (phase-invariant).
+{_sample_line(c, seed)}Features: log magnitude spectrum 0-19.5 Hz of each signal (phase-invariant).
 
 | metric | value | computed on |
 |---|---|---|
