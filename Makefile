@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 OUT ?= outputs/demo
 
-.PHONY: setup demo real test bench gpu-build-check clean
+.PHONY: setup demo real test bench bench-full gpu-build-check clean
 
 setup:
 	@bash launch/setup_env.sh
@@ -26,9 +26,18 @@ test: setup
 	@$(PY) -m pytest -q tests; rc=$$?; \
 	if [ $$rc = 5 ]; then echo "make test: pytest collected no tests" >&2; exit 1; fi; exit $$rc
 
+# Benchmarks (docs/PERFORMANCE.md has each row with its command); BENCH_DIR is scratch space on the disk to measure.
+BENCH_DIR ?= /tmp/ppg-cvae-bench
 bench: setup
-	$(PY) bench/prep.py
+	mkdir -p $(BENCH_DIR)
+	$(PY) bench/prep.py --dir $(BENCH_DIR)
 	$(PY) bench/train.py
+	$(PY) bench/input_pipeline.py --dir $(BENCH_DIR)
+	$(PY) bench/large_batch.py --dir $(BENCH_DIR)
+
+# The whole pipeline at the reference study's scale on this machine (~20 minutes on 2 cores).
+bench-full: setup
+	$(PY) bench/full_scale.py --dir $(BENCH_DIR)
 
 # The GPU build recipe (`make setup` on a CUDA host) in a scratch venv on any machine: TensorFlow with its CUDA 12
 # wheels, Horovod built with NCCL against the wheels' NCCL; ends by checking hvd.nccl_built(). Not part of `make test`.

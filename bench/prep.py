@@ -6,7 +6,7 @@ Side by side in one run on the same disk:
            duplicate check, TFRecord serialization, checksums (the data path without the simulator)
   full   - `ppg-cvae prep` with the built-in simulator end to end (configs/default.yaml unless --config)
 Each prep runs as its own process; its peak RSS is the largest of that process and its workers.
-Usage: python bench/prep.py [--config configs/default.yaml] [--write-subset 65536] [--dir /work/bench-tmp]
+Usage: python bench/prep.py [--config configs/default.yaml] [--write-subset N] [--dir /work/bench-tmp]
 """
 from __future__ import annotations
 
@@ -68,7 +68,8 @@ def simulate_to_npy(config: str, n_subjects: int, out: Path) -> int:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--config", default=str(REPO / "configs" / "default.yaml"))
-    ap.add_argument("--write-subset", type=int, default=65536, help="signals in the write-only comparison")
+    ap.add_argument("--write-subset", type=int, default=0,
+                    help="signals in the write-only comparison (default 0: the whole cohort)")
     ap.add_argument("--dir", default=None, help="scratch directory on the disk to measure (default: a temp dir)")
     args = ap.parse_args()
     cfg = load_config(args.config)
@@ -77,7 +78,8 @@ def main() -> None:
     root = Path(tempfile.mkdtemp(prefix="ppg-bench-", dir=args.dir))
     try:
         (root / "src").mkdir()
-        m = simulate_to_npy(args.config, args.write_subset // cfg.simulate.segments_per_subject, root / "src")
+        subjects = (args.write_subset or n) // cfg.simulate.segments_per_subject
+        m = simulate_to_npy(args.config, subjects, root / "src")
         raw_subset = raw_write(root / "raw.bin", m, length)
         write_s, write_rss = run_prep(["--config", args.config, "--out", str(root / "w"),
                                        "--source", str(root / "src" / "cohort.npy")])

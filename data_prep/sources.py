@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import itertools
+import contextlib
 import logging
 import pickle
 from collections.abc import Iterator
@@ -76,6 +77,7 @@ class ArraySource:
     table: pd.DataFrame
     labels: list[str]
     info: dict = field(default_factory=dict)
+    offset: int = 0                  # bytes before the first signal (an .npy read in place: its header)
 
     def describe(self) -> dict:
         return self.info
@@ -84,7 +86,8 @@ class ArraySource:
         return self.table.copy()
 
     def signals(self, rows: pd.DataFrame) -> np.ndarray:
-        data = np.memmap(self.path, dtype=np.float32, mode="r", shape=(len(self.table), self.length))
+        data = np.memmap(self.path, dtype=np.float32, mode="r", offset=self.offset,
+                         shape=(len(self.table), self.length))
         return np.asarray(data[rows["row"].to_numpy()])
 
 
@@ -102,6 +105,8 @@ class Part:
 
 def fix_length(samples, length: int, policy: str) -> tuple[np.ndarray, np.ndarray]:
     """List/array of 1-D signals -> float32 [N, length] and a reason per row ('' or 'wrong_length')."""
+    if isinstance(samples, np.ndarray) and samples.ndim == 2 and samples.shape[1] == length:
+        return np.asarray(samples, np.float32), np.full(len(samples), "", dtype=object)
     out = np.zeros((len(samples), length), np.float32)
     reasons = np.full(len(samples), "", dtype=object)
     for i, s in enumerate(samples):
@@ -212,6 +217,23 @@ def _label_row(table: pd.DataFrame, rec: Recording, path: Path) -> tuple[str, pd
     raise UserError(f"{path}: record {rec.name!r} has no row in the label table")
 
 
+def _in_place(files: list[Path], cfg: Config) -> int | None:
+    """The data offset of a lone float32 [N, signal_length] `.npy` that prep can read where it lies (nothing to
+    convert, condition or resize), else None: the signals are then copied into one file beside the output."""
+    if len(files) != 1 or files[0].suffix != ".npy" or cfg.condition.arrays:
+        return None
+    try:
+        with open(files[0], "rb") as fh:
+            version = np.lib.format.read_magic(fh)
+            read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+            shape, fortran, dtype = read(fh)
+            offset = fh.tell()
+    except (OSError, ValueError):
+        return None   # the reader reports what is wrong with it
+    ok = dtype == np.dtype("<f4") and not fortran and len(shape) == 2 and shape[1] == cfg.data.signal_length
+    return offset if ok else None
+
+
 def open_files(paths: list[str], cfg: Config, fs: float | None, workdir: Path,
                labels_path: Path | None = None) -> ArraySource:
     """Stream every --source path into one ArraySource (with any given train/val/test split kept)."""
@@ -221,8 +243,9 @@ def open_files(paths: list[str], cfg: Config, fs: float | None, workdir: Path,
     records: list[dict] = []
     parts = (p for f in files if f.suffix in ARRAY_SUFFIXES for p in _array_parts(f, cfg, workdir))
     workdir.mkdir(parents=True, exist_ok=True)
-    out_path, tables, digest, n = workdir / SIGNALS, [], hashlib.sha256(), 0
-    with open(out_path, "wb") as out:
+    offset = _in_place(files, cfg)
+    out_path, tables, digest, n = workdir / SIGNALS if offset is None else files[0], [], hashlib.sha256(), 0
+    with open(workdir / SIGNALS, "wb") if offset is None else contextlib.nullcontext() as out:
         recording_parts = _recording_parts(recordings, cfg, fs, labels_path, records) if recordings else ()
         for part in itertools.chain(parts, recording_parts):
             signals, reasons = fix_length(part.signals, length, data.length_policy)
@@ -242,7 +265,8 @@ def open_files(paths: list[str], cfg: Config, fs: float | None, workdir: Path,
             labels["_reason"], labels["_source"], labels["_check_beats"] = reasons, part.source, part.check_beats
             if part.given_split:
                 labels["given_split"] = part.given_split
-            out.write(np.ascontiguousarray(signals, dtype="<f4").tobytes())
+            if out is not None:
+                out.write(np.ascontiguousarray(signals, dtype="<f4").tobytes())
             digest.update(signals.tobytes())
             tables.append(labels)
             n += len(labels)
@@ -265,7 +289,7 @@ def open_files(paths: list[str], cfg: Config, fs: float | None, workdir: Path,
         info["conditioning"] = describe_conditioning(cfg.condition, data.fs)
     if records:
         info["records"] = records
-    return ArraySource(out_path, length, table, labels, info)
+    return ArraySource(out_path, length, table, labels, info, offset or 0)
 
 
 def open_source(paths: list[str], cfg: Config, fs: float | None, workdir: Path, labels_path: Path | None = None):

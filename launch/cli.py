@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -308,8 +309,12 @@ def launch_elastic(args, command: list[str]) -> int:
         path = Path(args.hosts_file)
         if not path.is_file():
             raise UserError(f"--hosts-file {path}: no such file; write one host:slots line per host")
-        horovod.parse_hosts(",".join(line.split("#")[0].strip() for line in path.read_text().splitlines()
-                                     if line.split("#")[0].strip()) or "none")
+        lines = [(i, line.split("#")[0].strip()) for i, line in enumerate(path.read_text().splitlines(), 1)]
+        for i, line in lines:
+            if line and not re.fullmatch(r"[A-Za-z0-9._-]+:[1-9]\d*", line):
+                raise UserError(f"--hosts-file {path}, line {i}: {line[:60]!r}; use host:slots, e.g. node1:4")
+        if not any(line for _, line in lines):
+            raise UserError(f"--hosts-file {path}: no host in it; write one host:slots line per host")
         os.environ["PPG_CVAE_HOSTS_FILE"] = str(path.resolve())
     elif not os.environ.get("SLURM_JOB_ID"):
         raise UserError("launch --elastic: pass --hosts-file FILE (lines of host:slots) or run inside a Slurm job")

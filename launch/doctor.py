@@ -3,17 +3,22 @@ from __future__ import annotations
 
 import platform
 import shutil
+import sys
+from pathlib import Path
 
 
 def report() -> tuple[list[str], list[str]]:
     """Lines to print and the list of missing essentials."""
-    lines, missing = [f"python      {platform.python_version()}"], []
+    lines, missing, gpus = [f"python      {platform.python_version()}"], [], []
     try:
         import numpy
         import tensorflow as tf
         lines += [f"tensorflow  {tf.__version__}", f"numpy       {numpy.__version__}"]
         gpus = tf.config.list_physical_devices("GPU")
         lines.append(f"GPUs        {len(gpus)}" + (f" ({', '.join(g.name for g in gpus)})" if gpus else " (CPU only)"))
+        if gpus:   # what cvae.distributed.pin_device does: one GPU per local rank
+            lines.append("  pinning: " + ", ".join(f"local rank {r} -> GPU {r}" for r in range(len(gpus)))
+                         + f"; rank k on a node uses GPU k mod {len(gpus)}")
     except ImportError as exc:
         missing.append(f"tensorflow ({exc}); run 'make setup'")
     try:
@@ -26,11 +31,17 @@ def report() -> tuple[list[str], list[str]]:
                                      ("MPI", hvd.mpi_built())) if ok]
         lines.append(f"  controllers: {', '.join(controllers) or 'none'}")
         lines.append(f"  tensor ops: {', '.join(ops) or 'none'}")
+        nccl = hvd.nccl_built()
+        lines.append(f"  NCCL: {nccl // 10000}.{nccl // 100 % 100}.{nccl % 100}" if nccl else "  NCCL: not built")
         if not hvd.gloo_built():
             missing.append("Horovod without Gloo; rebuild with 'make setup'")
+        if gpus and not nccl:
+            missing.append("GPUs but Horovod without NCCL: gradients would cross through the CPU; rebuild with "
+                           "'make setup' (PPG_CVAE_GPU=1)")
     except ImportError as exc:
         missing.append(f"horovod with TensorFlow ({exc}); run 'make setup'")
     for tool in ("horovodrun", "mpirun", "sbatch", "tensorboard"):
-        found = shutil.which(tool)
+        beside = Path(sys.executable).parent / tool   # the venv's own, as the launchers use it
+        found = str(beside) if beside.exists() else shutil.which(tool)
         lines.append(f"{tool:<11} {found or 'not found'}")
     return lines, missing

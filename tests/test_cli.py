@@ -39,6 +39,8 @@ def test_doctor_reports_tensorflow_and_gloo():
     assert re.search(r"tensorflow\s+2\.15\.1", result.stdout)
     assert "frameworks: TensorFlow" in result.stdout
     assert re.search(r"controllers: .*Gloo", result.stdout)
+    assert re.search(r"NCCL: (not built|2\.\d+\.\d+)", result.stdout)        # the GPU build says its version
+    assert re.search(r"horovodrun\s+/\S+/horovodrun", result.stdout)
 
 
 def one_line_error(result, *needles):

@@ -29,6 +29,7 @@ def world(smoke_data, trained_run, tmp_path_factory):
     files = {
         "bad.yaml": "train: [\n", "list.yaml": "- 1\n- 2\n", "unknown.yaml": "model:\n  latnt_dim: 4\n",
         "type.yaml": "train:\n  epochs: ten\n", "nan.yaml": "train:\n  learning_rate: .nan\n",
+        "hosts": "localhost:2  # this machine\n",
     }
     for name, text in files.items():
         (w / name).write_text(text)
@@ -171,6 +172,14 @@ def cases(w, out):
         ("flag-unknown", prep + ["--bogus"], "unrecognized arguments: --bogus"),
         ("flag-missing", ["prep", "--out", str(out)], "required: --config"),
         ("launch-no-command", ["launch", "--np", "2"], "give the subcommand"),
+        ("elastic-no-hosts-file", ["launch", "--elastic", "--max-np", "2", "--hosts-file", str(w / "nohosts"), "--",
+                                   "train"], "--hosts-file"),
+        ("elastic-bad-hosts-file", ["launch", "--elastic", "--max-np", "2", "--hosts-file", str(w / "bad.yaml"),
+                                    "--", "train"], "use host:slots"),
+        ("elastic-min-above-max", ["launch", "--elastic", "--min-np", "3", "--max-np", "2", "--hosts-file",
+                                   str(w / "hosts"), "--", "train"], "--min-np (3)"),
+        ("elastic-with-hosts", ["launch", "--elastic", "--hosts", "a:2", "--max-np", "2", "--", "train"],
+         "drop --hosts"),
         ("tensorboard-not-a-run", ["tensorboard", str(w / "empty")], "no tensorboard/"),
     ]
 

@@ -128,3 +128,14 @@ def test_prep_script_passes_each_source_path_and_the_overrides(slurm, tmp_path):
     manifest = json.loads((tmp_path / "data" / "manifest.json").read_text())
     assert sorted(manifest["source"]["paths"]) == [str(tmp_path / "a.npz"), str(tmp_path / "b.npz")]
     assert list(manifest["labels"]) == ["age"]
+
+
+def test_elastic_host_discovery_lists_the_jobs_nodes_as_slurm_has_them(slurm):
+    out = subprocess.run(["srun", "--nodes=1", "--ntasks=1", "--ntasks-per-node=1", "sh",
+                          str(REPO / "launch" / "discover_hosts.sh")], env=dict(slurm, PPG_CVAE_SLOTS="3"),
+                         capture_output=True, text=True, timeout=120)
+    node = subprocess.run(["sinfo", "-h", "-o", "%n"], env=slurm, capture_output=True, text=True).stdout.split()[0]
+    assert out.returncode == 0 and out.stdout.split() == [f"{node}:3"], out.stderr
+    outside = subprocess.run(["sh", str(REPO / "launch" / "discover_hosts.sh")], capture_output=True, text=True,
+                             env={k: v for k, v in os.environ.items() if not k.startswith(("SLURM", "PPG_CVAE"))})
+    assert outside.returncode == 1 and "PPG_CVAE_HOSTS_FILE" in outside.stderr

@@ -15,7 +15,7 @@ from data_prep.manifest import load_manifest, verify
 from data_prep.prep import prepare
 from data_prep.simulate import segment_table, simulate_signals, simulate_subjects
 from data_prep.safe_pickle import RestrictedUnpickler
-from data_prep.sources import open_files, write_reference_pickle
+from data_prep.sources import SIGNALS, open_files, write_reference_pickle
 from data_prep.config import load_config
 from data_prep.errors import UserError
 
@@ -91,6 +91,13 @@ def test_npz_and_npy_with_csv_and_parquet(tmp_path):
         assert len(table) == n and (table["_reason"] == "").all()
         assert np.array_equal(source.signals(table), signals[:n])
         assert list(table["subject_id"]) == list(rows["subject_id"][:n])
+        in_place = name.endswith(".npy")        # float32 [N, 1024]: read where it lies, not copied
+        assert (source.path == tmp_path / name) == in_place and (tmp_path / "w" / SIGNALS).exists() != in_place
+        (tmp_path / "w" / SIGNALS).unlink(missing_ok=True)
+    np.save(tmp_path / "d.npy", signals.astype(np.float64))     # another dtype: converted into the copy
+    rows[["subject_id"] + LABELS].to_csv(tmp_path / "d.csv", index=False)
+    source = open_files([str(tmp_path / "d.npy")], cfg, None, tmp_path / "w")
+    assert source.path == tmp_path / "w" / SIGNALS and np.array_equal(source.signals(source.rows()), signals)
 
 
 def dominant_hz(x: np.ndarray, fs: float) -> float:
