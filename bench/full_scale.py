@@ -61,23 +61,25 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--dir", default=None, help="work directory (default a temporary one, removed after)")
     ap.add_argument("--skip", action="append", default=[], choices=["reference"])
+    ap.add_argument("--config", default=str(CONFIG), help="another scale, to try the bench (default.yaml by default)")
     ap.add_argument("--reference-child", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.reference_child:
         return reference_loader(args.reference_child)
     from data_prep.config import load_config
     from data_prep.manifest import load_manifest
-    cfg = load_config(CONFIG)
+    config = args.config
+    cfg = load_config(config)
     if args.dir:
         Path(args.dir).mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=args.dir) as tmp:
         work = Path(tmp)
         data, run, syn = work / "data", work / "run", work / "synthetic.npz"
         rows = {}
-        rows["prep_s"], rows["prep_rss_mib"] = stage(cli("prep", "--config", str(CONFIG), "--out", str(data)))
+        rows["prep_s"], rows["prep_rss_mib"] = stage(cli("prep", "--config", config, "--out", str(data)))
         from launch.horovod import horovodrun_command
         rows["train_s"], rows["train_rss_mib"] = stage(horovodrun_command(2, [
-            "train", "--config", str(CONFIG), "--data", str(data), "--run-dir", str(run), "train.epochs=1",
+            "train", "--config", config, "--data", str(data), "--run-dir", str(run), "train.epochs=1",
             "train.threads_per_rank=1", "train.image_every=0"]))
         import json
         rank0 = json.loads((run / "ranks" / "rank-000.json").read_text())
@@ -91,11 +93,11 @@ def main() -> None:
                                                                  str(data), "--out", str(work / "report")))
         if "reference" not in args.skip:
             trio = work / "trio"
-            stage(cli("prep", "--config", str(CONFIG), "--out", str(trio), "--as-reference-pickles"))
+            stage(cli("prep", "--config", config, "--out", str(trio), "--as-reference-pickles"))
             rows["reference_loader_s"], rows["reference_loader_rss_mib"] = stage(
                 [sys.executable, __file__, "--reference-child", str(trio)])
             rows["prep_from_trio_s"], rows["prep_from_trio_rss_mib"] = stage(
-                cli("prep", "--config", str(CONFIG), "--out", str(work / "data-trio"), "--source", str(trio)))
+                cli("prep", "--config", config, "--out", str(work / "data-trio"), "--source", str(trio)))
             rows["reference_vs_prep_rss"] = rows["reference_loader_rss_mib"] / rows["prep_from_trio_rss_mib"]
         rows["this_process_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     report("full_scale", rows)

@@ -79,7 +79,7 @@ def train_elastic(cfg: Config, data_dir: str | Path, run_dir: str | Path, resume
         if job.ranks.rank == 0:
             log.warning("elastic reset: %d -> %d rank(s); %d steps/epoch x %d per rank, learning rate %.2e; "
                         "continuing at epoch %d, step %d", was, job.ranks.size, job.steps, cfg.train.batch_size,
-                        job.lr, int(progress.epoch.numpy()) + 1, state.batch)
+                        float(model.lr_schedule.target.numpy()), int(progress.epoch.numpy()) + 1, state.batch)
 
     state.register_reset_callbacks([on_reset])
 
@@ -100,4 +100,6 @@ def train_elastic(cfg: Config, data_dir: str | Path, run_dir: str | Path, resume
         return fit(job, model, items, progress, done_steps=state.batch)
 
     result = run(state)
+    if result is None:   # Horovod's elastic wrapper returns None on a TensorFlow UnknownError it does not recognize
+        raise RuntimeError("elastic training stopped on an unrecognized TensorFlow error (see the log above)")
     return finish(job, model, agreement, progress, last, best, result, outcome["named"], t0)

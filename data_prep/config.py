@@ -88,7 +88,7 @@ class ModelConfig:
     dense_units: list[int] = field(default_factory=lambda: [128])   # encoder dense stack; decoder mirrors it
     conv_activation: str = "relu"
     output_activation: str = "tanh"  # must cover the normalized data range (tanh for maxabs)
-    likelihood: str = "gaussian"     # gaussian: learned observation noise sigma (NLL) | sse: summed squared error
+    likelihood: str = "gaussian"     # gaussian: NLL with the shared noise sigma at its optimum per batch | sse
     beta: float = 1.0                # KL weight
     kl_warmup_epochs: int = 0        # beta ramps linearly: beta * (epoch + 1) / kl_warmup_epochs, then beta
     posterior_mixture: int = 200     # components of the Gaussian mixture fit to (z, condition) of training

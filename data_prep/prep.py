@@ -84,8 +84,15 @@ def write_shard(task: ShardTask, source, cfg: Config) -> dict:
     return entry
 
 
-def _write_shard_star(args):
-    return write_shard(*args)
+_WORKER: dict = {}   # in each worker process: the source's reader and the config, sent once
+
+
+def _init_worker(reader, cfg: Config) -> None:
+    _WORKER.update(reader=reader, cfg=cfg)
+
+
+def _write_in_worker(task: ShardTask) -> dict:
+    return write_shard(task, _WORKER["reader"], _WORKER["cfg"])
 
 
 def _claim_output(out: Path, ident: str, overwrite: bool) -> None:
@@ -148,12 +155,13 @@ def shard_tasks(rows: pd.DataFrame, cfg: Config, out: Path) -> list[ShardTask]:
 
 
 def run_tasks(tasks: list[ShardTask], source, cfg: Config, total: int) -> list[tuple[ShardTask, dict]]:
-    """Write every shard (in data.workers processes), with a progress bar."""
+    """Write every shard (in data.workers processes, each sent the source's reader once), with a progress bar."""
     results = []
     with tqdm(total=total, unit="sig", desc="prep", mininterval=2.0) as bar:
         if cfg.data.workers > 1:
-            with ProcessPoolExecutor(cfg.data.workers, mp_context=get_context("spawn")) as pool:
-                for task, entry in zip(tasks, pool.map(_write_shard_star, [(t, source, cfg) for t in tasks])):
+            with ProcessPoolExecutor(cfg.data.workers, mp_context=get_context("spawn"), initializer=_init_worker,
+                                     initargs=(source.reader(), cfg)) as pool:
+                for task, entry in zip(tasks, pool.map(_write_in_worker, tasks)):
                     results.append((task, entry))
                     bar.update(len(task.rows))
         else:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import zipfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -35,16 +36,40 @@ def read_npz(path: Path) -> tuple[np.ndarray, pd.DataFrame]:
     return signals, labels
 
 
-def read_npy_with_table(path: Path) -> tuple[np.ndarray, pd.DataFrame]:
-    """`x.npy` signals [N, L] with labels in `x.csv` or `x.parquet` beside it."""
+def npy_header(path: Path) -> tuple[tuple, bool, np.dtype, int]:
+    """(shape, fortran order, dtype, byte offset of the data) of an .npy file, reading only its header."""
+    with open(path, "rb") as fh:
+        version = np.lib.format.read_magic(fh)
+        read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+        shape, fortran, dtype = read(fh)
+        return shape, fortran, dtype, fh.tell()
+
+
+def read_npy_with_table(path: Path, chunk: int) -> tuple[Iterator[np.ndarray], pd.DataFrame]:
+    """`x.npy` signals [N, L] with labels in `x.csv` or `x.parquet` beside it: the signals as chunks of rows read
+    one after another (never the whole file in memory or mapped at once), and the label table."""
     table = next((p for p in (path.with_suffix(".csv"), path.with_suffix(".parquet")) if p.exists()), None)
     if table is None:
         raise UserError(f"{path}: no label table beside it; add {path.with_suffix('.csv').name} or .parquet")
     try:
-        signals = np.load(path, mmap_mode="r", allow_pickle=False)
+        shape, fortran, dtype, offset = npy_header(path)
+        if dtype.hasobject:
+            raise ValueError("object arrays are not read")
     except (OSError, ValueError, EOFError) as exc:
         raise UserError(f"{path}: unreadable .npy ({exc}); arrays must be plain numbers (no objects)") from None
     labels = read_label_table(table)
-    if signals.ndim != 2 or len(labels) != len(signals):
-        raise UserError(f"{path}: signals {signals.shape} and {len(labels)} label rows in {table.name} do not match")
-    return signals, labels
+    if len(shape) != 2 or fortran or len(labels) != shape[0]:
+        raise UserError(f"{path}: signals {shape} and {len(labels)} label rows in {table.name} do not match "
+                        "(signals must be a C-ordered [N, L] array)")
+
+    def chunks() -> Iterator[np.ndarray]:
+        with open(path, "rb") as fh:
+            fh.seek(offset)
+            for start in range(0, shape[0], chunk):
+                n = min(chunk, shape[0] - start)
+                block = np.fromfile(fh, dtype=dtype, count=n * shape[1])
+                if len(block) != n * shape[1]:
+                    raise UserError(f"{path}: the file ends before its {shape[0]} rows; it is truncated")
+                yield block.reshape(n, shape[1])
+
+    return chunks(), labels

@@ -63,13 +63,16 @@ class ExampleEncoder:
         """Records for signals [n, L] (any float dtype), labels [n, len(label_columns)] and n subject ids."""
         sig = np.ascontiguousarray(signals, dtype="<f4")
         lab = np.ascontiguousarray(labels, dtype="<f4")
+        id_entries = {sid: _entry("subject_id", _field(0x0A, _field(0x0A, sid.encode()))) for sid in set(subject_ids)}
+        fixed = len(self.signal_head) + 4 * sig.shape[1] + sum(len(h) + 4 for h in self.label_heads)
+        heads: dict[int, bytes] = {}
         out = []
         for i, sid in enumerate(subject_ids):
-            values = lab[i].tobytes()
-            body = b"".join([self.signal_head, sig[i].tobytes(),
-                             *(h + values[4 * j:4 * j + 4] for j, h in enumerate(self.label_heads)),
-                             _entry("subject_id", _field(0x0A, _field(0x0A, sid.encode())))])
-            out.append(_field(0x0A, body))
+            values, id_entry = lab[i].tobytes(), id_entries[sid]
+            n = fixed + len(id_entry)
+            head = heads.get(n) or heads.setdefault(n, b"\x0a" + _varint(n))   # Example.features, length n
+            out.append(b"".join([head, self.signal_head, sig[i].tobytes(),
+                                 *(h + values[4 * j:4 * j + 4] for j, h in enumerate(self.label_heads)), id_entry]))
         return out
 
 

@@ -76,11 +76,14 @@ def row_uniforms(seed: int, rows: np.ndarray, stream: int, count: int) -> np.nda
 
 
 def row_normals(seed: int, rows: np.ndarray, stream: int, count: int) -> np.ndarray:
-    """Standard normal float32 [len(rows), count] (Box-Muller on `row_uniforms`; count even)."""
-    u = row_uniforms(seed, rows, stream, count).astype(np.float32)
-    half = count // 2
-    r = np.sqrt(-2.0 * np.log(u[:, :half]))
-    angle = np.float32(2 * np.pi) * u[:, half:]
+    """Standard normal float32 [len(rows), count] (count even): Box-Muller on the two 32-bit halves of each of
+    count / 2 counter-based 64-bit words."""
+    key = _mix(_mix(np.full(1, seed, np.uint64) + np.uint64(stream) * _GOLDEN) ^ rows.astype(np.uint64))
+    x = _mix(key[:, None] + np.arange(1, count // 2 + 1, dtype=np.uint64)[None, :] * _GOLDEN)
+    scale = np.float32(2.0 ** -32)
+    u1 = ((x >> np.uint64(32)).astype(np.float32) + np.float32(0.5)) * scale     # in (0, 1): log is finite
+    angle = (x & np.uint64(0xFFFFFFFF)).astype(np.float32) * (scale * np.float32(2 * np.pi))
+    r = np.sqrt(np.float32(-2.0) * np.log(u1))
     return np.concatenate([r * np.cos(angle), r * np.sin(angle)], axis=1)
 
 
@@ -139,7 +142,7 @@ def _simulate_block(rows: pd.DataFrame, sim: SimulateConfig, data: DataConfig, s
     rate = (hr / f32(60.0)) * (f32(1.0) + rsa * np.sin(two_pi * (f_resp * t + d(3))) + f32(0.5) * slow)
     phase = d(4) + np.cumsum(rate, axis=1) / f32(fs)
     period = f32(1.0) / rate
-    tau = (phase % f32(1.0)) * period                                 # seconds since beat onset
+    tau = (phase - np.floor(phase)) * period                          # seconds since beat onset
 
     # Beat shape: systolic upstroke lengthens with age; the diastolic peak follows at height/SI
     # (stiffness index definition) with amplitude RI; the dicrotic notch fades with age.

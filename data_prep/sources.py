@@ -24,7 +24,7 @@ from data_prep.conditioning import condition
 from data_prep.conditioning import describe as describe_conditioning
 from data_prep.labels import map_labels, resolve_labels
 from data_prep.quality import raw_reason
-from data_prep.read_arrays import read_npy_with_table, read_npz
+from data_prep.read_arrays import npy_header, read_npy_with_table, read_npz
 from data_prep.read_mimic import mimic_subject, segment_records
 from data_prep.read_recordings import (
     Recording,
@@ -68,6 +68,10 @@ class SimulatorSource:
     def signals(self, rows: pd.DataFrame) -> np.ndarray:
         return simulate.simulate_signals(rows, self.sim, self.data, self.data.seed)
 
+    def reader(self) -> "SimulatorSource":
+        """What a shard worker needs to make signals (the simulator itself)."""
+        return self
+
 
 @dataclass
 class ArraySource:
@@ -86,8 +90,24 @@ class ArraySource:
         return self.table.copy()
 
     def signals(self, rows: pd.DataFrame) -> np.ndarray:
-        data = np.memmap(self.path, dtype=np.float32, mode="r", offset=self.offset,
-                         shape=(len(self.table), self.length))
+        return self.reader().signals(rows)
+
+    def reader(self) -> "ArrayReader":
+        """What a shard worker needs to read rows: the file, not the row table (sent to each worker once)."""
+        return ArrayReader(self.path, self.offset, len(self.table), self.length, self.labels)
+
+
+@dataclass
+class ArrayReader:
+    """Rows of an ArraySource's float32 [N, L] file, memory-mapped for each read."""
+    path: Path
+    offset: int
+    n: int
+    length: int
+    labels: list[str]
+
+    def signals(self, rows: pd.DataFrame) -> np.ndarray:
+        data = np.memmap(self.path, dtype=np.float32, mode="r", offset=self.offset, shape=(self.n, self.length))
         return np.asarray(data[rows["row"].to_numpy()])
 
 
@@ -176,9 +196,9 @@ def _array_parts(f: Path, cfg: Config, workdir: Path) -> Iterator[Part]:
         signals, labels = read_npz(f)
         yield Part(signals, labels, str(f), str(f))
     elif f.suffix == ".npy":
-        signals, labels = read_npy_with_table(f)
-        for s in range(0, len(signals), CHUNK):
-            yield Part(signals[s:s + CHUNK], labels.iloc[s:s + CHUNK].reset_index(drop=True), str(f), str(f))
+        chunks, labels = read_npy_with_table(f, CHUNK)
+        for s, signals in zip(range(0, len(labels), CHUNK), chunks):
+            yield Part(signals, labels.iloc[s:s + CHUNK].reset_index(drop=True), str(f), str(f))
     else:
         from data_prep.read_pulsedb import read_pulsedb
         for signals, labels in read_pulsedb(f, CHUNK):
@@ -223,11 +243,7 @@ def _in_place(files: list[Path], cfg: Config) -> int | None:
     if len(files) != 1 or files[0].suffix != ".npy" or cfg.condition.arrays:
         return None
     try:
-        with open(files[0], "rb") as fh:
-            version = np.lib.format.read_magic(fh)
-            read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
-            shape, fortran, dtype = read(fh)
-            offset = fh.tell()
+        shape, fortran, dtype, offset = npy_header(files[0])
     except (OSError, ValueError):
         return None   # the reader reports what is wrong with it
     ok = dtype == np.dtype("<f4") and not fortran and len(shape) == 2 and shape[1] == cfg.data.signal_length
@@ -260,14 +276,15 @@ def open_files(paths: list[str], cfg: Config, fs: float | None, workdir: Path,
                 labels["subject_id"] = [f"{Path(part.where).stem}:{n + i}" for i in range(len(labels))]
                 log.warning("%s: no subject_id column; each row is treated as its own subject", part.where)
             labels["subject_id"] = labels["subject_id"].astype(str)
+            signals = np.ascontiguousarray(signals, dtype="<f4")   # rows hashed and written without copies
             if "segment_id" not in labels:
-                labels["_key"] = [hashlib.blake2b(r.tobytes(), digest_size=16).hexdigest() for r in signals]
+                labels["_key"] = [hashlib.blake2b(r, digest_size=16).hexdigest() for r in signals]
             labels["_reason"], labels["_source"], labels["_check_beats"] = reasons, part.source, part.check_beats
             if part.given_split:
                 labels["given_split"] = part.given_split
             if out is not None:
-                out.write(np.ascontiguousarray(signals, dtype="<f4").tobytes())
-            digest.update(signals.tobytes())
+                out.write(signals)
+            digest.update(signals)
             tables.append(labels)
             n += len(labels)
     if not tables or n == 0:

@@ -64,6 +64,9 @@ def test_a_killed_worker_is_dropped_a_joining_one_synced_and_the_run_completes(s
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
     out = text()
+    # the learning rate follows the world: smoke.yaml's 1e-3 per rank
+    assert re.search(r"elastic reset: 2 -> 1 rank\(s\); \d+ steps/epoch x 16 per rank, learning rate 1\.00e-03", out)
+    assert re.search(r"elastic reset: 1 -> 2 rank\(s\); \d+ steps/epoch x 16 per rank, learning rate 2\.00e-03", out)
     # after the start and after each reset every rank logs its weights' digest: equal within each world
     synced = re.findall(r"rank (\d+) of (\d+): weights ([0-9a-f]+)", out)
     assert [n for _, n, _ in synced] == ["2", "2", "1", "2", "2"], synced

@@ -60,12 +60,15 @@ def test_loss_terms_have_their_closed_forms(likelihood):
     rec, kl = (float(t) for t in model.losses_for(x, c))
     z_mean, z_log_var = (t.numpy() for t in model.encoder([x, c]))
     err = np.sum((x.numpy() - model.decoder([z_mean, c]).numpy()) ** 2, axis=1)
-    sigma = float(np.exp(model.log_sigma.numpy()))
+    sigma = np.sqrt(err.mean() / 64)              # the shared sigma's maximum-likelihood value for the batch
     expected = err.mean() if likelihood == "sse" else np.mean(0.5 * err / sigma ** 2 + 64 * np.log(sigma))
     assert rec == pytest.approx(expected, rel=1e-5)
     assert kl == pytest.approx(np.mean(-0.5 * np.sum(1 + z_log_var - z_mean ** 2 - np.exp(z_log_var), axis=1)),
                                rel=1e-5)
-    assert model.log_sigma.trainable == (likelihood == "gaussian")
+    assert not model.log_sigma.trainable and float(model.log_sigma.numpy()) == 0.0   # evaluation leaves it
+    model.losses_for(x, c, training=True)
+    if likelihood == "gaussian":                  # training records the batch's sigma (exported with the model)
+        assert 0 < float(np.exp(model.log_sigma.numpy())) < 10
 
 
 def test_step_agreement_flags_a_non_finite_loss_and_a_request():
