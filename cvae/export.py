@@ -37,7 +37,7 @@ def export_model(model, cfg: Config, manifest: Manifest, run_dir: Path, best_val
         "normalization": manifest.normalization,
         "best_val_loss": best_val_loss,
         "likelihood": cfg.model.likelihood,
-        "likelihood_sigma": float(np.exp(model.log_sigma.numpy())) if cfg.model.likelihood == "gaussian" else None,
+        "likelihood_sigma": float(np.exp(model.log_sigma.numpy())) if cfg.model.likelihood != "sse" else None,
         "noise_sigma": noise_sigma,   # white sensor noise of the validation signals, added when sampling
         "latent_prior": f"{len(latent_prior['weights'])}-component mixture fit to {int(latent_prior['rows'])} "
                         "training encodings" if latent_prior is not None else "standard normal",

@@ -53,9 +53,11 @@ class CVAE(keras.Model):
         super().__init__(**kwargs)
         self.encoder = build_encoder(cfg, length, n_cond)
         self.decoder = build_decoder(cfg, length, n_cond)
-        self.gaussian = cfg.likelihood == "gaussian"
-        # log of the shared observation noise sigma (gaussian likelihood) at its optimum for the last training batch
-        self.log_sigma = tf.Variable(0.0, trainable=False, name="log_sigma")
+        self.likelihood = cfg.likelihood
+        # log of the shared observation noise sigma: learned (gaussian), or its optimum for the last training batch
+        # (calibrated); exported with the model
+        self.log_sigma = tf.Variable(-1.0 if cfg.likelihood == "gaussian" else 0.0,
+                                     trainable=cfg.likelihood == "gaussian", name="log_sigma")
         self.noise_seed = seed
         self.noise_step = tf.Variable(0, dtype=tf.int64, trainable=False, name="noise_step")
         if jit_compile:
@@ -86,10 +88,11 @@ class CVAE(keras.Model):
     def losses_for(self, signal, cond, training=False):
         """Per-batch means of the reconstruction term and of the KL divergence. The reconstruction term is the
         summed squared error (sse), or the Gaussian negative log-likelihood (sum over samples of
-        0.5 * err^2 / sigma^2 + log sigma, without the constant) with one sigma shared by all samples at its
-        maximum-likelihood value for the batch, sqrt(mean squared error) (the "sigma-VAE" of Rybkin et al. 2021).
-        A sigma learned as a weight would fall at most one Adam step per update, which bounds how fast the loss
-        can improve when steps are few (large batches); the optimal sigma has no such bound.
+        0.5 * err^2 / sigma^2 + log sigma, without the constant) with one sigma shared by all samples: learned as
+        a weight (gaussian), or at its maximum-likelihood value for the batch, sqrt(mean squared error)
+        (calibrated: the "sigma-VAE" of Rybkin et al. 2021). A learned sigma falls at most about one Adam step
+        (the learning rate, in log sigma) per update, which bounds how fast the loss can improve when updates are
+        few (large batches); the calibrated sigma has no such bound.
 
         Training samples z; evaluation decodes z_mean, so validation (and early stopping) is deterministic.
         """
@@ -98,11 +101,13 @@ class CVAE(keras.Model):
         recon = self.decoder([z, cond], training=training)
         z_mean, z_log_var = tf.cast(z_mean, tf.float32), tf.cast(z_log_var, tf.float32)
         sse = tf.reduce_sum(tf.square(signal - recon), axis=1)
-        if self.gaussian:
+        if self.likelihood != "sse":
             length = tf.cast(tf.shape(signal)[1], tf.float32)
-            log_sigma = 0.5 * tf.math.log(tf.stop_gradient(tf.reduce_mean(sse)) / length + 1e-12)
-            if training:
-                self.log_sigma.assign(log_sigma)
+            log_sigma = self.log_sigma
+            if self.likelihood == "calibrated":
+                log_sigma = 0.5 * tf.math.log(tf.stop_gradient(tf.reduce_mean(sse)) / length + 1e-12)
+                if training:
+                    self.log_sigma.assign(log_sigma)
             sse = 0.5 * sse * tf.exp(-2.0 * log_sigma) + length * log_sigma
         rec = tf.reduce_mean(sse)
         kl = tf.reduce_mean(-0.5 * tf.reduce_sum(1 + z_log_var - tf.square(z_mean) - tf.exp(z_log_var), axis=1))

@@ -88,7 +88,8 @@ class ModelConfig:
     dense_units: list[int] = field(default_factory=lambda: [128])   # encoder dense stack; decoder mirrors it
     conv_activation: str = "relu"
     output_activation: str = "tanh"  # must cover the normalized data range (tanh for maxabs)
-    likelihood: str = "gaussian"     # gaussian: NLL with the shared noise sigma at its optimum per batch | sse
+    likelihood: str = "gaussian"     # gaussian: NLL, learned noise sigma | calibrated: sigma at its per-batch
+    #                                  optimum (for large batches: few updates) | sse: summed squared error
     beta: float = 1.0                # KL weight
     kl_warmup_epochs: int = 0        # beta ramps linearly: beta * (epoch + 1) / kl_warmup_epochs, then beta
     posterior_mixture: int = 200     # components of the Gaussian mixture fit to (z, condition) of training
@@ -153,7 +154,7 @@ CHOICES = {
     "data.length_policy": ("reject", "crop", "resample"),
     "model.output_activation": ("tanh", "sigmoid", "linear"),
     "model.conv_activation": ("relu", "tanh", "elu"),
-    "model.likelihood": ("gaussian", "sse"),
+    "model.likelihood": ("gaussian", "calibrated", "sse"),
     "generate.latent": ("fitted", "standard"),
     "train.verify_data": ("size", "sha256"),
     "condition.filter": ("cheby2", "butter", "none"),

@@ -51,7 +51,7 @@ def test_kl_warmup_reaches_beta_after_its_epochs():
     assert KLWarmup(0.7, 0).beta_at(0) == 0.7
 
 
-@pytest.mark.parametrize("likelihood", ["sse", "gaussian"])
+@pytest.mark.parametrize("likelihood", ["sse", "gaussian", "calibrated"])
 def test_loss_terms_have_their_closed_forms(likelihood):
     cfg = load_config(None, ["model.filters=[4]", "model.dense_units=[8]", "model.latent_dim=2",
                              f"model.likelihood={likelihood}"])
@@ -60,14 +60,15 @@ def test_loss_terms_have_their_closed_forms(likelihood):
     rec, kl = (float(t) for t in model.losses_for(x, c))
     z_mean, z_log_var = (t.numpy() for t in model.encoder([x, c]))
     err = np.sum((x.numpy() - model.decoder([z_mean, c]).numpy()) ** 2, axis=1)
-    sigma = np.sqrt(err.mean() / 64)              # the shared sigma's maximum-likelihood value for the batch
+    learned = float(np.exp(model.log_sigma.numpy()))
+    sigma = np.sqrt(err.mean() / 64) if likelihood == "calibrated" else learned   # calibrated: the batch's optimum
     expected = err.mean() if likelihood == "sse" else np.mean(0.5 * err / sigma ** 2 + 64 * np.log(sigma))
     assert rec == pytest.approx(expected, rel=1e-5)
     assert kl == pytest.approx(np.mean(-0.5 * np.sum(1 + z_log_var - z_mean ** 2 - np.exp(z_log_var), axis=1)),
                                rel=1e-5)
-    assert not model.log_sigma.trainable and float(model.log_sigma.numpy()) == 0.0   # evaluation leaves it
+    assert model.log_sigma.trainable == (likelihood == "gaussian")
     model.losses_for(x, c, training=True)
-    if likelihood == "gaussian":                  # training records the batch's sigma (exported with the model)
+    if likelihood == "calibrated":                # training records the batch's sigma (exported with the model)
         assert 0 < float(np.exp(model.log_sigma.numpy())) < 10
 
 
