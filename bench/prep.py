@@ -40,15 +40,15 @@ def raw_write(path: Path, n: int, length: int) -> float:
 
 
 def run_prep(args: list[str]) -> tuple[float, float]:
-    """Wall seconds and peak RSS (MiB, largest process of the tree) of one `ppg-cvae prep`."""
+    """Wall seconds and peak RSS (MiB, largest process of the tree) of one `ppg-cvae prep`. GNU time starts it: a
+    child forked from this (large) benchmark process would report this process's RSS as its own peak."""
     t0 = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, "-m", "launch.cli", "prep", *args], cwd=REPO,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    _, status, usage = os.wait4(proc.pid, 0)
+    proc = subprocess.run(["/usr/bin/time", "-f", "maxrss_kib=%M", sys.executable, "-m", "launch.cli", "prep", *args],
+                          cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     seconds = time.perf_counter() - t0
-    if os.waitstatus_to_exitcode(status) != 0:
-        sys.exit(f"prep failed: {proc.stderr.read()[-2000:]}")
-    return seconds, usage.ru_maxrss / 1024
+    if proc.returncode != 0:
+        sys.exit(f"prep failed: {proc.stderr[-2000:]}")
+    return seconds, int(proc.stderr.rsplit("maxrss_kib=", 1)[1].split()[0]) / 1024
 
 
 def simulate_to_npy(config: str, n_subjects: int, out: Path) -> int:

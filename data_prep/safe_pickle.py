@@ -163,11 +163,19 @@ def _child(path: str, out: str) -> None:
         if not isinstance(obj, dict) or "labels" not in obj or "samples" not in obj:
             raise ValueError("expected a dict with 'labels' (DataFrame) and 'samples' (list of arrays)")
         labels = pd.DataFrame(obj["labels"]).reset_index(drop=True)
-        samples = [np.asarray(s, dtype=np.float64).ravel() for s in obj["samples"]]
+        samples = list(obj.pop("samples"))
+        del obj
         if len(samples) != len(labels):
             raise ValueError(f"{len(samples)} samples but {len(labels)} label rows")
-        arrays = {"lengths": np.array([len(s) for s in samples], np.int64),
-                  "samples": np.concatenate(samples) if samples else np.zeros(0),
+        lengths = np.array([np.size(s) for s in samples], np.int64)
+        # float32 when every sample is (no precision to lose), else float64; each sample is released once copied,
+        # so the file's arrays and the flat copy are not both held whole
+        single = all(isinstance(s, np.ndarray) and s.dtype == np.float32 for s in samples)
+        flat, at = np.empty(int(lengths.sum()), np.float32 if single else np.float64), 0
+        for i, n in enumerate(lengths):
+            flat[at:at + n] = np.asarray(samples[i], dtype=flat.dtype).ravel()
+            samples[i], at = None, at + n
+        arrays = {"lengths": lengths, "samples": flat,
                   "columns": np.array([str(c) for c in labels.columns], dtype=str)}
         arrays |= {f"col{i}": _plain_column(labels[c]) for i, c in enumerate(labels.columns)}
         with open(out, "wb") as fh:
@@ -183,7 +191,7 @@ def _child(path: str, out: str) -> None:
 def load_reference_pickle(path: Path, workdir: Path) -> tuple[list[np.ndarray], pd.DataFrame]:
     """The reference study's {"labels": DataFrame, "samples": [1-D arrays]} from an untrusted pickle.
 
-    Returns float64 samples and the label table (numbers as float64, datetimes as datetime64, the rest as
+    Returns the samples (float32 when the file's are, else float64) and the label table (numbers as float64, datetimes as datetime64, the rest as
     strings). Raises ValueError with a one-line reason when the file is refused or unreadable."""
     import pandas as pd
     workdir.mkdir(parents=True, exist_ok=True)
