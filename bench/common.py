@@ -40,3 +40,21 @@ def pipeline_rate(data, conditions: list[str], batch: int, epochs: int, shuffle_
     for _ in range(steps * (epochs - 1)):
         next(it)
     return steps * (epochs - 1) * batch / (time.perf_counter() - t0)
+
+
+def timed(command: list[str], env: dict | None = None) -> tuple[float, float]:
+    """Wall seconds and peak RSS (MiB, the largest process of the tree) of one command, run from the repository;
+    exits with its stderr on failure. GNU time starts it: a child forked from the (possibly large) benchmark process
+    would report this process's RSS as its own peak."""
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    t0 = time.perf_counter()
+    proc = subprocess.run(["/usr/bin/time", "-f", "maxrss_kib=%M", *command], cwd=Path(__file__).resolve().parents[1],
+                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
+    seconds = time.perf_counter() - t0
+    if proc.returncode != 0:
+        sys.exit(f"{' '.join(command[:5])} failed:\n{proc.stderr[-3000:]}")
+    return seconds, int(proc.stderr.rsplit("maxrss_kib=", 1)[1].split()[0]) / 1024

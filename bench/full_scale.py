@@ -16,29 +16,20 @@ import argparse
 import os
 import pickle
 import resource
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
-from bench.common import report  # noqa: E402
+from bench.common import report, timed  # noqa: E402
 
 CONFIG = REPO / "configs" / "default.yaml"
 
 
 def stage(args: list[str]) -> tuple[float, float]:
-    """Wall seconds and peak RSS (MiB, largest process of the tree) of one command; exits on failure."""
-    t0 = time.perf_counter()
-    proc = subprocess.Popen(args, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                            env=dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1"))
-    _, status, usage = os.wait4(proc.pid, 0)
-    seconds = time.perf_counter() - t0
-    if os.waitstatus_to_exitcode(status) != 0:
-        sys.exit(f"{' '.join(args[:4])} failed:\n{proc.stderr.read()[-3000:]}")
-    return seconds, usage.ru_maxrss / 1024
+    """Wall seconds and peak RSS (MiB, largest process of the tree) of one stage."""
+    return timed(args, env=dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1"))
 
 
 def cli(*args: str) -> list[str]:

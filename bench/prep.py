@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -23,7 +22,7 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
-from bench.common import report  # noqa: E402
+from bench.common import report, timed  # noqa: E402
 from data_prep.sources import SimulatorSource  # noqa: E402
 from data_prep.config import load_config  # noqa: E402
 
@@ -40,15 +39,8 @@ def raw_write(path: Path, n: int, length: int) -> float:
 
 
 def run_prep(args: list[str]) -> tuple[float, float]:
-    """Wall seconds and peak RSS (MiB, largest process of the tree) of one `ppg-cvae prep`. GNU time starts it: a
-    child forked from this (large) benchmark process would report this process's RSS as its own peak."""
-    t0 = time.perf_counter()
-    proc = subprocess.run(["/usr/bin/time", "-f", "maxrss_kib=%M", sys.executable, "-m", "launch.cli", "prep", *args],
-                          cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    seconds = time.perf_counter() - t0
-    if proc.returncode != 0:
-        sys.exit(f"prep failed: {proc.stderr[-2000:]}")
-    return seconds, int(proc.stderr.rsplit("maxrss_kib=", 1)[1].split()[0]) / 1024
+    """Wall seconds and peak RSS (MiB, largest process of the tree) of one `ppg-cvae prep`."""
+    return timed([sys.executable, "-m", "launch.cli", "prep", *args])
 
 
 def simulate_to_npy(config: str, n_subjects: int, out: Path) -> int:

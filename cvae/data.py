@@ -132,20 +132,18 @@ def train_dataset(data_dir, manifest: Manifest, conditions: list[str], batch_siz
         signals, conds = _in_memory(records, rows, length, n_cond)
         log.info("train.cache: %d training signals held in memory (%d MiB)", rows, need >> 20)
 
-        def epoch(e):
+        def epoch(e):   # a full permutation of the rank's records, gathered batch by batch
             key = tf.random.stateless_uniform([rows], seed=tf.stack([epoch_seed(e), tf.constant(0, tf.int64)]))
-            order = tf.argsort(key)[:per_epoch]
-            return tf.data.Dataset.from_tensor_slices(tf.reshape(order, [steps, batch_size]))
-
-        ds = tf.data.Dataset.range(start_epoch, max(epochs, start_epoch + 1)).flat_map(epoch)
-        ds = ds.map(lambda idx: (tf.gather(signals, idx), tf.gather(conds, idx)),
-                    num_parallel_calls=input_threads or AUTOTUNE, deterministic=True)
+            order = tf.reshape(tf.argsort(key)[:per_epoch], [steps, batch_size])
+            return tf.data.Dataset.from_tensor_slices(order).map(
+                lambda idx: (tf.gather(signals, idx), tf.gather(conds, idx)),
+                num_parallel_calls=input_threads or AUTOTUNE, deterministic=True)
     else:
-        def epoch(e):
-            return records.shuffle(shuffle_buffer, seed=epoch_seed(e), reshuffle_each_iteration=False).take(per_epoch)
+        def epoch(e):   # per_epoch is whole batches: no batch spans two epochs
+            return records.shuffle(shuffle_buffer, seed=epoch_seed(e), reshuffle_each_iteration=False) \
+                .take(per_epoch).batch(batch_size, drop_remainder=True)
 
-        ds = tf.data.Dataset.range(start_epoch, max(epochs, start_epoch + 1)).flat_map(epoch)
-        ds = ds.batch(batch_size, drop_remainder=True)
+    ds = tf.data.Dataset.range(start_epoch, max(epochs, start_epoch + 1)).flat_map(epoch)
     ds = ds.prefetch(2 if input_threads else AUTOTUNE)
     if input_threads:
         options = tf.data.Options()

@@ -71,10 +71,10 @@ def train_elastic(cfg: Config, data_dir: str | Path, run_dir: str | Path, resume
     held, outcome = [], {}
 
     def on_reset():
-        was, was_batch = job.ranks.size, job.ranks.size * cfg.train.batch_size
+        was = job.ranks.size
         job.replan(distributed.Ranks(hvd.rank(), hvd.size(), job.ranks.device, hvd.local_size()))
         # steps already trained in this epoch, counted in the new global batch (the epoch's signals stay the same)
-        state.batch = min(state.batch * was_batch // (job.ranks.size * cfg.train.batch_size), job.steps - 1)
+        state.batch = min(state.batch * was // job.ranks.size, job.steps - 1)
         model.lr_schedule.target.assign(job.lr)
         if job.ranks.rank == 0:
             log.warning("elastic reset: %d -> %d rank(s); %d steps/epoch x %d per rank, learning rate %.2e; "

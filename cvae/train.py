@@ -165,15 +165,14 @@ def callbacks(job: Job, agreement: StepAgreement, state, last, best, elastic: bo
 
 def fit(job: Job, model: CVAE, items: list, state, done_steps: int = 0) -> dict:
     """model.fit over the remaining epochs (none when the run already finished or stopped early). `done_steps`
-    (elastic training, after a reset mid-epoch): steps of the current epoch already trained; the epoch is
-    finished with the steps that remain before the next ones start."""
+    (elastic training, after a reset mid-epoch; fewer than the steps per epoch): steps of the current epoch already
+    trained; the epoch is finished with the steps that remain before the next ones start."""
     cfg, start = job.cfg, int(state.epoch.numpy())
     if job.ranks.rank == 0:
         log.info("training on %d rank(s) [%s], %d steps/epoch x %d per rank, lr %.2e, epochs %d..%d", job.ranks.size,
                  job.ranks.device, job.steps, cfg.train.batch_size, job.lr, start + 1, cfg.train.epochs)
     if start >= cfg.train.epochs or int(state.wait.numpy()) > cfg.train.patience:
         return {}
-    done_steps = min(done_steps, job.steps - 1)
     epochs, val_loss = 0, []
     for first, last, skip in ([(start, start + 1, done_steps), (start + 1, cfg.train.epochs, 0)] if done_steps
                               else [(start, cfg.train.epochs, 0)]):
@@ -181,8 +180,8 @@ def fit(job: Job, model: CVAE, items: list, state, done_steps: int = 0) -> dict:
             continue
         ds, _ = train_dataset(job.data_dir, job.manifest, cfg.model.conditions, cfg.train.batch_size,
                               job.ranks.rank, job.ranks.size, cfg.train.shuffle_buffer, cfg.train.seed, first, last,
-                              cache=cfg.train.cache, input_threads=cfg.train.threads_per_rank if job.ranks.on_cpu else 0,
-                              local_ranks=job.ranks.local_size)
+                              cache=cfg.train.cache, local_ranks=job.ranks.local_size,
+                              input_threads=cfg.train.threads_per_rank if job.ranks.on_cpu else 0)
         history = model.fit(ds.skip(skip), epochs=last, initial_epoch=first, steps_per_epoch=job.steps - skip,
                             callbacks=items, verbose=2 if job.ranks.rank == 0 else 0)
         epochs += len(history.epoch)

@@ -7,7 +7,6 @@ import math
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
-
 from data_prep.records import sha256_of
 from data_prep.errors import UserError
 from data_prep.files import write_text_atomic

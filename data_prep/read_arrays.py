@@ -36,13 +36,32 @@ def read_npz(path: Path) -> tuple[np.ndarray, pd.DataFrame]:
     return signals, labels
 
 
-def npy_header(path: Path) -> tuple[tuple, bool, np.dtype, int]:
-    """(shape, fortran order, dtype, byte offset of the data) of an .npy file, reading only its header."""
-    with open(path, "rb") as fh:
-        version = np.lib.format.read_magic(fh)
-        read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
-        shape, fortran, dtype = read(fh)
-        return shape, fortran, dtype, fh.tell()
+def npy_header(fh) -> tuple[tuple, bool, np.dtype]:
+    """(shape, fortran order, dtype) of the .npy array whose header starts at the open binary file's position;
+    the position is then at the data."""
+    version = np.lib.format.read_magic(fh)
+    read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+    return read(fh)
+
+
+def kept(keep: np.ndarray | None, at: int, n: int):
+    """Positions, within rows [at, at + n), of the sorted row indices `keep` (every position when keep is None)."""
+    if keep is None:
+        return slice(None)
+    lo, hi = np.searchsorted(keep, [at, at + n])
+    return keep[lo:hi] - at
+
+
+def npy_blocks(fh, shape: tuple, dtype: np.dtype, rows: int, keep: np.ndarray | None = None) -> Iterator[np.ndarray]:
+    """A C-ordered array read from the open file's position in blocks of `rows` rows (only the `keep` rows of each
+    when given); a file that ends early is a ValueError."""
+    row_bytes = dtype.itemsize * int(np.prod(shape[1:], dtype=np.int64))
+    for at in range(0, shape[0], rows):
+        n = min(rows, shape[0] - at)
+        data = fh.read(n * row_bytes)
+        if len(data) != n * row_bytes:
+            raise ValueError(f"the file ends before its {shape[0]} rows; it is truncated")
+        yield np.frombuffer(data, dtype=dtype).reshape((n,) + tuple(shape[1:]))[kept(keep, at, n)]
 
 
 def read_npy_with_table(path: Path, chunk: int) -> tuple[Iterator[np.ndarray], pd.DataFrame]:
@@ -52,7 +71,9 @@ def read_npy_with_table(path: Path, chunk: int) -> tuple[Iterator[np.ndarray], p
     if table is None:
         raise UserError(f"{path}: no label table beside it; add {path.with_suffix('.csv').name} or .parquet")
     try:
-        shape, fortran, dtype, offset = npy_header(path)
+        with open(path, "rb") as fh:
+            shape, fortran, dtype = npy_header(fh)
+            offset = fh.tell()
         if dtype.hasobject:
             raise ValueError("object arrays are not read")
     except (OSError, ValueError, EOFError) as exc:
@@ -65,11 +86,9 @@ def read_npy_with_table(path: Path, chunk: int) -> tuple[Iterator[np.ndarray], p
     def chunks() -> Iterator[np.ndarray]:
         with open(path, "rb") as fh:
             fh.seek(offset)
-            for start in range(0, shape[0], chunk):
-                n = min(chunk, shape[0] - start)
-                block = np.fromfile(fh, dtype=dtype, count=n * shape[1])
-                if len(block) != n * shape[1]:
-                    raise UserError(f"{path}: the file ends before its {shape[0]} rows; it is truncated")
-                yield block.reshape(n, shape[1])
+            try:
+                yield from npy_blocks(fh, shape, dtype, chunk)
+            except ValueError as exc:
+                raise UserError(f"{path}: {exc}") from None
 
     return chunks(), labels

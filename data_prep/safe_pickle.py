@@ -191,8 +191,9 @@ def _child(path: str, out: str) -> None:
 def load_reference_pickle(path: Path, workdir: Path) -> tuple[list[np.ndarray], pd.DataFrame]:
     """The reference study's {"labels": DataFrame, "samples": [1-D arrays]} from an untrusted pickle.
 
-    Returns the samples (float32 when the file's are, else float64) and the label table (numbers as float64, datetimes as datetime64, the rest as
-    strings). Raises ValueError with a one-line reason when the file is refused or unreadable."""
+    Returns the samples (float32 when the file's are, else float64) and the label table (numbers as float64,
+    datetimes as datetime64, the rest as strings). Raises ValueError with a one-line reason when the file is
+    refused or unreadable."""
     import pandas as pd
     workdir.mkdir(parents=True, exist_ok=True)
     fd, out = tempfile.mkstemp(prefix=".pickle-", suffix=".npz", dir=workdir)

@@ -6,6 +6,7 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
+from data_prep.read_arrays import kept
 
 
 def parse_fn(label_columns: list[str], signal_length: int, with_ids: bool = False):
@@ -35,8 +36,7 @@ def read_arrays(files: list[str | Path], label_columns: list[str], signal_length
     for batch in ds.map(parse_fn(label_columns, signal_length, with_ids)).batch(4096).as_numpy_iterator():
         n = len(batch[0])
         if keep is not None:
-            lo, hi = np.searchsorted(keep, [at, at + n])
-            batch = tuple(b[keep[lo:hi] - at] for b in batch)
+            batch = tuple(b[kept(keep, at, n)] for b in batch)
         parts.append(batch)
         at += n
     parts = list(zip(*parts))

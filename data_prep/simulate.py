@@ -67,19 +67,22 @@ def _mix(x: np.ndarray) -> np.ndarray:
     return x ^ (x >> np.uint64(31))
 
 
-def row_uniforms(seed: int, rows: np.ndarray, stream: int, count: int) -> np.ndarray:
-    """Uniform numbers in (0, 1), float64 [len(rows), count], a pure function of (seed, row, stream, index):
-    a row comes out the same in any batch, order or process (a counter-based generator, vectorized)."""
+def _row_words(seed: int, rows: np.ndarray, stream: int, count: int) -> np.ndarray:
+    """uint64 [len(rows), count], a pure function of (seed, row, stream, index): a row comes out the same in any
+    batch, order or process (a counter-based generator, vectorized)."""
     key = _mix(_mix(np.full(1, seed, np.uint64) + np.uint64(stream) * _GOLDEN) ^ rows.astype(np.uint64))
-    x = _mix(key[:, None] + np.arange(1, count + 1, dtype=np.uint64)[None, :] * _GOLDEN)
-    return ((x >> np.uint64(11)).astype(np.float64) + 0.5) * 2.0 ** -53
+    return _mix(key[:, None] + np.arange(1, count + 1, dtype=np.uint64)[None, :] * _GOLDEN)
+
+
+def row_uniforms(seed: int, rows: np.ndarray, stream: int, count: int) -> np.ndarray:
+    """Uniform numbers in (0, 1), float64 [len(rows), count], from `_row_words`."""
+    return ((_row_words(seed, rows, stream, count) >> np.uint64(11)).astype(np.float64) + 0.5) * 2.0 ** -53
 
 
 def row_normals(seed: int, rows: np.ndarray, stream: int, count: int) -> np.ndarray:
     """Standard normal float32 [len(rows), count] (count even): Box-Muller on the two 32-bit halves of each of
-    count / 2 counter-based 64-bit words."""
-    key = _mix(_mix(np.full(1, seed, np.uint64) + np.uint64(stream) * _GOLDEN) ^ rows.astype(np.uint64))
-    x = _mix(key[:, None] + np.arange(1, count // 2 + 1, dtype=np.uint64)[None, :] * _GOLDEN)
+    count / 2 `_row_words`."""
+    x = _row_words(seed, rows, stream, count // 2)
     scale = np.float32(2.0 ** -32)
     u1 = ((x >> np.uint64(32)).astype(np.float32) + np.float32(0.5)) * scale     # in (0, 1): log is finite
     angle = (x & np.uint64(0xFFFFFFFF)).astype(np.float32) * (scale * np.float32(2 * np.pi))

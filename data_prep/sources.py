@@ -243,7 +243,9 @@ def _in_place(files: list[Path], cfg: Config) -> int | None:
     if len(files) != 1 or files[0].suffix != ".npy" or cfg.condition.arrays:
         return None
     try:
-        shape, fortran, dtype, offset = npy_header(files[0])
+        with open(files[0], "rb") as fh:
+            shape, fortran, dtype = npy_header(fh)
+            offset = fh.tell()
     except (OSError, ValueError):
         return None   # the reader reports what is wrong with it
     ok = dtype == np.dtype("<f4") and not fortran and len(shape) == 2 and shape[1] == cfg.data.signal_length

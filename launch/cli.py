@@ -4,7 +4,6 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import re
 import sys
 from pathlib import Path
 
@@ -311,7 +310,7 @@ def launch_elastic(args, command: list[str]) -> int:
             raise UserError(f"--hosts-file {path}: no such file; write one host:slots line per host")
         lines = [(i, line.split("#")[0].strip()) for i, line in enumerate(path.read_text().splitlines(), 1)]
         for i, line in lines:
-            if line and not re.fullmatch(r"[A-Za-z0-9._-]+:[1-9]\d*", line):
+            if line and horovod.host_slots(line) is None:
                 raise UserError(f"--hosts-file {path}, line {i}: {line[:60]!r}; use host:slots, e.g. node1:4")
         if not any(line for _, line in lines):
             raise UserError(f"--hosts-file {path}: no host in it; write one host:slots line per host")

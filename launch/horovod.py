@@ -64,12 +64,15 @@ def slurm_hosts(env: dict) -> str | None:
     return ",".join(f"{h}:{n}" for h, n in zip(names, slots))
 
 
+def host_slots(item: str) -> int | None:
+    """The slots of one 'host:slots' item, or None when it is not one (slots >= 1)."""
+    m = re.fullmatch(r"[A-Za-z0-9._-]+:(\d+)", item.strip())
+    return int(m.group(1)) if m and int(m.group(1)) >= 1 else None
+
+
 def parse_hosts(hosts: str) -> int:
     """Total slots of 'h1:4,h2:4'; a malformed list is a user error."""
-    total = 0
-    for item in hosts.split(","):
-        m = re.fullmatch(r"[A-Za-z0-9._-]+:(\d+)", item.strip())
-        if not m or int(m.group(1)) < 1:
-            raise UserError(f"--hosts {hosts!r}: use host:slots[,host:slots...], e.g. node1:4,node2:4")
-        total += int(m.group(1))
-    return total
+    slots = [host_slots(item) for item in hosts.split(",")]
+    if None in slots:
+        raise UserError(f"--hosts {hosts!r}: use host:slots[,host:slots...], e.g. node1:4,node2:4")
+    return sum(slots)

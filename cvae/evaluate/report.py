@@ -13,6 +13,7 @@ from cvae.evaluate.figures import age_figure, beats_by_age_figure
 from cvae.evaluate.metrics import (DIVERSITY_CAP, conditioning_and_utility, discriminative_score, disjoint_sources,
                                    diversity_and_copies, feature_distances, source_of, within_source)
 from data_prep.manifest import Manifest, load_manifest, shard_paths, write_json_atomic
+from data_prep.read_arrays import npy_blocks, npy_header
 from data_prep.shards import read_arrays
 from data_prep.errors import UserError
 from data_prep.files import write_bytes_atomic, write_text_atomic
@@ -31,9 +32,7 @@ def sample_rows(total: int, cap: int, rng: np.random.Generator) -> np.ndarray | 
 def _npy_rows(zf: zipfile.ZipFile, name: str, keep_fn) -> np.ndarray:
     """An array member of an .npz, read in one streaming pass; `keep_fn(n_rows)` gives the rows to keep (or None)."""
     with zf.open(name + ".npy") as fh:
-        version = np.lib.format.read_magic(fh)
-        read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
-        shape, fortran, dtype = read_header(fh)
+        shape, fortran, dtype = npy_header(fh)
         if dtype.hasobject or len(shape) > 2:
             raise ValueError(f"{name} is not a plain numeric array")
         keep = keep_fn(shape[0]) if shape else None
@@ -41,15 +40,8 @@ def _npy_rows(zf: zipfile.ZipFile, name: str, keep_fn) -> np.ndarray:
             whole = np.frombuffer(fh.read(), dtype=dtype).reshape(shape[::-1]).T
             return (whole if keep is None else whole[keep]).copy()
         row_bytes = dtype.itemsize * int(np.prod(shape[1:], dtype=np.int64))
-        parts, at, block = [], 0, max(1, (64 << 20) // max(row_bytes, 1))
-        while at < (shape[0] if shape else 0):
-            n = min(block, shape[0] - at)
-            chunk = np.frombuffer(fh.read(n * row_bytes), dtype=dtype).reshape((n,) + shape[1:])
-            if keep is not None:
-                lo, hi = np.searchsorted(keep, [at, at + n])
-                chunk = chunk[keep[lo:hi] - at]
-            parts.append(chunk.copy())
-            at += n
+        parts = [b.copy() for b in npy_blocks(fh, shape, dtype, max(1, (64 << 20) // max(row_bytes, 1)), keep)] \
+            if shape else []
         return np.concatenate(parts) if parts else np.zeros(shape, dtype)
 
 
