@@ -217,6 +217,7 @@ def generate(run_dir: str | Path, ages: np.ndarray, n_per_age: int, out: str | P
     n, length = len(labels), meta["signal_length"]
     drawn = [c for c in labels.columns if c not in meta["conditions"]]
     request = {"ages": ages.tolist(), "n_per_age": n_per_age, "seed": seed, "fixed": fixed, "add_noise": add_noise,
+               "band_limit": meta.get("band_limit"),
                "conditions": meta["conditions"],
                "unconditioned_labels": {"columns": drawn, "how": UNCONDITIONED_NOTE} if drawn else None,
                "latent": "fitted" if fitted_latent and gen.prior is not None else "standard",

@@ -10,6 +10,8 @@ import numpy as np
 from scipy import signal as sps
 from scipy.stats import skew
 
+from data_prep.config import RANGES
+
 
 @dataclass
 class Segment:
@@ -41,15 +43,44 @@ class Conditioned:
     splits: int
 
 
+def _design(kind: str, order: int, stopband_db: float, edges, btype: str, fs: float):
+    if kind == "cheby2":
+        return sps.cheby2(order, stopband_db, edges, btype=btype, fs=fs, output="sos")
+    return sps.butter(order, edges, btype=btype, fs=fs, output="sos")
+
+
 def filter_sos(cfg, fs: float):
     """The configured band-pass as second-order sections at rate `fs`; the upper edge stays below Nyquist.
     None for no filter."""
     if cfg.filter == "none":
         return None
-    band = [cfg.low_hz, min(cfg.high_hz, 0.45 * fs)]
-    if cfg.filter == "cheby2":
-        return sps.cheby2(cfg.order, cfg.stopband_db, band, btype="bandpass", fs=fs, output="sos")
-    return sps.butter(cfg.order, band, btype="bandpass", fs=fs, output="sos")
+    return _design(cfg.filter, cfg.order, cfg.stopband_db, [cfg.low_hz, min(cfg.high_hz, 0.45 * fs)], "bandpass", fs)
+
+
+def band_limit(cfg) -> dict | None:
+    """The band-pass's upper side as parameters: recorded in the manifest, carried into the exported model, where
+    generation passes its signals through the same low-pass (None: the recordings were not filtered)."""
+    if cfg.filter == "none":
+        return None
+    return {"filter": cfg.filter, "order": cfg.order, "stopband_db": cfg.stopband_db, "high_hz": cfg.high_hz}
+
+
+def band_limit_problem(limit) -> str | None:
+    """What is wrong with a band limit read back from a file (None: usable; the ranges are the config's)."""
+    if limit is None:
+        return None
+    if not isinstance(limit, dict) or set(limit) != {"filter", "order", "stopband_db", "high_hz"}:
+        return "band_limit must be a mapping of exactly filter, order, stopband_db, high_hz"
+    numbers = {k: limit[k] for k in ("order", "stopband_db", "high_hz")}
+    ok = (limit["filter"] in ("cheby2", "butter") and type(limit["order"]) is int
+          and all(type(v) in (int, float) and v in RANGES[f"condition.{k}"] for k, v in numbers.items()))
+    return None if ok else f"band_limit {limit} is out of range"
+
+
+def lowpass_sos(limit: dict, fs: float):
+    """The low-pass side of the band-pass that `limit` describes, at rate `fs`."""
+    return _design(limit["filter"], limit["order"], limit["stopband_db"], min(limit["high_hz"], 0.45 * fs),
+                   "lowpass", fs)
 
 
 def resample(x: np.ndarray, fs_in: float, fs_out: float) -> np.ndarray:
@@ -155,6 +186,7 @@ def describe(cfg, fs_out: float) -> dict:
         + f", {cfg.low_hz:g}-{cfg.high_hz:g} Hz, zero-phase (forward-backward, scipy sosfiltfilt)",
         "resample": f"polyphase to {fs_out:g} Hz (scipy resample_poly, Kaiser anti-aliasing FIR)",
         "edges": f"{cfg.edge_s:g} s dropped at both ends of every segment",
+        "band_limit": band_limit(cfg),
         "polarity": {"keep": "kept", "invert": "inverted",
                      "auto": "inverted when the first difference is negatively skewed (the steep edge of the "
                              "beat points down) in most 10 s stretches free of rail plateaus and jumps"}[cfg.polarity],

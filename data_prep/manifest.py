@@ -7,6 +7,7 @@ import math
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
+from data_prep.conditioning import band_limit_problem
 from data_prep.records import sha256_of
 from data_prep.errors import UserError
 from data_prep.files import write_text_atomic
@@ -146,6 +147,12 @@ def _problem(m: dict) -> str | None:
                 return f"shard {shard['file']} lacks count/bytes/sha256"
         if sum(s["count"] for s in info["shards"]) != info["count"]:
             return f"split '{split}' count {info['count']} is not the sum of its shards' counts"
+    conditioning = m.get("source", {}).get("conditioning") if isinstance(m.get("source"), dict) else None
+    if conditioning is not None:
+        problem = band_limit_problem(conditioning.get("band_limit")) if isinstance(conditioning, dict) \
+            else "is not a mapping"
+        if problem:
+            return f"source.conditioning: {problem}"
     return None
 
 

@@ -154,3 +154,38 @@ def test_a_missing_or_broken_latent_prior_is_a_clear_error(trained_run, tmp_path
     (run / "model" / "latent_prior.npz").unlink()
     with pytest.raises(UserError, match="latent_prior.npz is missing"):
         Generator(run)
+
+
+def test_signals_of_band_limited_data_pass_the_same_low_pass(smoke_data, tmp_path):
+    """Prep's band limit travels manifest -> meta.json -> generation: the same model exported from a manifest that
+    records a 10 Hz Chebyshev II band-pass generates signals without their power above 10 Hz."""
+    import dataclasses
+    import shutil
+
+    from conftest import SMOKE
+    from cvae.export import export_model
+    from cvae.model import CVAE
+    from data_prep.config import load_config
+    from data_prep.manifest import load_manifest
+
+    cfg = load_config(SMOKE)
+    manifest = load_manifest(smoke_data)
+    model = CVAE(cfg.model, manifest.signal_length, 1)
+    model.build([(None, manifest.signal_length), (None, 1)])
+    limit = {"filter": "cheby2", "order": 4, "stopband_db": 20.0, "high_hz": 10.0}
+    banded = dataclasses.replace(manifest, source={**manifest.source, "conditioning": {"band_limit": limit}})
+    spectra = {}
+    for name, m in (("plain", manifest), ("banded", banded)):
+        run = tmp_path / name
+        run.mkdir()
+        shutil.copyfile(smoke_data / manifest.label_table, run / "labels-train.csv.gz")
+        export_model(model, cfg, m, run, best_val_loss=0.0, noise_sigma=0.0)
+        generate(run, np.array([40.0, 60.0]), 8, tmp_path / f"{name}.npz", seed=2)
+        with np.load(tmp_path / f"{name}.npz") as g:
+            spectra[name] = np.abs(np.fft.rfft(g["signals"], axis=1)) ** 2
+            assert json.loads(str(g["request"]))["band_limit"] == (limit if name == "banded" else None)
+            assert np.isclose(np.abs(g["signals"]).max(axis=1), 1.0).all()   # normalized after the filter
+    hz = np.fft.rfftfreq(manifest.signal_length, 1 / manifest.fs)
+    above = {k: s[:, hz > 12].sum(1) / s.sum(1) for k, s in spectra.items()}
+    assert np.median(above["plain"]) > 1e-3           # the untrained decoder has power up there
+    assert (above["banded"] < 1e-2 * above["plain"]).all()   # at least 20 dB less

@@ -58,6 +58,8 @@ def world(smoke_data, trained_run, tmp_path_factory):
         "data-abs": lambda m: m["splits"]["train"]["shards"][0].update(file="/etc/passwd"),
         "data-nosplits": lambda m: m.pop("splits"),
         "data-nanstd": lambda m: m["labels"]["age"].update(std=float("nan")),
+        "data-badband": lambda m: m["source"].update(conditioning={"band_limit": {
+            "filter": "cheby2", "order": 4, "stopband_db": 20, "high_hz": 1e9}}),
         "data-truncated": None, "data-missing": None, "data-nomanifest": None, "data-good": None,
     }.items():
         shutil.copytree(smoke_data, w / name)
@@ -71,13 +73,15 @@ def world(smoke_data, trained_run, tmp_path_factory):
     (w / "data-nomanifest" / "manifest.json").unlink()
 
     for name in ("run", "run-badrunjson", "run-badckpt", "model-badmeta", "model-nanmeta", "model-notzip",
-                 "model-lambda", "model-badprior"):
+                 "model-lambda", "model-badprior", "model-badband"):
         shutil.copytree(trained_run, w / name)
     (w / "run-badrunjson" / "run.json").write_text("[]")
     for f in (w / "run-badckpt" / "checkpoints").glob("ckpt-*.data-*"):
         f.write_bytes(b"\0" * 64)
     (w / "model-badmeta" / "model" / "meta.json").write_text("{")
     edit_json(w / "model-nanmeta" / "model" / "meta.json", lambda m: m.update(condition_std=[float("nan")]))
+    edit_json(w / "model-badband" / "model" / "meta.json",
+              lambda m: m.update(band_limit={"filter": "os.system", "order": 4, "stopband_db": 20, "high_hz": 10}))
     (w / "model-notzip" / "model" / "decoder.keras").write_text("not a zip")
     decoder = w / "model-lambda" / "model" / "decoder.keras"
     with zipfile.ZipFile(decoder) as zf:
@@ -142,6 +146,7 @@ def cases(w, out):
         ("manifest-absolute", train + ["--data", str(w / "data-abs")], "not a plain file name"),
         ("manifest-missing-key", train + ["--data", str(w / "data-nosplits")], "missing key 'splits'"),
         ("manifest-nan", train + ["--data", str(w / "data-nanstd")], "label 'age'"),
+        ("manifest-band-limit", train + ["--data", str(w / "data-badband")], "source.conditioning: band_limit"),
         ("shard-truncated", train + ["--data", str(w / "data-truncated")], "the manifest says"),
         ("shard-missing", train + ["--data", str(w / "data-missing")], "shard listed in the manifest is missing"),
         ("run-exists", trained + ["--run-dir", str(w / "run")], "already holds a run"),
@@ -152,6 +157,7 @@ def cases(w, out):
         ("model-none", gen + ["--model", str(w / "empty")], "holds no exported model"),
         ("model-meta-json", gen + ["--model", str(w / "model-badmeta")], "meta.json is not valid JSON"),
         ("model-meta-nan", gen + ["--model", str(w / "model-nanmeta")], "meta.json"),
+        ("model-meta-band-limit", gen + ["--model", str(w / "model-badband")], "meta.json: band_limit"),
         ("model-not-zip", gen + ["--model", str(w / "model-notzip")], "not a Keras model file"),
         ("model-lambda-layer", gen + ["--model", str(w / "model-lambda")], "refused to load keras.layers.Lambda"),
         ("model-bad-prior", gen + ["--model", str(w / "model-badprior")], "latent_prior.npz is unreadable"),

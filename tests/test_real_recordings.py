@@ -68,6 +68,8 @@ def test_three_sources_at_three_rates_in_one_prep(labels, tmp_path):
     assert sorted({r["fs"] for r in manifest.source["records"]}) == [100.0, 200.0, 500.0]
     assert len(manifest.quarantine["by_source"]) == 3
     assert manifest.source["conditioning"]["band_pass"].startswith("cheby2 order 4")
+    limit = manifest.source["conditioning"]["band_limit"]   # what generation from this data will apply
+    assert (limit["filter"], limit["high_hz"]) == (cfg().condition.filter, cfg().condition.high_hz)
     assert (tmp_path / "data" / "quality.png").stat().st_size > 10_000
     assert list(load_manifest(tmp_path / "data").labels) == ["age", "sex"]   # what the source has
 
