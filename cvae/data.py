@@ -13,6 +13,7 @@ from data_prep.shards import parse_fn
 from data_prep.errors import UserError
 
 AUTOTUNE = tf.data.AUTOTUNE
+SHUFFLE_GRAPH_SEED = 0x5EED   # graph-level half of the streamed pipeline's shuffle seed (the op seed varies)
 log = logging.getLogger(__name__)
 
 
@@ -140,6 +141,9 @@ def train_dataset(data_dir, manifest: Manifest, conditions: list[str], batch_siz
                 num_parallel_calls=input_threads or AUTOTUNE, deterministic=True)
     else:
         def epoch(e):   # per_epoch is whole batches: no batch spans two epochs
+            # the op seed is a tensor; with the function graph's seed pinned TensorFlow never compares it with the
+            # global one (which fails when that is 0: train.seed=0 on rank 0), and the order ignores global state
+            tf.compat.v1.get_default_graph().seed = SHUFFLE_GRAPH_SEED
             return records.shuffle(shuffle_buffer, seed=epoch_seed(e), reshuffle_each_iteration=False) \
                 .take(per_epoch).batch(batch_size, drop_remainder=True)
 

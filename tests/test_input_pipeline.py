@@ -36,6 +36,17 @@ def test_each_epoch_is_a_new_order_of_this_ranks_records_and_a_resumed_start_rep
     assert np.isfinite(c0).all() and abs(float(c0.mean())) < 1.5   # conditions scaled by the train statistics
 
 
+def test_the_streamed_order_ignores_the_global_seed_even_zero(smoke_data):
+    """Training sets TensorFlow's global seed to train.seed + rank: 0 on rank 0 with train.seed=0."""
+    import tensorflow as tf
+
+    orders = []
+    for global_seed in (0, 5):
+        tf.keras.utils.set_random_seed(global_seed)
+        orders.append(rows(epochs_of(smoke_data, False, 0, 2)[0][1])[0])
+    np.testing.assert_array_equal(*orders)
+
+
 def test_in_memory_and_streamed_epochs_draw_from_this_ranks_records_only(smoke_data):
     manifest = load_manifest(smoke_data)
     mine, _ = read_arrays([shard_paths(smoke_data, manifest, "train")[1]], ["age"], manifest.signal_length, "none")
