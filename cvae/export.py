@@ -40,7 +40,7 @@ def export_model(model, cfg: Config, manifest: Manifest, run_dir: Path, best_val
         "likelihood_sigma": float(np.exp(model.log_sigma.numpy())) if cfg.model.likelihood != "sse" else None,
         "noise_sigma": noise_sigma,   # white sensor noise of the validation signals, added when sampling
         # the recordings' band-pass upper side: generated signals pass the same low-pass (None: not filtered)
-        "band_limit": (manifest.source.get("conditioning") or {}).get("band_limit"),
+        "band_limit": manifest.band_limit,
         "latent_prior": f"{len(latent_prior['weights'])}-component mixture fit to {int(latent_prior['rows'])} "
                         "training encodings" if latent_prior is not None else "standard normal",
     }

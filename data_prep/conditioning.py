@@ -43,18 +43,21 @@ class Conditioned:
     splits: int
 
 
-def _design(kind: str, order: int, stopband_db: float, edges, btype: str, fs: float):
+def _design(kind: str, order: int, stopband_db: float, low_hz: float | None, high_hz: float, fs: float):
+    """Second-order sections of a band-pass (a low-pass when `low_hz` is None) at rate `fs`; the upper edge stays
+    below Nyquist."""
+    high = min(high_hz, 0.45 * fs)
+    edges, btype = (high, "lowpass") if low_hz is None else ([low_hz, high], "bandpass")
     if kind == "cheby2":
         return sps.cheby2(order, stopband_db, edges, btype=btype, fs=fs, output="sos")
     return sps.butter(order, edges, btype=btype, fs=fs, output="sos")
 
 
 def filter_sos(cfg, fs: float):
-    """The configured band-pass as second-order sections at rate `fs`; the upper edge stays below Nyquist.
-    None for no filter."""
+    """The configured band-pass at rate `fs`; None for no filter."""
     if cfg.filter == "none":
         return None
-    return _design(cfg.filter, cfg.order, cfg.stopband_db, [cfg.low_hz, min(cfg.high_hz, 0.45 * fs)], "bandpass", fs)
+    return _design(cfg.filter, cfg.order, cfg.stopband_db, cfg.low_hz, cfg.high_hz, fs)
 
 
 def band_limit(cfg) -> dict | None:
@@ -79,8 +82,7 @@ def band_limit_problem(limit) -> str | None:
 
 def lowpass_sos(limit: dict, fs: float):
     """The low-pass side of the band-pass that `limit` describes, at rate `fs`."""
-    return _design(limit["filter"], limit["order"], limit["stopband_db"], min(limit["high_hz"], 0.45 * fs),
-                   "lowpass", fs)
+    return _design(limit["filter"], limit["order"], limit["stopband_db"], None, limit["high_hz"], fs)
 
 
 def resample(x: np.ndarray, fs_in: float, fs_out: float) -> np.ndarray:

@@ -83,6 +83,11 @@ class Manifest:
     def tf_compression(self) -> str:
         return "GZIP" if self.compression == "gzip" else ""
 
+    @property
+    def band_limit(self) -> dict | None:
+        """The band-pass prep applied to the recordings, upper side (None: not filtered)."""
+        return (self.source.get("conditioning") or {}).get("band_limit")
+
 
 def load_manifest(data_dir: str | Path) -> Manifest:
     """Read and sanity-check `<data_dir>/manifest.json`; a missing or foreign one is a user error."""
@@ -125,7 +130,8 @@ def _problem(m: dict) -> str | None:
     for key, ok in (("dataset_id", lambda v: isinstance(v, str)), ("signal_length", lambda v: _number(v, 16, 1 << 20)),
                     ("fs", lambda v: _number(v, 1e-3, 100_000)), ("normalization", lambda v: v in NORMALIZATIONS),
                     ("compression", lambda v: v in ("none", "gzip")), ("labels", lambda v: isinstance(v, dict)),
-                    ("label_table", plain_name), ("splits", lambda v: isinstance(v, dict))):
+                    ("label_table", plain_name), ("splits", lambda v: isinstance(v, dict)),
+                    ("source", lambda v: isinstance(v, dict))):
         if key not in m:
             return f"missing key '{key}'"
         if not ok(m[key]):
@@ -147,13 +153,11 @@ def _problem(m: dict) -> str | None:
                 return f"shard {shard['file']} lacks count/bytes/sha256"
         if sum(s["count"] for s in info["shards"]) != info["count"]:
             return f"split '{split}' count {info['count']} is not the sum of its shards' counts"
-    conditioning = m.get("source", {}).get("conditioning") if isinstance(m.get("source"), dict) else None
-    if conditioning is not None:
-        problem = band_limit_problem(conditioning.get("band_limit")) if isinstance(conditioning, dict) \
-            else "is not a mapping"
-        if problem:
-            return f"source.conditioning: {problem}"
-    return None
+    conditioning = m["source"].get("conditioning")
+    if conditioning is not None and not isinstance(conditioning, dict):
+        return "source.conditioning is not a mapping"
+    problem = band_limit_problem((conditioning or {}).get("band_limit"))
+    return f"source.conditioning: {problem}" if problem else None
 
 
 def check_shards(data_dir: str | Path, manifest: Manifest, full: bool = False) -> None:

@@ -44,6 +44,12 @@ def npy_header(fh) -> tuple[tuple, bool, np.dtype]:
     return read(fh)
 
 
+def npy_file_header(path: Path) -> tuple[tuple, bool, np.dtype, int]:
+    """(shape, fortran order, dtype, byte offset of the data) of an .npy file, reading only its header."""
+    with open(path, "rb") as fh:
+        return *npy_header(fh), fh.tell()
+
+
 def kept(keep: np.ndarray | None, at: int, n: int):
     """Positions, within rows [at, at + n), of the sorted row indices `keep` (every position when keep is None)."""
     if keep is None:
@@ -71,9 +77,7 @@ def read_npy_with_table(path: Path, chunk: int) -> tuple[Iterator[np.ndarray], p
     if table is None:
         raise UserError(f"{path}: no label table beside it; add {path.with_suffix('.csv').name} or .parquet")
     try:
-        with open(path, "rb") as fh:
-            shape, fortran, dtype = npy_header(fh)
-            offset = fh.tell()
+        shape, fortran, dtype, offset = npy_file_header(path)
         if dtype.hasobject:
             raise ValueError("object arrays are not read")
     except (OSError, ValueError, EOFError) as exc:

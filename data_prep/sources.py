@@ -24,7 +24,7 @@ from data_prep.conditioning import condition
 from data_prep.conditioning import describe as describe_conditioning
 from data_prep.labels import map_labels, resolve_labels
 from data_prep.quality import raw_reason
-from data_prep.read_arrays import npy_header, read_npy_with_table, read_npz
+from data_prep.read_arrays import npy_file_header, read_npy_with_table, read_npz
 from data_prep.read_mimic import mimic_subject, segment_records
 from data_prep.read_recordings import (
     Recording,
@@ -243,9 +243,7 @@ def _in_place(files: list[Path], cfg: Config) -> int | None:
     if len(files) != 1 or files[0].suffix != ".npy" or cfg.condition.arrays:
         return None
     try:
-        with open(files[0], "rb") as fh:
-            shape, fortran, dtype = npy_header(fh)
-            offset = fh.tell()
+        shape, fortran, dtype, offset = npy_file_header(files[0])
     except (OSError, ValueError):
         return None   # the reader reports what is wrong with it
     ok = dtype == np.dtype("<f4") and not fortran and len(shape) == 2 and shape[1] == cfg.data.signal_length

@@ -58,6 +58,7 @@ def world(smoke_data, trained_run, tmp_path_factory):
         "data-abs": lambda m: m["splits"]["train"]["shards"][0].update(file="/etc/passwd"),
         "data-nosplits": lambda m: m.pop("splits"),
         "data-nanstd": lambda m: m["labels"]["age"].update(std=float("nan")),
+        "data-sourcelist": lambda m: m.update(source=[]),
         "data-badband": lambda m: m["source"].update(conditioning={"band_limit": {
             "filter": "cheby2", "order": 4, "stopband_db": 20, "high_hz": 1e9}}),
         "data-truncated": None, "data-missing": None, "data-nomanifest": None, "data-good": None,
@@ -147,6 +148,7 @@ def cases(w, out):
         ("manifest-missing-key", train + ["--data", str(w / "data-nosplits")], "missing key 'splits'"),
         ("manifest-nan", train + ["--data", str(w / "data-nanstd")], "label 'age'"),
         ("manifest-band-limit", train + ["--data", str(w / "data-badband")], "source.conditioning: band_limit"),
+        ("manifest-source", train + ["--data", str(w / "data-sourcelist")], "'source' has an invalid value"),
         ("shard-truncated", train + ["--data", str(w / "data-truncated")], "the manifest says"),
         ("shard-missing", train + ["--data", str(w / "data-missing")], "shard listed in the manifest is missing"),
         ("run-exists", trained + ["--run-dir", str(w / "run")], "already holds a run"),
