@@ -16,10 +16,11 @@ from data_prep.config import Config
 
 
 def export_model(model, cfg: Config, manifest: Manifest, run_dir: Path, best_val_loss: float,
-                 noise_sigma: float, latent_prior: dict | None = None) -> Path:
+                 noise_sigma: float, equalizer: dict | None = None, latent_prior: dict | None = None) -> Path:
     """Write RUN/model/{decoder.keras, encoder.keras, meta.json[, latent_prior.npz]}; the directory appears
     complete or not at all. `noise_sigma` is the white-noise level that generation adds to the decoder mean
-    (0 = none); `latent_prior` the mixture generation draws z from (None: N(0, I))."""
+    (0 = none); `equalizer` the decoder's spectral gain generation applies (cvae.equalizer; None: none);
+    `latent_prior` the mixture generation draws z from (None: N(0, I))."""
     final, tmp = run_dir / "model", Path(tempfile.mkdtemp(prefix=".model.", dir=run_dir))
     model.decoder.save(tmp / "decoder.keras")
     model.encoder.save(tmp / "encoder.keras")
@@ -41,6 +42,7 @@ def export_model(model, cfg: Config, manifest: Manifest, run_dir: Path, best_val
         "noise_sigma": noise_sigma,   # white sensor noise of the validation signals, added when sampling
         # the recordings' band-pass upper side: generated signals pass the same low-pass (None: not filtered)
         "band_limit": manifest.band_limit,
+        "equalizer": equalizer,
         "latent_prior": f"{len(latent_prior['weights'])}-component mixture fit to {int(latent_prior['rows'])} "
                         "training encodings" if latent_prior is not None else "standard normal",
     }

@@ -1,5 +1,5 @@
-"""After training, on rank 0: the best weights, the data's sensor-noise floor, the latent prior fit to the training
-encodings, and the export; nothing non-finite leaves the run."""
+"""After training, on rank 0: the best weights, the data's sensor-noise floor, the decoder's spectral equalizer, the
+latent prior fit to the training encodings, and the export; nothing non-finite leaves the run."""
 from __future__ import annotations
 
 import logging
@@ -11,6 +11,7 @@ import tensorflow as tf
 
 from cvae.callbacks import weights_finite
 from cvae.data import eval_dataset
+from cvae.equalizer import measure_equalizer
 from cvae.export import export_model
 from cvae.latent_prior import fit_latent_prior
 from cvae.noise import noise_floor_sigma
@@ -19,6 +20,8 @@ from data_prep.config import Config
 from data_prep.errors import UserError
 
 log = logging.getLogger(__name__)
+
+EQUALIZER_ROWS = 4096   # training signals whose reconstructions measure the decoder's spectrum
 
 
 def encode_training(model, data_dir, manifest: Manifest, conditions: list[str], rows: int,
@@ -36,15 +39,35 @@ def encode_training(model, data_dir, manifest: Manifest, conditions: list[str], 
     return np.concatenate(zs)[:rows], np.concatenate(cs)[:rows]
 
 
+def reconstruct_training(model, data_dir, manifest: Manifest, conditions: list[str],
+                         rows: int) -> tuple[np.ndarray, np.ndarray]:
+    """The first `rows` training signals (shard order) and their reconstructions from z_mean."""
+    signals, recons = [], []
+    for signal, cond in eval_dataset(data_dir, manifest, "train", conditions, 1024):
+        z_mean, _ = model.encoder([signal, cond], training=False)
+        signals.append(signal.numpy())
+        recons.append(model.decoder([z_mean, cond], training=False).numpy())
+        if sum(map(len, signals)) >= rows:
+            break
+    return np.concatenate(signals)[:rows], np.concatenate(recons)[:rows]
+
+
 def finalize(model, cfg: Config, data_dir: Path, run_dir: Path, manifest: Manifest, best_checkpoint: str | None,
              best_val_loss: float, val_data) -> Path:
-    """Restore the best weights, refuse non-finite ones, fit the latent prior, export RUN/model."""
+    """Restore the best weights, refuse non-finite ones, measure the equalizer, fit the latent prior, export
+    RUN/model."""
     if best_checkpoint:
         tf.train.Checkpoint(model=model).restore(best_checkpoint).expect_partial()
     if not weights_finite(model):
         raise UserError(f"the trained weights are not finite; nothing was exported from {run_dir}; lower "
                         "train.learning_rate and train again")
     val_signals = np.concatenate([s.numpy() for s, _ in val_data.take(8)])
+    noise_sigma = noise_floor_sigma(val_signals, manifest.fs)
+    equalizer = measure_equalizer(*reconstruct_training(model, data_dir, manifest, cfg.model.conditions,
+                                                        EQUALIZER_ROWS), manifest.fs, noise_sigma)
+    corrected = [(h, g) for h, g in zip(equalizer["hz"], equalizer["gain"]) if g != 1.0]
+    log.info("equalizer: amplitude gain %s", f"{min(g for _, g in corrected):.2f}-{max(g for _, g in corrected):.2f} "
+             f"at {corrected[0][0]:g}-{corrected[-1][0]:g} Hz" if corrected else "1 (reconstructions match the data)")
     prior = None
     if cfg.model.posterior_mixture:
         z, cond = encode_training(model, data_dir, manifest, cfg.model.conditions, cfg.model.posterior_mixture_rows,
@@ -54,4 +77,5 @@ def finalize(model, cfg: Config, data_dir: Path, run_dir: Path, manifest: Manife
         log.info("latent prior: %d-component mixture fit to %d training encodings in %.1f s",
                  len(prior["weights"]), len(z), time.time() - t)
     return export_model(model, cfg, manifest, run_dir, best_val_loss=best_val_loss,
-                        noise_sigma=noise_floor_sigma(val_signals, manifest.fs), latent_prior=prior)
+                        noise_sigma=noise_sigma, equalizer=equalizer,
+                        latent_prior=prior)

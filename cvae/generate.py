@@ -106,6 +106,26 @@ class DecadeBeats:
                                       for d in shown], self.fs, spread=sd)
 
 
+def training_labels(run_dir: Path, meta: dict) -> pd.DataFrame:
+    """The model's labels of the training signals (RUN/labels-train.csv.gz), the pool other labels are drawn from;
+    refused unless every label the model knows is there, numeric and finite."""
+    path = Path(run_dir) / "labels-train.csv.gz"
+    try:
+        pool = pd.read_csv(path)
+    except (OSError, ValueError, EOFError, pd.errors.ParserError) as exc:
+        raise UserError(f"{path} is missing or unreadable ({exc}); pass a finished training run as --model") from None
+    columns = list(meta["label_stats"])
+    missing = [c for c in columns if c not in pool.columns]
+    if missing or pool.empty:
+        raise UserError(f"{path}: {'no rows' if pool.empty else f'no column {missing}'}; the run's training labels "
+                        "are damaged: copy them again from the data set (its labels-train.csv.gz)")
+    values = pool[columns].apply(pd.to_numeric, errors="coerce")
+    if not np.isfinite(values.to_numpy(np.float64)).all():
+        raise UserError(f"{path}: non-numeric or non-finite values in {columns}; the run's training labels are "
+                        "damaged: copy them again from the data set (its labels-train.csv.gz)")
+    return values
+
+
 def _label_rows(pool: pd.DataFrame, ages: np.ndarray, n: int, fixed: dict, rng) -> pd.DataFrame:
     """Labels for n signals per age: the other labels of training subjects near that age, then overrides."""
     out = []
@@ -211,13 +231,13 @@ def generate(run_dir: str | Path, ages: np.ndarray, n_per_age: int, out: str | P
     check_request(meta, ages, n_per_age, out, fixed, allow_extrapolation)
     out.parent.mkdir(parents=True, exist_ok=True)
     log.info("generate: %s", check_size(len(ages) * n_per_age, meta["signal_length"], len(meta["label_stats"]), out))
-    pool = pd.read_csv(Path(run_dir) / "labels-train.csv.gz").drop(columns=["subject_id"])
+    pool = training_labels(run_dir, meta)
     rng = np.random.default_rng(seed)
     labels = _label_rows(pool, ages, n_per_age, fixed, rng)
     n, length = len(labels), meta["signal_length"]
     drawn = [c for c in labels.columns if c not in meta["conditions"]]
     request = {"ages": ages.tolist(), "n_per_age": n_per_age, "seed": seed, "fixed": fixed, "add_noise": add_noise,
-               "band_limit": meta.get("band_limit"),
+               "band_limit": meta.get("band_limit"), "equalizer": meta.get("equalizer"),
                "conditions": meta["conditions"],
                "unconditioned_labels": {"columns": drawn, "how": UNCONDITIONED_NOTE} if drawn else None,
                "latent": "fitted" if fitted_latent and gen.prior is not None else "standard",

@@ -1,6 +1,6 @@
 """The exported model, loaded for sampling without Horovod: every file checked before it is trusted (a .keras
 file of builtin layers only, meta.json values in range, a latent prior of plain arrays), then the decoder with its
-condition scaling, latent draws, sensor noise and the data's band limit."""
+condition scaling, latent draws, spectral equalizer, sensor noise and the data's band limit."""
 from __future__ import annotations
 
 import json
@@ -11,6 +11,7 @@ import numpy as np
 from scipy.signal import sosfiltfilt
 from tensorflow import keras
 
+from cvae.equalizer import equalize, equalizer_fir, equalizer_problem
 from cvae.latent_prior import FILE as LATENT_PRIOR_FILE
 from cvae.latent_prior import LatentPrior
 from data_prep.conditioning import band_limit_problem, lowpass_sos
@@ -72,8 +73,8 @@ def _meta_problem(meta: dict) -> str | None:
               and 0 < meta["fs"] <= 100_000 and meta["normalization"] in ("maxabs", "zscore", "minmax")
               and (meta.get("noise_sigma") or 0) >= 0 and np.isfinite(meta.get("noise_sigma") or 0)
               and isinstance(meta["model_id"], str) and isinstance(meta["label_stats"], dict))
-        return band_limit_problem(meta.get("band_limit")) if ok else \
-            "a value is missing, of the wrong type or out of range"
+        return (band_limit_problem(meta.get("band_limit")) or equalizer_problem(meta.get("equalizer"), meta["fs"])) \
+            if ok else "a value is missing, of the wrong type or out of range"
     except (KeyError, TypeError, ValueError) as exc:
         return f"{type(exc).__name__}: {exc}"
 
@@ -98,6 +99,8 @@ class Generator:
         self.std = np.array(self.meta["condition_std"], np.float32)
         limit = self.meta.get("band_limit")
         self.lowpass = lowpass_sos(limit, self.meta["fs"]) if limit else None
+        eq = self.meta.get("equalizer")
+        self.equalizer = equalizer_fir(eq, self.meta["fs"]) if eq else None
         try:
             self.prior = LatentPrior.load(model_dir)
         except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
@@ -119,11 +122,14 @@ class Generator:
         return ((labels - self.mean) / self.std).astype(np.float32)
 
     def __call__(self, labels: np.ndarray, z: np.ndarray, noise: np.ndarray | None = None) -> np.ndarray:
-        """Signals for raw condition labels [n, n_cond] and latent draws [n, latent_dim]; `noise` (standard
-        normal, [n, L]) is scaled by the data's sensor-noise sigma and added to the decoder mean; when prep
+        """Signals for raw condition labels [n, n_cond] and latent draws [n, latent_dim]: the decoder mean, given
+        the training data's spectrum by the equalizer (when the model has one); `noise` (standard
+        normal, [n, L]) is scaled by the data's sensor-noise sigma and added; when prep
         band-passed the recordings, the signals pass the same filter's low-pass side (zero phase); the result is
         normalized per signal like the training data."""
         x = self.decoder.predict_on_batch([z.astype(np.float32), self.scale(labels)])
+        if self.equalizer is not None:
+            x = equalize(self.equalizer, x)
         if noise is not None and self.meta.get("noise_sigma"):
             x = x + self.meta["noise_sigma"] * noise
         if self.lowpass is not None:

@@ -27,12 +27,26 @@ def cohort():
 def test_real_vs_itself_is_indistinguishable_and_noise_is_not(cohort):
     x, *_ = cohort
     f = spectral_features(x)
-    assert discriminative_score(f[:450], f[450:], seed=0)["score"] < 0.1
+    assert discriminative_score((f[:450], None), (f[450:], None), seed=0)["score"] < 0.1
     rng = np.random.default_rng(0)
     noise = spectral_features(normalize(rng.standard_normal((450, 1024)).astype(np.float32), "maxabs"))
-    assert discriminative_score(f[:450], noise, seed=0)["score"] > 0.45
+    assert discriminative_score((f[:450], None), (noise, None), seed=0)["score"] > 0.45
     shuffled = spectral_features(rng.permuted(x[450:], axis=1))   # same values, no pulse structure
-    assert discriminative_score(f[:450], shuffled, seed=0)["score"] > 0.45
+    assert discriminative_score((f[:450], None), (shuffled, None), seed=0)["score"] > 0.45
+
+
+def test_discriminator_holds_out_whole_subjects():
+    """Two sets of different subjects from one population, each subject's windows alike: indistinguishable once a
+    subject's windows stay on one side of each split; a split by window recognizes the subjects instead."""
+    rng = np.random.default_rng(0)
+    subjects = np.repeat(np.arange(300), 10)
+    f = rng.standard_normal((300, 40))[subjects] + 0.1 * rng.standard_normal((len(subjects), 40))
+    first, second = subjects < 150, subjects >= 150
+    grouped = discriminative_score((f[first], subjects[first]), (f[second], subjects[second]), seed=0)
+    assert grouped["score"] < 0.05 and grouped["folds"] == 5 and grouped["subjects"] == [150, 150]
+    by_window = discriminative_score((f[first], None), (f[second], None), seed=0)
+    assert by_window["score"] > 0.1
+    assert discriminative_score((f[first], np.zeros(first.sum())), (f[second], None), seed=0) is None   # 1 subject
 
 
 def test_a_generator_that_ignores_age_has_spearman_near_zero(cohort):
@@ -96,6 +110,7 @@ def test_evaluate_writes_the_report(trained_run, smoke_data, tmp_path):
     assert saved["counts"]["synthetic"] == 60
     report = (tmp_path / "report" / "report.md").read_text()
     assert "Spearman" in report and "age_conditioning.png" in report and "Wasserstein" in report
+    assert f"each of the {saved['counts']['real_test_subjects']} test subjects' signals held out together" in report
     assert saved["synthetic_request"]["latent"] == "fitted" and "latent draws fitted" in report
     assert (tmp_path / "report" / "age_conditioning.png").stat().st_size > 1000
     by_decade = saved["feature_wasserstein"]["by_decade"]

@@ -5,6 +5,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from cvae.equalizer import equalizer_problem
 from cvae.generate import generate, parse_ages, parse_labels
 from data_prep.errors import UserError
 
@@ -41,6 +42,8 @@ def test_generation_is_deterministic_and_records_how_labels_were_made(trained_ru
         assert np.abs(x["signals"]).max() <= 1.0   # tanh output, the maxabs data range
         request = json.loads(str(x["request"]))
         assert request["seed"] == 3 and request["conditions"] == ["age"]
+        meta = json.loads((trained_run / "model" / "meta.json").read_text())
+        assert request["equalizer"] == meta["equalizer"] and equalizer_problem(meta["equalizer"], 125.0) is None
         assert set(request["unconditioned_labels"]["columns"]) == set(names) - {"age"}
         assert "signals do not depend on them" in request["unconditioned_labels"]["how"]
     assert (tmp_path / "a.png").stat().st_size > 1000
@@ -156,9 +159,10 @@ def test_a_missing_or_broken_latent_prior_is_a_clear_error(trained_run, tmp_path
         Generator(run)
 
 
-def test_signals_of_band_limited_data_pass_the_same_low_pass(smoke_data, tmp_path):
+def test_band_limit_and_equalizer_travel_from_export_to_the_signals(smoke_data, tmp_path):
     """Prep's band limit travels manifest -> meta.json -> generation: the same model exported from a manifest that
-    records a 10 Hz Chebyshev II band-pass generates signals without their power above 10 Hz."""
+    records a 10 Hz Chebyshev II band-pass generates signals without their power above 10 Hz; exported with an
+    equalizer of amplitude gain 2 at 2-6 Hz, its signals have 4 times the power there relative to 8-20 Hz."""
     import dataclasses
     import shutil
 
@@ -177,18 +181,23 @@ def test_signals_of_band_limited_data_pass_the_same_low_pass(smoke_data, tmp_pat
     model.build([(None, manifest.signal_length), (None, 1)])
     limit = {"filter": "cheby2", "order": 4, "stopband_db": 20.0, "high_hz": 10.0}
     banded = dataclasses.replace(manifest, source={**manifest.source, "conditioning": {"band_limit": limit}})
+    grid = np.arange(0.0, manifest.fs / 2 + 1e-9, 0.5)
+    equalizer = {"hz": grid.tolist(), "gain": np.where((grid >= 2) & (grid <= 6), 2.0, 1.0).tolist()}
     spectra = {}
-    for name, m in (("plain", manifest), ("banded", banded)):
+    for name, m, eq in (("plain", manifest, None), ("banded", banded, None), ("equalized", manifest, equalizer)):
         run = tmp_path / name
         run.mkdir()
         shutil.copyfile(smoke_data / manifest.label_table, run / "labels-train.csv.gz")
-        export_model(model, cfg, m, run, best_val_loss=0.0, noise_sigma=0.0)
+        export_model(model, cfg, m, run, best_val_loss=0.0, noise_sigma=0.0, equalizer=eq)
         generate(run, np.array([40.0, 60.0]), 8, tmp_path / f"{name}.npz", seed=2)
         with np.load(tmp_path / f"{name}.npz") as g:
             spectra[name] = np.abs(np.fft.rfft(g["signals"], axis=1)) ** 2
-            assert json.loads(str(g["request"]))["band_limit"] == (limit if name == "banded" else None)
+            request = json.loads(str(g["request"]))
+            assert request["band_limit"] == (limit if name == "banded" else None) and request["equalizer"] == eq
             assert np.isclose(np.abs(g["signals"]).max(axis=1), 1.0).all()   # normalized after the filter
     hz = np.fft.rfftfreq(manifest.signal_length, 1 / manifest.fs)
     high_to_low = {k: s[:, hz > 12].sum(1) / s[:, hz < 6].sum(1) for k, s in spectra.items()}
     assert np.median(high_to_low["plain"]) > 1e-2       # the untrained decoder has power up there
     assert (high_to_low["banded"] < 1e-2 * high_to_low["plain"]).all()   # at least 20 dB less of it
+    boosted = {k: s[:, (hz > 2.5) & (hz < 5.5)].sum(1) / s[:, (hz > 8) & (hz < 20)].sum(1) for k, s in spectra.items()}
+    assert np.allclose(boosted["equalized"] / boosted["plain"], 4.0, rtol=0.15)

@@ -74,7 +74,7 @@ def world(smoke_data, trained_run, tmp_path_factory):
     (w / "data-nomanifest" / "manifest.json").unlink()
 
     for name in ("run", "run-badrunjson", "run-badckpt", "model-badmeta", "model-nanmeta", "model-notzip",
-                 "model-lambda", "model-badprior", "model-badband"):
+                 "model-lambda", "model-badprior", "model-badband", "model-nolabels", "model-badlabels", "model-badeq"):
         shutil.copytree(trained_run, w / name)
     (w / "run-badrunjson" / "run.json").write_text("[]")
     for f in (w / "run-badckpt" / "checkpoints").glob("ckpt-*.data-*"):
@@ -83,6 +83,11 @@ def world(smoke_data, trained_run, tmp_path_factory):
     edit_json(w / "model-nanmeta" / "model" / "meta.json", lambda m: m.update(condition_std=[float("nan")]))
     edit_json(w / "model-badband" / "model" / "meta.json",
               lambda m: m.update(band_limit={"filter": "os.system", "order": 4, "stopband_db": 20, "high_hz": 10}))
+    edit_json(w / "model-badeq" / "model" / "meta.json", lambda m: m["equalizer"]["gain"].__setitem__(3, 100.0))
+    (w / "model-nolabels" / "labels-train.csv.gz").unlink()
+    labels = pd.read_csv(w / "model-badlabels" / "labels-train.csv.gz")
+    labels.loc[0, "age"] = "__import__('os')"
+    labels.to_csv(w / "model-badlabels" / "labels-train.csv.gz", index=False)
     (w / "model-notzip" / "model" / "decoder.keras").write_text("not a zip")
     decoder = w / "model-lambda" / "model" / "decoder.keras"
     with zipfile.ZipFile(decoder) as zf:
@@ -163,6 +168,9 @@ def cases(w, out):
         ("model-not-zip", gen + ["--model", str(w / "model-notzip")], "not a Keras model file"),
         ("model-lambda-layer", gen + ["--model", str(w / "model-lambda")], "refused to load keras.layers.Lambda"),
         ("model-bad-prior", gen + ["--model", str(w / "model-badprior")], "latent_prior.npz is unreadable"),
+        ("model-meta-equalizer", gen + ["--model", str(w / "model-badeq")], "meta.json: equalizer"),
+        ("model-no-labels", gen + ["--model", str(w / "model-nolabels")], "labels-train.csv.gz is missing"),
+        ("model-bad-labels", gen + ["--model", str(w / "model-badlabels")], "non-numeric or non-finite values"),
         ("generate-unconditioned-label", gen + ["--model", str(w / "run"), "--label", "sex=F"],
          "conditioned on age only"),
         ("generate-bad-ages", ["generate", "--model", str(w / "run"), "--ages", "abc", "--n-per-age", "2",

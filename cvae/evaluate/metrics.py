@@ -5,8 +5,8 @@ import numpy as np
 import pandas as pd
 from scipy.stats import spearmanr
 from sklearn.linear_model import LogisticRegression, RidgeCV
-from sklearn.metrics import accuracy_score, mean_absolute_error
-from sklearn.model_selection import train_test_split
+from sklearn.metrics import mean_absolute_error
+from sklearn.model_selection import StratifiedGroupKFold
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
@@ -23,17 +23,29 @@ def spearman(a: np.ndarray, b: np.ndarray) -> float:
     return 0.0 if np.isnan(rho) else float(rho)
 
 
-def discriminative_score(real: np.ndarray, synthetic: np.ndarray, seed: int) -> dict:
-    """|accuracy - 0.5| of a classifier told real from synthetic, on a held-out half of a balanced sample."""
-    rng = np.random.default_rng(seed)
-    n = min(len(real), len(synthetic))
-    x = np.concatenate([real[rng.choice(len(real), n, replace=False)],
-                        synthetic[rng.choice(len(synthetic), n, replace=False)]])
-    y = np.repeat([0, 1], n)
-    x_tr, x_te, y_tr, y_te = train_test_split(x, y, test_size=0.5, stratify=y, random_state=seed)
-    clf = make_pipeline(StandardScaler(), LogisticRegression(C=0.1, max_iter=2000)).fit(x_tr, y_tr)
-    acc = accuracy_score(y_te, clf.predict(x_te))
-    return {"score": abs(acc - 0.5), "accuracy": float(acc), "n_per_class": int(n), "held_out": int(len(y_te))}
+DISCRIMINATOR_FOLDS = 5
+
+
+def discriminative_score(first: tuple, second: tuple, seed: int, folds: int = DISCRIMINATOR_FOLDS) -> dict | None:
+    """|balanced accuracy - 0.5| of a logistic regression told the two sets apart, cross-validated over `folds`
+    splits that keep each subject's signals on one side: a classifier that saw some windows of a subject would
+    recognize that subject's other windows, not tell the sets apart. Each set is (features, subject ids), ids None
+    when every signal is independent (synthetic draws). None when a set has fewer than 2 subjects."""
+    sets = [(f, np.arange(len(f)).astype(str) if ids is None else np.asarray(ids, dtype=str)) for f, ids in (first, second)]
+    subjects = [len(np.unique(ids)) for _, ids in sets]
+    if min(subjects) < 2:
+        return None
+    x = np.concatenate([f for f, _ in sets])
+    y = np.repeat([0, 1], [len(f) for f, _ in sets])
+    groups = np.concatenate([np.char.add(f"{k}:", ids) for k, (_, ids) in enumerate(sets)])
+    folds = min(folds, *subjects)
+    correct = np.zeros(len(y), dtype=bool)
+    for fit, held in StratifiedGroupKFold(folds, shuffle=True, random_state=seed).split(x, y, groups):
+        clf = make_pipeline(StandardScaler(), LogisticRegression(C=0.1, class_weight="balanced", max_iter=2000))
+        correct[held] = clf.fit(x[fit], y[fit]).predict(x[held]) == y[held]
+    acc = float(np.mean([correct[y == k].mean() for k in (0, 1)]))
+    return {"score": abs(acc - 0.5), "balanced_accuracy": acc, "folds": int(folds), "signals": [int(len(f)) for f, _ in sets],
+            "subjects": subjects}
 
 
 def conditioning_and_utility(real_train: tuple, real_test: tuple, synthetic: tuple) -> dict:

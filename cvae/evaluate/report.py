@@ -78,8 +78,16 @@ def _sample_line(counts: dict, seed: int) -> str:
             f"diversity uses at most {DIVERSITY_CAP:,} signals per set.\n") if drawn else ""
 
 
-def _number(v) -> str:
-    return "n/a" if v is None else f"{v:.2f}"
+def _number(v, digits: int = 2) -> str:
+    return "n/a" if v is None else f"{v:.{digits}f}"
+
+
+def _folds(counts: dict) -> str:
+    """How the discriminator was cross-validated, or why it was not."""
+    if counts["discriminator_folds"] is None:
+        return f"n/a: the test split has {counts['real_test_subjects']} subject(s), 2 or more are needed"
+    return (f"{counts['discriminator_folds']}-fold cross-validated, each of the {counts['real_test_subjects']} test "
+            "subjects' signals held out together")
 
 
 def _source_section(metrics: dict) -> str:
@@ -115,22 +123,23 @@ def _feature_table(metrics: dict) -> str:
 
 
 def read_real(data_dir, manifest: Manifest, split: str, rng: np.random.Generator) -> tuple[np.ndarray, ...]:
-    """Signals, their ages and their sources (subject id prefix) of one split, sampled to SAMPLE[split] signals."""
+    """Signals, their ages and their subject ids of one split, sampled to SAMPLE[split] signals."""
     files = shard_paths(data_dir, manifest, split)
     labels = list(manifest.labels)
     keep = sample_rows(manifest.splits[split].count, SAMPLE[split], rng)
     x, y, ids = read_arrays(files, labels, manifest.signal_length, manifest.compression, with_ids=True, keep=keep)
-    return x, y[:, labels.index("age")], source_of(ids)
+    return x, y[:, labels.index("age")], ids
 
 
 def compute(train: tuple, test: tuple, synthetic: tuple, fs: float, seed: int) -> tuple[dict, dict]:
-    """Every metric of the report from (signals, ages[, sources]) of real train, real test and synthetic; returns
+    """Every metric of the report from (signals, ages[, subject ids]) of real train, real test and synthetic; returns
     (metrics, the age predictions the figure draws)."""
-    (train_x, train_age, train_src), (test_x, test_age, test_src), (syn_x, syn_age) = train, test, synthetic
+    (train_x, train_age, train_ids), (test_x, test_age, test_ids), (syn_x, syn_age) = train, test, synthetic
+    train_src, test_src = source_of(train_ids), source_of(test_ids)
     f_train, f_test, f_syn = (spectral_features(x) for x in (train_x, test_x, syn_x))
     cond = conditioning_and_utility((f_train, train_age), (f_test, test_age), (f_syn, syn_age))
-    disc = discriminative_score(f_test, f_syn, seed)
-    baseline = discriminative_score(f_test, f_train, seed)   # other real subjects: what "indistinguishable" scores
+    disc = discriminative_score((f_test, test_ids), (f_syn, None), seed) or {}   # {}: too few test subjects
+    baseline = discriminative_score((f_test, test_ids), (f_train, train_ids), seed) or {}   # what real data scores
     w_test, w_syn = waveform_features(test_x, fs), waveform_features(syn_x, fs)
     per_source = within_source((f_train, train_age, train_src), (f_test, test_age, test_src), (f_syn, syn_age, None)) \
         if len(set(train_src)) > 1 else []
@@ -141,10 +150,10 @@ def compute(train: tuple, test: tuple, synthetic: tuple, fs: float, seed: int) -
                    **diversity_and_copies(f_train, f_test, f_syn, test_age, syn_age, seed),
                    waveform_feature_means={"real_test": w_test.mean().round(4).to_dict(),
                                            "synthetic": w_syn.mean().round(4).to_dict()},
-                   discriminative_score=disc["score"], discriminative_accuracy=disc["accuracy"],
-                   discriminative_score_real_vs_real=baseline["score"],
+                   discriminative_score=disc.get("score"), discriminative_balanced_accuracy=disc.get("balanced_accuracy"),
+                   discriminative_score_real_vs_real=baseline.get("score"),
                    counts={"real_train": len(train_x), "real_test": len(test_x), "synthetic": len(syn_x),
-                           "discriminator_per_class": disc["n_per_class"], "discriminator_held_out": disc["held_out"]})
+                           "real_test_subjects": len(set(test_ids)), "discriminator_folds": disc.get("folds")})
     return metrics, {k: v for k, v in cond.items() if k.startswith("predicted")}
 
 
@@ -170,9 +179,9 @@ def evaluate(synthetic_path: str | Path, data_dir: str | Path, out: str | Path, 
     write_bytes_atomic(out / "beats_by_age.png", beats_by_age_figure(test[0], test[1], syn_x, syn_age, manifest.fs))
     write_json_atomic(out / "metrics.json", metrics)
     write_text_atomic(out / "report.md", report_text(metrics, request, synthetic_path, data_dir, seed))
-    log.info("evaluate: spearman synthetic %.3f vs real %.3f | discriminative %.3f | TSTR %.2f vs TRTR %.2f years "
+    log.info("evaluate: spearman synthetic %.3f vs real %.3f | discriminative %s | TSTR %.2f vs TRTR %.2f years "
              "-> %s", metrics["spearman_age_synthetic"], metrics["spearman_age_real"],
-             metrics["discriminative_score"], metrics["tstr_mae"], metrics["trtr_mae"], out / "report.md")
+             _number(metrics["discriminative_score"], 3), metrics["tstr_mae"], metrics["trtr_mae"], out / "report.md")
     return metrics
 
 
@@ -190,8 +199,8 @@ Synthetic: `{synthetic_path}` ({c['synthetic']} signals; model `{request.get('mo
 |---|---|---|
 | Spearman(requested age, predicted age), synthetic | {metrics['spearman_age_synthetic']:.3f} | ridge regressor fit on real train, applied to {c['synthetic']} synthetic |
 | Spearman(true age, predicted age), real | {metrics['spearman_age_real']:.3f} | same regressor on {c['real_test']} real test signals |
-| discriminative score abs(accuracy - 0.5) | {metrics['discriminative_score']:.3f} | logistic regression, {c['discriminator_per_class']} real test + {c['discriminator_per_class']} synthetic, scored on a held-out {c['discriminator_held_out']} |
-| the same, real train vs real test (reference) | {metrics['discriminative_score_real_vs_real']:.3f} | real signals of other subjects: the score of data that is real |
+| discriminative score abs(balanced accuracy - 0.5) | {_number(metrics['discriminative_score'], 3)} | logistic regression, real test vs synthetic, {_folds(c)} |
+| the same, real train vs real test (reference) | {_number(metrics['discriminative_score_real_vs_real'], 3)} | real signals of other subjects: the score of data that is real |
 | TSTR MAE (years) | {metrics['tstr_mae']:.2f} | regressor fit on synthetic, tested on real test |
 | TRTR MAE (years) | {metrics['trtr_mae']:.2f} | regressor fit on real train, tested on real test |
 
