@@ -21,13 +21,14 @@ log = logging.getLogger(__name__)
 
 
 class ElasticState(hvd.elastic.KerasState):
-    """Model, optimizer and training progress (epoch, early-stopping state, steps into the current epoch),
-    committed, restored and synced from rank 0 as one."""
+    """Model, optimizer and training progress (epoch, early-stopping state, the share of the current epoch's steps
+    trained), committed, restored and synced from rank 0 as one. A share, not a step count: a reset restores and syncs
+    the last commit, made at another world size, whose steps per epoch differ."""
 
     def __init__(self, model: keras.Model, progress: cb.TrainState):
         self.progress = progress
         self._saved_progress = [v.numpy() for v in progress.variables]
-        super().__init__(model, batch=0, prepared=False)
+        super().__init__(model, epoch_share=0.0, prepared=False)
 
     def save(self):
         self._saved_progress = [v.numpy() for v in self.progress.variables]
@@ -44,20 +45,27 @@ class ElasticState(hvd.elastic.KerasState):
 
 
 class StepsIntoEpoch(keras.callbacks.Callback):
-    """Keeps `state.batch` = steps trained in the current epoch (0 at every epoch end); a commit saves it."""
+    """Keeps `state.epoch_share` = steps trained in the current epoch / its steps (0 at every epoch end); a commit
+    saves it."""
 
-    def __init__(self, state: ElasticState, done: int):
+    def __init__(self, state: ElasticState, steps: int, done: int):
         super().__init__()
-        self.state, self.done = state, done
+        self.state, self.steps, self.done = state, steps, done
 
     def on_epoch_begin(self, epoch, logs=None):
         self.offset, self.done = self.done, 0   # the first epoch after a reset continues at `done`
 
     def on_train_batch_end(self, batch, logs=None):
-        self.state.batch = self.offset + batch + 1
+        self.state.epoch_share = (self.offset + batch + 1) / self.steps
 
     def on_epoch_end(self, epoch, logs=None):
-        self.state.batch = 0
+        self.state.epoch_share = 0.0
+
+
+def steps_done(share: float, steps: int) -> int:
+    """Steps of an epoch of `steps` already trained when `share` of it was: rounded down (a partly trained batch is
+    trained again), and at least one step left to finish the epoch with."""
+    return min(int(share * steps + 1e-9), steps - 1)
 
 
 def train_elastic(cfg: Config, data_dir: str | Path, run_dir: str | Path, resume: bool = False) -> int:
@@ -73,13 +81,12 @@ def train_elastic(cfg: Config, data_dir: str | Path, run_dir: str | Path, resume
     def on_reset():
         was = job.ranks.size
         job.replan(distributed.Ranks(hvd.rank(), hvd.size(), job.ranks.device, hvd.local_size()))
-        # steps already trained in this epoch, counted in the new global batch (the epoch's signals stay the same)
-        state.batch = min(state.batch * was // job.ranks.size, job.steps - 1)
         model.lr_schedule.target.assign(job.lr)
         if job.ranks.rank == 0:
             log.warning("elastic reset: %d -> %d rank(s); %d steps/epoch x %d per rank, learning rate %.2e; "
                         "continuing at epoch %d, step %d", was, job.ranks.size, job.steps, cfg.train.batch_size,
-                        float(model.lr_schedule.target.numpy()), int(progress.epoch.numpy()) + 1, state.batch)
+                        float(model.lr_schedule.target.numpy()), int(progress.epoch.numpy()) + 1,
+                        steps_done(state.epoch_share, job.steps))
 
     state.register_reset_callbacks([on_reset])
 
@@ -94,10 +101,11 @@ def train_elastic(cfg: Config, data_dir: str | Path, run_dir: str | Path, resume
         log.info("rank %d of %d: weights %s", job.ranks.rank, job.ranks.size,
                  distributed.weights_digest(model)[:16])
         items, named = callbacks(job, agreement, progress, last, best, elastic=True)
-        items += [StepsIntoEpoch(state, state.batch),
+        done = steps_done(state.epoch_share, job.steps)   # the synced last commit, in this world size's steps
+        items += [StepsIntoEpoch(state, job.steps, done),
                   hvd.elastic.CommitStateCallback(state, batches_per_commit=cfg.train.elastic_commit_steps)]
         outcome["named"] = named
-        return fit(job, model, items, progress, done_steps=state.batch)
+        return fit(job, model, items, progress, done_steps=done)
 
     result = run(state)
     if result is None:   # Horovod's elastic wrapper returns None on a TensorFlow UnknownError it does not recognize

@@ -80,3 +80,11 @@ def test_a_killed_worker_is_dropped_a_joining_one_synced_and_the_run_completes(s
     generated = cli("generate", "--model", str(run), "--ages", "30,60", "--n-per-age", "4",
                     "--out", str(tmp_path / "syn.npz"))
     assert generated.returncode == 0, generated.stderr[-2000:]
+
+
+def test_a_reset_resumes_the_epoch_at_the_share_already_trained():
+    """The last commit, made at another world size, gives the steps done in this one: 9 of 11 steps on 1 rank are 4
+    of 5 on 2 ranks (a partly trained batch again), never the whole epoch (one step is left to finish it with)."""
+    from cvae.elastic import steps_done
+    assert steps_done(9 / 11, 5) == 4 and steps_done(4 / 5, 11) == 8 and steps_done(2 / 5, 5) == 2
+    assert steps_done(0.0, 5) == 0 and steps_done(1.0, 5) == 4
