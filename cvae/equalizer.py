@@ -6,9 +6,8 @@ A Gaussian-likelihood decoder fits the strong low harmonics of the pulse first a
 themselves. After training, the amplitude gain sqrt(P_data / P_generated) is measured per GRID_HZ on training
 signals and their reconstructions plus the sensor noise generation adds (mean Hann-windowed power spectra), where
 the data's power is within BAND_DB of its peak (elsewhere 1: noise and the filtered stopband are left alone),
-limited to GAIN_LIMITS. Generation applies
-it to the decoder's output, forward and backward (an FIR of sqrt(gain), so the pair has the gain and no phase).
-"""
+limited to GAIN_LIMITS. Generation applies it to the decoder's output, forward and backward (an FIR of sqrt(gain),
+so the pair has the gain and no phase)."""
 from __future__ import annotations
 
 import numpy as np

@@ -31,7 +31,8 @@ def discriminative_score(first: tuple, second: tuple, seed: int, folds: int = DI
     splits that keep each subject's signals on one side: a classifier that saw some windows of a subject would
     recognize that subject's other windows, not tell the sets apart. Each set is (features, subject ids), ids None
     when every signal is independent (synthetic draws). None when a set has fewer than 2 subjects."""
-    sets = [(f, np.arange(len(f)).astype(str) if ids is None else np.asarray(ids, dtype=str)) for f, ids in (first, second)]
+    sets = [(f, np.arange(len(f)).astype(str) if ids is None else np.asarray(ids, dtype=str))
+            for f, ids in (first, second)]
     subjects = [len(np.unique(ids)) for _, ids in sets]
     if min(subjects) < 2:
         return None
@@ -44,8 +45,8 @@ def discriminative_score(first: tuple, second: tuple, seed: int, folds: int = DI
         clf = make_pipeline(StandardScaler(), LogisticRegression(C=0.1, class_weight="balanced", max_iter=2000))
         correct[held] = clf.fit(x[fit], y[fit]).predict(x[held]) == y[held]
     acc = float(np.mean([correct[y == k].mean() for k in (0, 1)]))
-    return {"score": abs(acc - 0.5), "balanced_accuracy": acc, "folds": int(folds), "signals": [int(len(f)) for f, _ in sets],
-            "subjects": subjects}
+    return {"score": abs(acc - 0.5), "balanced_accuracy": acc, "folds": int(folds),
+            "signals": [int(len(f)) for f, _ in sets], "subjects": subjects}
 
 
 def conditioning_and_utility(real_train: tuple, real_test: tuple, synthetic: tuple) -> dict:

@@ -150,7 +150,8 @@ def compute(train: tuple, test: tuple, synthetic: tuple, fs: float, seed: int) -
                    **diversity_and_copies(f_train, f_test, f_syn, test_age, syn_age, seed),
                    waveform_feature_means={"real_test": w_test.mean().round(4).to_dict(),
                                            "synthetic": w_syn.mean().round(4).to_dict()},
-                   discriminative_score=disc.get("score"), discriminative_balanced_accuracy=disc.get("balanced_accuracy"),
+                   discriminative_score=disc.get("score"),
+                   discriminative_balanced_accuracy=disc.get("balanced_accuracy"),
                    discriminative_score_real_vs_real=baseline.get("score"),
                    counts={"real_train": len(train_x), "real_test": len(test_x), "synthetic": len(syn_x),
                            "real_test_subjects": len(set(test_ids)), "discriminator_folds": disc.get("folds")})
