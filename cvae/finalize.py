@@ -24,18 +24,27 @@ log = logging.getLogger(__name__)
 EQUALIZER_ROWS = 4096   # training signals whose reconstructions measure the decoder's spectrum
 
 
+def _encoded_training(model, data_dir, manifest: Manifest, conditions: list[str], rows: int):
+    """(signals, conditions, z_mean, z_log_var) batches of the training split in shard order, until `rows` signals
+    have been passed (the last batch may run over)."""
+    n = 0
+    for signal, cond in eval_dataset(data_dir, manifest, "train", conditions, 1024):
+        z_mean, z_log_var = model.encoder([signal, cond], training=False)
+        yield signal, cond, z_mean, z_log_var
+        n += len(signal)
+        if n >= rows:
+            return
+
+
 def encode_training(model, data_dir, manifest: Manifest, conditions: list[str], rows: int,
                     seed: int) -> tuple[np.ndarray, np.ndarray]:
     """z ~ q(z | x, c) for the first `rows` training signals (shard order), with their standardized conditions."""
     rng = np.random.default_rng(seed)
-    zs, cs, n = [], [], 0
-    for signal, cond in eval_dataset(data_dir, manifest, "train", conditions, 1024):
-        z_mean, z_log_var = (t.numpy() for t in model.encoder([signal, cond], training=False))
+    zs, cs = [], []
+    for _, cond, z_mean, z_log_var in _encoded_training(model, data_dir, manifest, conditions, rows):
+        z_mean, z_log_var = z_mean.numpy(), z_log_var.numpy()
         zs.append(z_mean + np.exp(0.5 * z_log_var) * rng.standard_normal(z_mean.shape))
         cs.append(cond.numpy())
-        n += len(z_mean)
-        if n >= rows:
-            break
     return np.concatenate(zs)[:rows], np.concatenate(cs)[:rows]
 
 
@@ -43,12 +52,9 @@ def reconstruct_training(model, data_dir, manifest: Manifest, conditions: list[s
                          rows: int) -> tuple[np.ndarray, np.ndarray]:
     """The first `rows` training signals (shard order) and their reconstructions from z_mean."""
     signals, recons = [], []
-    for signal, cond in eval_dataset(data_dir, manifest, "train", conditions, 1024):
-        z_mean, _ = model.encoder([signal, cond], training=False)
+    for signal, cond, z_mean, _ in _encoded_training(model, data_dir, manifest, conditions, rows):
         signals.append(signal.numpy())
         recons.append(model.decoder([z_mean, cond], training=False).numpy())
-        if sum(map(len, signals)) >= rows:
-            break
     return np.concatenate(signals)[:rows], np.concatenate(recons)[:rows]
 
 
