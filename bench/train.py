@@ -55,8 +55,8 @@ def child(kind: str, data: Path, epochs: int, workdir: Path) -> float:
     import tensorflow as tf
     tf.config.threading.set_intra_op_parallelism_threads(1)
     tf.config.threading.set_inter_op_parallelism_threads(1)
-    from tensorflow import keras
     from cvae.data import condition_scaler, rank_plan
+    from cvae.keras2 import keras
     from cvae.model import CVAE
     from data_prep.manifest import load_manifest, shard_paths
     from data_prep.shards import read_arrays

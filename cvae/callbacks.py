@@ -11,8 +11,8 @@ import horovod.tensorflow as hvd_tf
 import horovod.tensorflow.keras as hvd
 import numpy as np
 import tensorflow as tf
-from tensorflow import keras
 
+from cvae.keras2 import keras
 from cvae.plots import waveform_figure
 
 log = logging.getLogger(__name__)

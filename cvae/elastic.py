@@ -10,10 +10,10 @@ from pathlib import Path
 
 import horovod.tensorflow as hvd_tf
 import horovod.tensorflow.keras as hvd
-from tensorflow import keras
 
 from cvae import callbacks as cb
 from cvae import distributed
+from cvae.keras2 import keras
 from cvae.train import build, callbacks, finish, fit, prepare_run, restore, resume_latest, setup
 from data_prep.config import Config
 

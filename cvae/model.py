@@ -2,8 +2,8 @@
 from __future__ import annotations
 
 import tensorflow as tf
-from tensorflow import keras
 
+from cvae.keras2 import keras
 from data_prep.config import ModelConfig
 
 layers = keras.layers

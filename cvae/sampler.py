@@ -9,9 +9,9 @@ from pathlib import Path
 
 import numpy as np
 from scipy.signal import sosfiltfilt
-from tensorflow import keras
 
 from cvae.equalizer import equalize, equalizer_fir, equalizer_problem
+from cvae.keras2 import keras
 from cvae.latent_prior import FILE as LATENT_PRIOR_FILE
 from cvae.latent_prior import LatentPrior
 from data_prep.conditioning import band_limit_problem, lowpass_sos
@@ -23,7 +23,7 @@ from data_prep.normalize import normalize
 KERAS_MEMBERS = {"config.json", "metadata.json", "model.weights.h5"}
 KERAS_CLASSES = {("keras.layers", n) for n in ("InputLayer", "Dense", "Conv1D", "Conv1DTranspose", "Reshape",
                                                 "Concatenate", "Flatten")} | {
-    ("keras.initializers", n) for n in ("GlorotUniform", "Zeros")} | {("keras.src.engine.functional", "Functional")}
+    ("keras.initializers", n) for n in ("GlorotUniform", "Zeros")} | {("tf_keras.src.engine.functional", "Functional"), ("keras.src.engine.functional", "Functional")}
 ACTIVATIONS = {"relu", "tanh", "elu", "sigmoid", "linear"}
 
 

@@ -2,7 +2,8 @@
 from __future__ import annotations
 
 import tensorflow as tf
-from tensorflow import keras
+
+from cvae.keras2 import keras
 
 
 @keras.saving.register_keras_serializable(package="ppg_cvae")

@@ -6,7 +6,8 @@ from __future__ import annotations
 import signal
 
 import tensorflow as tf
-from tensorflow import keras
+
+from cvae.keras2 import keras
 
 EXIT_PREEMPTED = 75   # a checkpoint was written after SIGTERM/SIGUSR1; rerun with --resume to continue
 

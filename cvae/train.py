@@ -10,7 +10,6 @@ from pathlib import Path
 
 import horovod.tensorflow.keras as hvd
 import tensorflow as tf
-from tensorflow import keras
 
 from cvae import callbacks as cb
 from cvae import distributed
@@ -18,6 +17,7 @@ from cvae import run_dir as run_dir_contract
 from cvae import tensorboard_inputs
 from cvae.data import eval_dataset, rank_plan, train_dataset
 from cvae.finalize import finalize
+from cvae.keras2 import keras, require_keras2
 from cvae.model import CVAE
 from cvae.schedules import KLWarmup, WarmupLR
 from cvae.step_agreement import EXIT_PREEMPTED, StepAgreement
@@ -78,7 +78,7 @@ def prepare_run(job: Job, resume: bool) -> list:
 def build(job: Job) -> tuple[CVAE, StepAgreement]:
     """Seeds and precision, the model with its step agreement hook, the warmed-up LR and DistributedOptimizer."""
     cfg, rank, size = job.cfg, job.ranks.rank, job.ranks.size
-    tf.keras.utils.set_random_seed(cfg.train.seed + rank)
+    keras.utils.set_random_seed(cfg.train.seed + rank)
     if cfg.train.deterministic:
         tf.config.experimental.enable_op_determinism()
     if cfg.train.mixed_precision:
@@ -94,6 +94,7 @@ def build(job: Job) -> tuple[CVAE, StepAgreement]:
         compression=hvd.Compression.fp16 if cfg.train.fp16_allreduce else hvd.Compression.none))
     model.build([(None, length), (None, n_cond)])
     model.optimizer.build(model.trainable_variables)   # slots exist before a restore, so they are restored too
+    require_keras2(model=model, optimizer=model.optimizer, lr_schedule=model.lr_schedule)
     return model, agreement
 
 
@@ -160,6 +161,7 @@ def callbacks(job: Job, agreement: StepAgreement, state, last, best, elastic: bo
                                        tensorboard_inputs.reconstruction_batch(job.data_dir, job.manifest, conditions),
                                        tensorboard_inputs.age_encodings(job.data_dir, job.manifest, conditions),
                                        hparams, timer)]
+    require_keras2(callbacks=items)
     return items, {"validation": validation, "timer": timer}
 
 

@@ -6,6 +6,7 @@ allocates counts against the child's address-space limit, not the machine.
 """
 from __future__ import annotations
 
+import datetime
 import os
 import pickle
 import resource
@@ -78,6 +79,12 @@ def _latin1_encode(text, encoding="latin1"):
     return text.encode("latin1")
 
 
+def _utc():
+    """pytz's UTC as pandas < 2 pickled it (`pytz._UTC()`), read as the standard library's UTC: the same instants,
+    and pandas 3 does not bring pytz."""
+    return datetime.timezone.utc
+
+
 def _string_dtype(storage=None, na_value=None):
     """pandas 3's StringDtype(storage, na_value), built by the installed pandas (pandas 2 has no na_value;
     the values convert to the same strings either way)."""
@@ -118,6 +125,8 @@ class RestrictedUnpickler(pickle.Unpickler):
             return _latin1_encode
         if (module, name) not in ALLOWED:
             raise Refused(f"refused to load '{module}.{name}' (not plain numpy/pandas data)")
+        if (module, name) == ("pytz", "_UTC"):
+            return _utc
         if (module, name) == ("pandas", "StringDtype"):   # pandas 3 pickles it as StringDtype(storage, na_value)
             return _string_dtype
         if module.startswith("numpy._core.") and np.__version__ < "2":

@@ -32,7 +32,23 @@ def _setup_logging() -> None:
     handler.addFilter(RankFilter())
     handler.setFormatter(logging.Formatter("%(asctime)s [rank %(rank)s] %(levelname)s %(message)s", "%H:%M:%S"))
     logging.basicConfig(level=logging.INFO, handlers=[handler], force=True)
+    logging.getLogger("absl").setLevel(logging.WARNING)   # TensorFlow's own INFO records (checkpoint sharding...)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def _load_tensorflow_quietly() -> None:
+    """Import TensorFlow with stderr closed while its native libraries load: they print notices (oneDNN, CUDA
+    drivers, CPU features) before TF_CPP_MIN_LOG_LEVEL takes effect. TF_CPP_MIN_LOG_LEVEL=0 keeps them."""
+    if os.environ.get("TF_CPP_MIN_LOG_LEVEL") == "0" or "tensorflow" in sys.modules:
+        return
+    saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        import tensorflow  # noqa: F401
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
 
 
 def _config_arg(p: argparse.ArgumentParser, required: bool = True) -> None:
@@ -369,6 +385,8 @@ def cmd_tensorboard(args) -> int:
 COMMANDS = {"prep": cmd_prep, "train": cmd_train, "generate": cmd_generate, "evaluate": cmd_evaluate,
             "demo": cmd_demo, "launch": cmd_launch, "tensorboard": cmd_tensorboard, "doctor": cmd_doctor}
 
+TENSORFLOW_COMMANDS = {"train", "generate", "evaluate", "demo", "doctor"}   # what imports TensorFlow
+
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
@@ -379,6 +397,8 @@ def main(argv: list[str] | None = None) -> int:
                   file=sys.stderr)
             return 2
     try:
+        if args.command in TENSORFLOW_COMMANDS:
+            _load_tensorflow_quietly()
         return COMMANDS[args.command](args)
     except UserError as exc:
         print(f"ppg-cvae {args.command}: error: {exc}", file=sys.stderr)

@@ -1,10 +1,14 @@
 """`ppg-cvae doctor`: versions, Horovod build (frameworks, controllers, ops), devices, what is missing."""
 from __future__ import annotations
 
+import hashlib
+import json
 import platform
 import shutil
 import sys
 from pathlib import Path
+
+PATCH = Path(__file__).with_name("horovod-0.28.1.patch")
 
 
 def report() -> tuple[list[str], list[str]]:
@@ -22,6 +26,11 @@ def report() -> tuple[list[str], list[str]]:
     except ImportError as exc:
         missing.append(f"tensorflow ({exc}); run 'make setup'")
     try:
+        import cvae.keras2
+        lines.append(f"keras       tf-keras {cvae.keras2.keras.__version__} (Keras 2, as tf.keras)")
+    except ImportError as exc:
+        missing.append(f"Keras 2 as tf.keras ({exc}); run 'make setup'")
+    try:
         import horovod
         import horovod.tensorflow as hvd
         lines.append(f"horovod     {horovod.__version__}")
@@ -33,6 +42,10 @@ def report() -> tuple[list[str], list[str]]:
         lines.append(f"  tensor ops: {', '.join(ops) or 'none'}")
         nccl = hvd.nccl_built()
         lines.append(f"  NCCL: {nccl // 10000}.{nccl // 100 % 100}.{nccl % 100}" if nccl else "  NCCL: not built")
+        build, problem = horovod_build()
+        lines.append(f"  build: {build}")
+        if problem:
+            missing.append(problem)
         if not hvd.gloo_built():
             missing.append("Horovod without Gloo; rebuild with 'make setup'")
         if gpus and not nccl:
@@ -45,3 +58,23 @@ def report() -> tuple[list[str], list[str]]:
         found = str(beside) if beside.exists() else shutil.which(tool)
         lines.append(f"{tool:<11} {found or 'not found'}")
     return lines, missing
+
+
+def horovod_build() -> tuple[str, str | None]:
+    """What `make setup` recorded of the Horovod build in this environment ($VENV/horovod-build.json), and whether it
+    runs with this project's patch: (description, problem or None)."""
+    import horovod.tensorflow.keras.callbacks as hvd_callbacks
+    import tf_keras
+    record_path = Path(sys.prefix) / "horovod-build.json"
+    try:
+        record = json.loads(record_path.read_text())
+        built = (f"{record['source']} + {record['patch']} (sha256 {record['patch_sha256'][:12]}), against "
+                 f"TensorFlow {record['tensorflow']}, with {record['built_with']}")
+    except (OSError, ValueError, KeyError, TypeError):
+        return f"no record in {record_path} (not built by 'make setup')", \
+            "Horovod not built by 'make setup' with its patch; run 'make setup'"
+    if record["patch_sha256"] != hashlib.sha256(PATCH.read_bytes()).hexdigest():
+        return built, f"Horovod was built with another version of {PATCH.name}; run 'make setup' to rebuild it"
+    if hvd_callbacks.K.get_value is not tf_keras.backend.get_value:
+        return built, "Horovod's Keras callbacks do not use Keras 2 (the patch is not in effect); run 'make setup'"
+    return built, None

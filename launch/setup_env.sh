@@ -1,16 +1,27 @@
 #!/usr/bin/env bash
-# Idempotent environment setup: .venv, the package with pinned deps, Horovod 0.28.1 (TF + Gloo [+ MPI]
-# [+ NCCL on GPU hosts]). PPG_CVAE_GPU=1/0 forces the GPU/CPU build; unset, a GPU listed by nvidia-smi picks GPU.
+# Idempotent environment setup: .venv on Python 3.11-3.13, the package with pinned deps (TensorFlow + tf-keras),
+# Horovod 0.28.1 from its PyPI sdist with launch/horovod-0.28.1.patch (TF + Gloo [+ MPI] [+ NCCL on GPU hosts]).
+# PYTHON picks the interpreter (else the newest python3.13/3.12/3.11 on PATH that runs); PPG_CVAE_GPU=1/0 forces
+# the GPU/CPU build; unset, a GPU listed by nvidia-smi picks GPU.
 set -euo pipefail
-PYTHON=${PYTHON:-python3}
 VENV=${VENV:-.venv}
 HOROVOD_VERSION=0.28.1
+HOROVOD_PATCH=launch/horovod-$HOROVOD_VERSION.patch
+SUPPORTED="3.11 3.12 3.13"
 
 die() { echo "setup: $*" >&2; exit 1; }
 
-command -v "$PYTHON" >/dev/null || die "no '$PYTHON' on PATH; install Python 3.11 or set PYTHON=/path/to/python3.11"
-pyver=$("$PYTHON" -c 'import sys; print("%d.%d" % sys.version_info[:2])')
-[ "$pyver" = "3.11" ] || die "Python 3.11 is required (TensorFlow 2.15 + Horovod 0.28.1), found $pyver at $(command -v "$PYTHON"); set PYTHON=/path/to/python3.11"
+pyver_of() { "$1" -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null; }
+if [ -z "${PYTHON:-}" ]; then
+  for cand in python3.13 python3.12 python3.11 python3; do
+    v=$(pyver_of "$cand") || continue
+    case " $SUPPORTED " in *" $v "*) PYTHON=$cand; break ;; esac
+  done
+  [ -n "${PYTHON:-}" ] || die "no Python 3.11, 3.12 or 3.13 on PATH; install one (e.g. apt-get install python3 python3-venv python3-dev) or set PYTHON=/path/to/python3.x"
+fi
+pyver=$(pyver_of "$PYTHON") || die "PYTHON=$PYTHON does not run; set PYTHON to a Python 3.11, 3.12 or 3.13 interpreter"
+case " $SUPPORTED " in *" $pyver "*) ;; *) die "Python $pyver at $PYTHON is not supported; set PYTHON to a Python 3.11, 3.12 or 3.13 interpreter" ;; esac
+"$PYTHON" -c 'import venv, ensurepip' 2>/dev/null || die "$PYTHON cannot create virtual environments; install its venv module (e.g. apt-get install python$pyver-venv)"
 command -v g++ >/dev/null || die "no C++ compiler (g++) to build Horovod; install it: apt-get install g++"
 command -v cmake >/dev/null || die "no cmake to build Horovod; install cmake 3.x: apt-get install cmake"
 cmake_major=$(cmake --version | sed -n 's/^cmake version \([0-9]*\).*/\1/p')
@@ -24,6 +35,14 @@ case "${PPG_CVAE_GPU:-auto}" in
 esac
 flavour=$([ $gpu = 1 ] && echo gpu || echo cpu)
 
+# A venv of another Python, or of the previous release (tensorflow-cpu beside tensorflow breaks both), is rebuilt.
+if [ -x "$VENV/bin/python" ]; then
+  old=$(pyver_of "$VENV/bin/python" || echo none)
+  if [ "$old" != "$pyver" ] || "$VENV/bin/python" -m pip show -q tensorflow-cpu >/dev/null 2>&1; then
+    echo "setup: rebuilding $VENV (it holds Python $old or tensorflow-cpu; this setup is Python $pyver with tensorflow)"
+    rm -rf "$VENV"
+  fi
+fi
 [ -x "$VENV/bin/python" ] || "$PYTHON" -m venv "$VENV"
 PY="$VENV/bin/python"
 
@@ -31,9 +50,8 @@ PY="$VENV/bin/python"
 stamp="$VENV/.ppg-cvae-setup.sha256"
 want="$(sha256sum setup.py | cut -d' ' -f1) $flavour"
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
-  "$PY" -m pip install -q --upgrade pip wheel "setuptools==69.5.1" packaging
-  other=$([ $gpu = 1 ] && echo tensorflow-cpu || echo tensorflow)   # both install the same module: keep one
-  "$PY" -m pip uninstall -q -y "$other" 2>/dev/null || true
+  setuptools_pin=$(sed -n 's/.*"\(setuptools==[0-9.]*\)".*/\1/p' setup.py)
+  "$PY" -m pip install -q --upgrade pip wheel "$setuptools_pin" packaging
   "$PY" -m pip install -q -e ".[$flavour,test]"
   echo "$want" > "$stamp"
 fi
@@ -50,7 +68,7 @@ if [ $gpu = 1 ]; then
   cuda_home=$(cd "$(dirname "$nvcc_bin")/.." && pwd)
   cuda_release=$("$nvcc_bin" --version | sed -n 's/.*release \([0-9][0-9.]*\),.*/\1/p')
   [ "${cuda_release%%.*}" = 12 ] || [ "${PPG_CVAE_ANY_CUDA:-0}" = 1 ] \
-    || die "$nvcc_bin is CUDA $cuda_release, TensorFlow 2.15 runs on CUDA 12: set CUDA_HOME to a CUDA 12 toolkit (PPG_CVAE_ANY_CUDA=1 builds with this one anyway)"
+    || die "$nvcc_bin is CUDA $cuda_release, TensorFlow 2.21 runs on CUDA 12: set CUDA_HOME to a CUDA 12 toolkit (PPG_CVAE_ANY_CUDA=1 builds with this one anyway)"
   nccl_dir=$("$PY" -c 'import os, nvidia.nccl; print(os.path.dirname(nvidia.nccl.__file__))' 2>/dev/null) \
     || die "no nvidia-nccl-cu12 in $VENV (it comes with tensorflow[and-cuda]); run: $PY -m pip install -e '.[gpu]'"
   ln -sf libnccl.so.2 "$nccl_dir/lib/libnccl.so"   # the wheel ships only the versioned name the linker cannot find
@@ -59,28 +77,54 @@ if [ $gpu = 1 ]; then
             HOROVOD_BUILD_CUDA_CC_LIST="${HOROVOD_BUILD_CUDA_CC_LIST:-80,86,89,90}")
 fi
 
-# Horovod: skip the build when a working one with the wanted controllers is installed.
+# Horovod: skip the build when the installed one is the patched build for this TensorFlow with the wanted
+# controllers ($VENV/horovod-build.json records what setup built; `ppg-cvae doctor` reports it).
+HOROVOD_SDIST_SHA256=92a43f5a94c43907a56805bad15f19700c62ffc83b7ca483f9e104e229f67ef0
 want_mpi=0
 command -v mpicxx >/dev/null && want_mpi=1
-horovod_ok() {  # the same facts `horovodrun --check-build` lists, in a third of the time
-  "$PY" - "$want_mpi" "$gpu" <<'PYEOF' 2>/dev/null
-import sys
+patch_sha=$(sha256sum "$HOROVOD_PATCH" | cut -d' ' -f1)
+record="$VENV/horovod-build.json"
+horovod_ok() {
+  "$PY" - "$want_mpi" "$gpu" "$record" "$patch_sha" <<'PYEOF' 2>/dev/null
+import json, sys
+import tensorflow as tf
 import horovod.tensorflow as hvd
-mpi, nccl = sys.argv[1] == "1", sys.argv[2] == "1"
-sys.exit(0 if hvd.gloo_built() and (not mpi or hvd.mpi_built()) and (not nccl or hvd.nccl_built()) else 1)
+mpi, nccl, record, patch_sha = sys.argv[1] == "1", sys.argv[2] == "1", sys.argv[3], sys.argv[4]
+built = json.load(open(record))
+ok = built.get("patch_sha256") == patch_sha and built.get("tensorflow") == tf.__version__
+sys.exit(0 if ok and hvd.gloo_built() and (not mpi or hvd.mpi_built()) and (not nccl or hvd.nccl_built()) else 1)
 PYEOF
 }
 parts="TensorFlow + Gloo"
 [ $want_mpi = 1 ] && parts+=" + MPI"
 [ $gpu = 1 ] && parts+=" + NCCL"
 if ! horovod_ok; then
-  echo "setup: building horovod==$HOROVOD_VERSION ($parts; ~3-5 min, longer with NCCL)"
+  command -v patch >/dev/null || die "no 'patch' to apply $HOROVOD_PATCH; install it: apt-get install patch"
+  echo "setup: building horovod==$HOROVOD_VERSION with $HOROVOD_PATCH ($parts; ~3-5 min, longer with NCCL)"
+  src=$(mktemp -d)
+  trap 'rm -rf "$src"' EXIT
+  "$PY" -m pip download -q --no-deps --no-binary :all: -d "$src" "horovod==$HOROVOD_VERSION" \
+    || die "could not download the horovod==$HOROVOD_VERSION sdist from the package index"
+  echo "$HOROVOD_SDIST_SHA256  $src/horovod-$HOROVOD_VERSION.tar.gz" | sha256sum -c --quiet - \
+    || die "the downloaded horovod-$HOROVOD_VERSION.tar.gz is not the sdist $HOROVOD_PATCH was written for"
+  tar -xzf "$src/horovod-$HOROVOD_VERSION.tar.gz" -C "$src"
+  patch -s -p1 -d "$src/horovod-$HOROVOD_VERSION" < "$HOROVOD_PATCH" || die "$HOROVOD_PATCH does not apply"
+  rm -f "$record"
   extra=("${nccl_env[@]}")
   [ "$want_mpi" = 1 ] && extra+=(HOROVOD_WITH_MPI=1)
   env HOROVOD_WITH_TENSORFLOW=1 HOROVOD_WITHOUT_PYTORCH=1 HOROVOD_WITHOUT_MXNET=1 HOROVOD_WITH_GLOO=1 \
       "${extra[@]}" "$PY" -m pip install -q --no-cache-dir --no-build-isolation --force-reinstall --no-deps \
-      "horovod==$HOROVOD_VERSION" || die "Horovod build failed; see the pip output above"
+      "$src/horovod-$HOROVOD_VERSION" || die "Horovod build failed; see the pip output above"
   "$PY" -m pip install -q "horovod==$HOROVOD_VERSION"   # its pure-Python deps (cloudpickle, psutil, ...)
+  "$PY" - "$record" "$HOROVOD_VERSION" "$(basename "$HOROVOD_PATCH")" "$patch_sha" "$parts" <<'PYEOF'
+import json, os, sys
+import tensorflow as tf
+record, version, patch, sha, parts = sys.argv[1:]
+with open(record + ".tmp", "w") as f:
+    json.dump({"horovod": version, "source": "PyPI sdist", "patch": patch, "patch_sha256": sha,
+               "tensorflow": tf.__version__, "built_with": parts}, f, indent=1)
+os.replace(record + ".tmp", record)
+PYEOF
   horovod_ok || die "Horovod installed but lacks some of $parts; see '$VENV/bin/horovodrun --check-build'"
 fi
-echo "setup: ready (Horovod $HOROVOD_VERSION with $parts; activate with 'source $VENV/bin/activate')"
+echo "setup: ready (Python $pyver, Horovod $HOROVOD_VERSION + $(basename "$HOROVOD_PATCH") with $parts; activate with 'source $VENV/bin/activate')"

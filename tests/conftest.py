@@ -12,6 +12,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 SMOKE = REPO / "configs" / "smoke.yaml"
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ["TF_USE_LEGACY_KERAS"] = "1"   # as cvae sets it, for test code that imports TensorFlow first
 
 
 def cli(*args: str, timeout: int = 600, env: dict | None = None) -> subprocess.CompletedProcess:

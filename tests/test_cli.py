@@ -3,7 +3,7 @@ import re
 
 import pytest
 
-from conftest import SMOKE, cli
+from conftest import REPO, SMOKE, cli
 
 def subcommands():
     """{name: its argparse parser}, from the parser itself."""
@@ -36,7 +36,11 @@ def test_subcommand_help_explains_every_flag(command):
 def test_doctor_reports_tensorflow_and_gloo():
     result = cli("doctor")
     assert result.returncode == 0, result.stdout + result.stderr
-    assert re.search(r"tensorflow\s+2\.15\.1", result.stdout)
+    tf_version = re.search(r'TF_VERSION = "([0-9.]+)"', (REPO / "setup.py").read_text()).group(1)
+    assert re.search(rf"tensorflow\s+{re.escape(tf_version)}\n", result.stdout)
+    assert re.search(rf"keras\s+tf-keras {re.escape(tf_version)} \(Keras 2", result.stdout)
+    assert re.search(r"build: PyPI sdist \+ horovod-0\.28\.1\.patch \(sha256 [0-9a-f]{12}\), against TensorFlow "
+                     rf"{re.escape(tf_version)}", result.stdout)
     assert "frameworks: TensorFlow" in result.stdout
     assert re.search(r"controllers: .*Gloo", result.stdout)
     assert re.search(r"NCCL: (not built|2\.\d+\.\d+)", result.stdout)        # the GPU build says its version

@@ -86,6 +86,7 @@ def world(smoke_data, trained_run, tmp_path_factory):
     edit_json(w / "model-badeq" / "model" / "meta.json", lambda m: m["equalizer"]["gain"].__setitem__(3, 100.0))
     (w / "model-nolabels" / "labels-train.csv.gz").unlink()
     labels = pd.read_csv(w / "model-badlabels" / "labels-train.csv.gz")
+    labels["age"] = labels["age"].astype(object)   # pandas 3 refuses a string in a float column
     labels.loc[0, "age"] = "__import__('os')"
     labels.to_csv(w / "model-badlabels" / "labels-train.csv.gz", index=False)
     (w / "model-notzip" / "model" / "decoder.keras").write_text("not a zip")

@@ -1,10 +1,16 @@
-"""The trainer's pieces without horovodrun, each in well under a second: how ranks split the data, the LR and
-KL warm-ups, the loss terms, the step agreement, and the run identity."""
+"""The trainer's pieces without horovodrun: how ranks split the data, the LR and KL warm-ups, the loss terms, the
+step agreement, the run identity, and Keras 2 as the only Keras the trainer builds with."""
+import json
+import os
 import signal
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 import tensorflow as tf
+
+from conftest import REPO, SMOKE
 
 from cvae.data import rank_plan
 from cvae.model import CVAE
@@ -91,3 +97,61 @@ def test_run_identity_keeps_shape_and_data_but_not_free_settings():
     base = identity(load_config(None), m)
     assert identity(load_config(None, ["model.beta=0.5", "train.learning_rate=0.1"]), m) == base
     assert identity(load_config(None, ["model.latent_dim=4"]), m) != base
+
+
+def test_require_keras2_names_a_keras3_object_and_takes_tf_keras_ones():
+    import keras as keras3   # Keras 3: installed beside tf-keras (TensorFlow requires it), never used by the trainer
+    import tf_keras
+    from cvae.keras2 import require_keras2
+    assert keras3.__version__.startswith("3.")
+    inputs = keras3.Input((4,))
+    for name, obj in (("model", keras3.Model(inputs, keras3.layers.Dense(1)(inputs))),
+                      ("optimizer", keras3.optimizers.Adam()), ("callbacks", [keras3.callbacks.History()])):
+        with pytest.raises(TypeError, match=rf"^{name}: keras\.\S+ is not a Keras 2 \(tf-keras\) object"):
+            require_keras2(**{name: obj})
+    with pytest.raises(TypeError, match="lr_schedule: keras"):
+        require_keras2(lr_schedule=keras3.optimizers.schedules.ExponentialDecay(1e-3, 10, 0.9))
+    require_keras2(model=tf_keras.Sequential([tf_keras.layers.Dense(1)]), optimizer=tf_keras.optimizers.Adam(),
+                   callbacks=[tf_keras.callbacks.History()])
+
+
+TRAINER_OBJECTS = """
+import json, sys
+from pathlib import Path
+import keras as keras3
+import tf_keras
+from cvae import train
+from data_prep.config import load_config
+job, _ = train.setup(load_config(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3]), resume=False, prepare=False)
+model, agreement = train.build(job)
+state, last, best = train.restore(job, model, resume=False)
+items, _ = train.callbacks(job, agreement, state, last, best)
+objects = [model, *model.submodules, model.optimizer, model.lr_schedule, *items]
+keras3_types = (keras3.layers.Layer, keras3.optimizers.Optimizer, keras3.callbacks.Callback,
+                keras3.optimizers.schedules.LearningRateSchedule)
+print(json.dumps({"keras3": [type(o).__name__ for o in objects if isinstance(o, keras3_types)],
+                  "model": isinstance(model, tf_keras.Model),
+                  "optimizer": isinstance(model.optimizer, tf_keras.optimizers.Optimizer),
+                  "optimizer_module": type(model.optimizer).__module__,
+                  "callbacks": [isinstance(c, tf_keras.callbacks.Callback) for c in items]}))
+"""
+
+
+def test_trainer_builds_only_keras2_objects(smoke_data, tmp_path):
+    """The real trainer's model, layers, wrapped optimizer, schedule and callbacks, built as one rank in a fresh
+    process (Horovod and TensorFlow's thread settings are once per process)."""
+    result = subprocess.run([sys.executable, "-c", TRAINER_OBJECTS, str(SMOKE), str(smoke_data), str(tmp_path / "run")],
+                            cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    found = json.loads(result.stdout.strip().splitlines()[-1])
+    assert found["keras3"] == [] and found["model"] and found["optimizer"]
+    assert len(found["callbacks"]) >= 5 and all(found["callbacks"])
+    assert found["optimizer_module"].startswith("horovod")   # wrapped by hvd.DistributedOptimizer
+
+
+def test_cvae_refuses_to_run_on_a_tf_keras_resolved_to_keras3():
+    code = "import tensorflow as tf; tf.keras.Model; import cvae.keras2"
+    result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=300,
+                            env=dict(os.environ, TF_USE_LEGACY_KERAS="0"))
+    assert result.returncode != 0
+    assert "ImportError: tf.keras is Keras 3 in this process: set TF_USE_LEGACY_KERAS=1" in result.stderr
