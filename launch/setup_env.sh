@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Idempotent environment setup: .venv on Python 3.11-3.13, the package with pinned deps (TensorFlow + tf-keras),
 # Horovod 0.28.1 from its PyPI sdist with launch/horovod-0.28.1.patch (TF + Gloo [+ MPI] [+ NCCL on GPU hosts]).
-# PYTHON picks the interpreter (else the newest python3.13/3.12/3.11 on PATH that runs); PPG_CVAE_GPU=1/0 forces
+# PYTHON picks the interpreter (else the one $VENV was made with, else the newest python3.13/3.12/3.11 on PATH that
+# runs; a $VENV of another Python is rebuilt); PPG_CVAE_GPU=1/0 forces
 # the GPU/CPU build; unset, a GPU listed by nvidia-smi picks GPU.
 set -euo pipefail
 VENV=${VENV:-.venv}
@@ -12,6 +13,11 @@ SUPPORTED="3.11 3.12 3.13"
 die() { echo "setup: $*" >&2; exit 1; }
 
 pyver_of() { "$1" -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null; }
+if [ -z "${PYTHON:-}" ] && [ -x "$VENV/bin/python" ]; then   # keep the interpreter an existing venv was made with
+  base=$("$VENV/bin/python" -c 'import sys; print(sys._base_executable)' 2>/dev/null) || base=
+  v=$([ -n "$base" ] && pyver_of "$base") || v=
+  case " $SUPPORTED " in *" ${v:-none} "*) PYTHON=$base ;; esac
+fi
 if [ -z "${PYTHON:-}" ]; then
   for cand in python3.13 python3.12 python3.11 python3; do
     v=$(pyver_of "$cand") || continue
