@@ -75,7 +75,8 @@ if [ $gpu = 1 ]; then
   cuda_release=$("$nvcc_bin" --version | sed -n 's/.*release \([0-9][0-9.]*\),.*/\1/p')
   [ "${cuda_release%%.*}" = 12 ] || [ "${PPG_CVAE_ANY_CUDA:-0}" = 1 ] \
     || die "$nvcc_bin is CUDA $cuda_release, TensorFlow 2.21 runs on CUDA 12: set CUDA_HOME to a CUDA 12 toolkit (PPG_CVAE_ANY_CUDA=1 builds with this one anyway)"
-  nccl_dir=$("$PY" -c 'import os, nvidia.nccl; print(os.path.dirname(nvidia.nccl.__file__))' 2>/dev/null) \
+  # nvidia.nccl is a namespace package (no __file__) in the current nvidia-nccl-cu12 wheels
+  nccl_dir=$("$PY" -c 'import nvidia.nccl; print(list(nvidia.nccl.__path__)[0])' 2>/dev/null) \
     || die "no nvidia-nccl-cu12 in $VENV (it comes with tensorflow[and-cuda]); run: $PY -m pip install -e '.[gpu]'"
   ln -sf libnccl.so.2 "$nccl_dir/lib/libnccl.so"   # the wheel ships only the versioned name the linker cannot find
   nccl_env=(HOROVOD_GPU_OPERATIONS=NCCL HOROVOD_CUDA_HOME="$cuda_home" HOROVOD_NCCL_HOME="$nccl_dir"
