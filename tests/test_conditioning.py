@@ -1,5 +1,8 @@
 """Recording conditioning and the window verdicts, on signals whose answer is known by construction."""
 import numpy as np
+import pytest
+
+from conftest import REPO
 
 from cvae.beats import clean_beats
 from data_prep.conditioning import condition
@@ -73,3 +76,17 @@ def test_beat_verdicts():
     assert beat_reason(good, fs, CFG.quality) == ""
     assert beat_reason(np.random.default_rng(0).standard_normal(1024), fs, CFG.quality) != ""
     assert beat_reason(pulse(8.2, fs, hr=190)[:1024], fs, CFG.quality) == "implausible_hr"   # above 180 bpm
+
+
+def test_a_window_the_quality_library_fails_on_is_quarantined_not_fatal():
+    """A 20 Hz pulse with spikes, resampled to 125 Hz (3 beats found): neurokit2's template matching raises
+    "cannot convert float NaN to integer" on it; the window gets its own reason and the rest are judged."""
+    import neurokit2 as nk
+    from data_prep.quality import beat_reasons
+    failing = np.load(REPO / "tests" / "data" / "neurokit2_quality_failure.npy")
+    peaks = np.asarray(nk.ppg_findpeaks(failing, sampling_rate=125)["PPG_Peaks"])
+    with pytest.raises(ValueError, match="NaN"):
+        nk.ppg_quality(failing, peaks=peaks, sampling_rate=125, method="templatematch")
+    good = pulse(8.2, 125.0)[:1024]
+    assert list(beat_reasons(np.stack([good, failing, good]), 125.0, CFG.quality)) == \
+        ["", "quality_check_failed", ""]
