@@ -240,3 +240,10 @@ def _summary(m: Manifest, out: Path, results: list, n_rows: int, seconds: float)
              m.splits["val"].count, m.splits["test"].count, m.quarantine["total"], m.quarantine["by_reason"],
              nbytes / 1e6, len(results), sum(1 for _, e in results if e.get("resumed")), seconds,
              n_rows / max(seconds, 1e-9))
+    empty = [split for split in ("train", "val", "test") if m.splits[split].count == 0]
+    if empty:
+        subjects = sum(info.subjects for info in m.splits.values())
+        log.warning("prep: the %s split%s of %s %s empty (%d subject%s with kept windows): train needs train and val, "
+                    "evaluate needs test; add subjects or change data.val_fraction/data.test_fraction",
+                    " and ".join(empty), "s" if len(empty) > 1 else "", out, "are" if len(empty) > 1 else "is",
+                    subjects, "" if subjects == 1 else "s")

@@ -118,3 +118,14 @@ def test_gzip_shards_round_trip_and_verify(tmp_path):
     signals, _ = read_arrays(files, ["age"], 1024, "gzip")
     assert len(signals) == m.splits["train"].count and np.abs(signals).max() == pytest.approx(1.0)
     assert verify(tmp_path / "gz")["records"] == sum(m.splits[s].count for s in ("train", "val", "test"))
+
+
+def test_a_single_subject_source_says_which_splits_are_empty_and_how_to_fix_it(tmp_path):
+    result = cli("prep", "--config", str(SMOKE), "--out", str(tmp_path / "one"), "simulate.n_subjects=1")
+    assert result.returncode == 0, result.stderr[-2000:]
+    warning = [line for line in result.stderr.splitlines() if "WARNING prep:" in line]
+    assert len(warning) == 1
+    assert "the val and test splits" in warning[0] and "are empty (1 subject with kept windows)" in warning[0]
+    assert "add subjects or change data.val_fraction/data.test_fraction" in warning[0]
+    many = cli("prep", "--config", str(SMOKE), "--out", str(tmp_path / "many"))
+    assert many.returncode == 0 and "WARNING prep:" not in many.stderr
