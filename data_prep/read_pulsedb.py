@@ -20,9 +20,36 @@ NUMBERS = {"Age": "age", "Height": "height", "Weight": "weight", "BMI": "bmi", "
 CELLS = {"Gender": "sex", "Subject": "subject_id"}
 
 
-def _text(f, ref) -> str:
+def _stored_here(ds, path: Path):
+    """The dataset, when its data lives in this file: virtual datasets and external storage are refused."""
+    if ds.is_virtual:
+        raise UserError(f"{path}: {ds.name} is a virtual dataset (its data lives in other files); refused: save the "
+                        "subset with its data in one file")
+    if ds.external:
+        raise UserError(f"{path}: {ds.name} keeps its data in external file {ds.external[0][0]!r}; refused: save the "
+                        "subset with its data in one file")
+    return ds
+
+
+def _member(group, name: str, path: Path):
+    """group[name] when it is a plain (hard) link in this file, None when absent; external and soft links are
+    refused without being followed (they would open or read other files)."""
+    import h5py
+    link = group.get(name, getlink=True)
+    if link is None:
+        return None
+    where = f"{group.name.rstrip('/')}/{name}"
+    if not isinstance(link, h5py.HardLink):
+        kind, target = ("an external link", f"{link.filename}:{link.path}") if isinstance(link, h5py.ExternalLink) \
+            else ("a soft link", link.path)
+        raise UserError(f"{path}: {where} is {kind} to {target}; refused: a PulseDB subset file holds its data itself")
+    obj = group[name]
+    return _stored_here(obj, path) if isinstance(obj, h5py.Dataset) else obj
+
+
+def _text(f, ref, path: Path) -> str:
     """A MATLAB char array behind an object reference."""
-    return "".join(map(chr, np.asarray(f[ref]).ravel()))
+    return "".join(map(chr, np.asarray(_stored_here(f[ref], path)).ravel()))
 
 
 def read_pulsedb(path: Path, chunk: int) -> Iterator[tuple[np.ndarray, pd.DataFrame]]:
@@ -33,22 +60,25 @@ def read_pulsedb(path: Path, chunk: int) -> Iterator[tuple[np.ndarray, pd.DataFr
     except OSError as exc:
         raise UserError(f"{path}: not a MATLAB v7.3 (HDF5) file ({exc}); save it with -v7.3") from None
     with f:
-        subset = f.get("Subset")
-        if not isinstance(subset, h5py.Group) or "Signals" not in subset or "Age" not in subset:
+        subset = _member(f, "Subset", path)
+        members = {k: _member(subset, k, path) for k in ("Signals", *NUMBERS, *CELLS)} \
+            if isinstance(subset, h5py.Group) else {}
+        members = {k: v for k, v in members.items() if v is not None}
+        if "Signals" not in members or "Age" not in members:
             raise UserError(f"{path}: no struct 'Subset' with 'Signals' and 'Age' (has {', '.join(f.keys())}); "
                             "is this a PulseDB subset file?")
-        signals = subset["Signals"]
-        n = int(np.asarray(subset["Age"]).size)
+        signals = members["Signals"]
+        n = int(np.asarray(members["Age"]).size)
         if signals.ndim != 3 or 3 not in signals.shape[1:2] or n not in (signals.shape[0], signals.shape[2]):
             raise UserError(f"{path}: Subset.Signals has shape {signals.shape}, expected segments x 3 x samples")
         segments_last = signals.shape[2] == n and signals.shape[0] != n
-        numbers = {name: np.asarray(subset[k]).ravel() for k, name in NUMBERS.items() if k in subset}
+        numbers = {name: np.asarray(members[k]).ravel() for k, name in NUMBERS.items() if k in members}
         for start in range(0, n, chunk):
             stop = min(start + chunk, n)
             block = signals[:, :, start:stop].transpose(2, 1, 0) if segments_last else signals[start:stop]
             labels = pd.DataFrame({name: v[start:stop] for name, v in numbers.items()})
             for key, name in CELLS.items():
-                if key in subset:
-                    refs = np.asarray(subset[key]).ravel()[start:stop]
-                    labels[name] = [_text(f, r) for r in refs]
+                if key in members:
+                    refs = np.asarray(members[key]).ravel()[start:stop]
+                    labels[name] = [_text(f, r, path) for r in refs]
             yield np.asarray(block[:, PPG_CHANNEL, :], dtype=np.float32), labels

@@ -1,6 +1,8 @@
 """Readers for the public age-labelled sets and per-record metadata, on small files written here in each layout:
 PulseDB subsets (MATLAB v7.3 / HDF5), VitalDB case files, MIMIC-III matched (multi-segment WFDB) records, and
 CSV recordings at several rates with an fs column."""
+import re
+
 import h5py
 import numpy as np
 import pandas as pd
@@ -67,6 +69,52 @@ def test_pulsedb_file_that_is_not_one_is_a_clear_error(tmp_path):
         f.create_dataset("y", data=[1])
     with pytest.raises(UserError, match="no struct 'Subset'"):
         open_files([str(path)], load_config(SMOKE), None, tmp_path / "w")
+
+
+def pulsedb_file(path, n: int = 4, signals=None) -> None:
+    """A minimal PulseDB subset file; `signals(group, data)` makes Subset/Signals (default: a plain dataset)."""
+    data = np.stack([np.zeros((n, 1250)), np.stack([pulse(10, FS, seed=i)[:1250] for i in range(n)]),
+                     np.zeros((n, 1250))], axis=1).transpose(2, 1, 0)
+    with h5py.File(path, "w") as f:
+        group = f.create_group("Subset")
+        (signals or (lambda g, d: g.create_dataset("Signals", data=d)))(group, data)
+        group.create_dataset("Age", data=np.arange(30.0, 30.0 + n)[None])
+
+
+def test_pulsedb_links_virtual_datasets_and_external_storage_are_refused_without_reading_them(tmp_path):
+    other = tmp_path / "elsewhere.h5"
+    pulsedb_file(other)
+    with h5py.File(other, "a") as f:
+        f["plain"] = f["Subset/Signals"][()]
+
+    def external_link(group, data):
+        group["Signals"] = h5py.ExternalLink(str(other), "/Subset/Signals")
+
+    def soft_link(group, data):
+        group.file["elsewhere"] = h5py.ExternalLink(str(other), "/plain")
+        group["Signals"] = h5py.SoftLink("/elsewhere")
+
+    def virtual(group, data):
+        layout = h5py.VirtualLayout(shape=data.shape, dtype=data.dtype)
+        layout[:] = h5py.VirtualSource(str(other), "plain", shape=data.shape)
+        group.create_virtual_dataset("Signals", layout)
+
+    def external_storage(group, data):
+        raw = tmp_path / "signals.raw"
+        data.astype("<f8").tofile(raw)
+        group.create_dataset("Signals", shape=data.shape, dtype="<f8", external=[(str(raw), 0, h5py.h5f.UNLIMITED)])
+
+    for make, needle in ((external_link, f"/Subset/Signals is an external link to {other}:/Subset/Signals; refused"),
+                         (soft_link, "/Subset/Signals is a soft link to /elsewhere; refused"),
+                         (virtual, "/Subset/Signals is a virtual dataset (its data lives in other files); refused"),
+                         (external_storage, "/Subset/Signals keeps its data in external file")):
+        path = tmp_path / f"{make.__name__}.mat"
+        pulsedb_file(path, signals=make)
+        with pytest.raises(UserError, match=re.escape(needle)):
+            open_files([str(path)], load_config(SMOKE, ["data.length_policy=crop"]), None, tmp_path / "w").rows()
+    plain = tmp_path / "plain.mat"
+    pulsedb_file(plain)
+    assert len(open_files([str(plain)], load_config(SMOKE, ["data.length_policy=crop"]), None, tmp_path / "w").rows()) == 4
 
 
 def test_vitaldb_case_files_with_the_clinical_table(tmp_path):
