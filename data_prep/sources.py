@@ -163,6 +163,12 @@ def duplicate_reasons(keys: pd.Series) -> np.ndarray:
     return np.where(keys.duplicated().to_numpy(), "duplicate", "")
 
 
+def _wfdb_signal_file(path: Path) -> bool:
+    """A .mat beside a .hea of the same name is that WFDB record's signal file (the PhysioNet Challenge layout),
+    not a PulseDB subset."""
+    return path.suffix == ".mat" and path.with_suffix(".hea").is_file()
+
+
 def _expand(paths: list[str], labels_path: Path | None) -> list[Path]:
     """Files of --source paths; in a directory, every readable kind except label tables (labels.csv, --labels)."""
     skip = {labels_path.resolve()} if labels_path else set()
@@ -173,12 +179,12 @@ def _expand(paths: list[str], labels_path: Path | None) -> list[Path]:
                 q.suffix in ARRAY_SUFFIXES + (".hea", ".vital")
                 or (q.suffix == ".csv" and q.name != "labels.csv" and not q.with_suffix(".npy").exists())))
             segments = segment_records([q for q in found if q.suffix == ".hea"])
-            found = [q for q in found if not (q.suffix == ".hea" and q.stem in segments)]
+            found = [q for q in found if not (q.suffix == ".hea" and q.stem in segments) and not _wfdb_signal_file(q)]
             if not found:
                 raise UserError(f"--source {p}: no .pickle/.npz/.npy/.mat/.csv/.hea/.vital files inside")
             out += found
         elif p.exists():
-            out.append(p)
+            out.append(p.with_suffix(".hea") if _wfdb_signal_file(p) else p)
         else:
             raise UserError(f"--source {p}: no such file or directory")
     return out

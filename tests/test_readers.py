@@ -1,7 +1,9 @@
 """Readers for the public age-labelled sets and per-record metadata, on small files written here in each layout:
 PulseDB subsets (MATLAB v7.3 / HDF5), VitalDB case files, MIMIC-III matched (multi-segment WFDB) records, and
 CSV recordings at several rates with an fs column."""
+import os
 import re
+from pathlib import Path
 
 import h5py
 import numpy as np
@@ -160,6 +162,29 @@ def test_mimic_matched_multi_segment_records_take_labels_by_subject(tmp_path):
     assert set(table["subject_id"]) == {"20"} and set(table["age"]) == {63.0}
     # each 30 s segment minus 2 s edges gives 2 windows of 8.2 s; none spans the gap
     assert len(table) == 2 * int((n / FS - 4) // (1024 / FS))
+
+
+def test_wfdb_records_with_a_mat_signal_file_are_read_as_wfdb(tmp_path):
+    """The PhysioNet Challenge layout (rec.hea + rec.mat), written by wfdb itself, in a folder or named directly."""
+    import wfdb
+    x = 50 + 20 * pulse(30, FS)
+    (tmp_path / "dat").mkdir()
+    wfdb.wrsamp("a103l", fs=FS, units=["NU"], sig_name=["PLETH"], p_signal=x[:, None], fmt=["16"],
+                write_dir=str(tmp_path / "dat"))
+    (tmp_path / "mat").mkdir()
+    from wfdb.io.convert.matlab import wfdb_to_mat
+    cwd = Path.cwd()
+    os.chdir(tmp_path / "mat")   # wfdb_to_mat writes a103lm.mat + a103lm.hea into the working directory
+    try:
+        wfdb_to_mat(str(tmp_path / "dat" / "a103l"))
+    finally:
+        os.chdir(cwd)
+    assert sorted(q.name for q in (tmp_path / "mat").iterdir()) == ["a103lm.hea", "a103lm.mat"]
+    pd.DataFrame({"record": ["a103lm"], "age": [58]}).to_csv(tmp_path / "labels.csv", index=False)
+    for given in (tmp_path / "mat", tmp_path / "mat" / "a103lm.mat"):
+        source = open_files([str(given)], load_config(SMOKE), None, tmp_path / "w", tmp_path / "labels.csv")
+        assert [r["record"] for r in source.describe()["records"]] == ["a103lm"]
+        assert len(source.rows()) == int((30 - 4) // (1024 / FS))
 
 
 def test_recordings_at_several_rates_in_one_prep_with_an_fs_column(tmp_path):
