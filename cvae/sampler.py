@@ -23,7 +23,9 @@ from data_prep.normalize import normalize
 KERAS_MEMBERS = {"config.json", "metadata.json", "model.weights.h5"}
 KERAS_CLASSES = {("keras.layers", n) for n in ("InputLayer", "Dense", "Conv1D", "Conv1DTranspose", "Reshape",
                                                 "Concatenate", "Flatten")} | {
-    ("keras.initializers", n) for n in ("GlorotUniform", "Zeros")} | {("tf_keras.src.engine.functional", "Functional"), ("keras.src.engine.functional", "Functional")}
+    ("keras.initializers", n) for n in ("GlorotUniform", "Zeros")} | {
+    ("tf_keras.src.engine.functional", "Functional"),   # written by tf-keras 2.21
+    ("keras.src.engine.functional", "Functional")}      # written by Keras 2.15 (release 0.1.0)
 ACTIVATIONS = {"relu", "tanh", "elu", "sigmoid", "linear"}
 
 

@@ -385,7 +385,7 @@ def cmd_tensorboard(args) -> int:
 COMMANDS = {"prep": cmd_prep, "train": cmd_train, "generate": cmd_generate, "evaluate": cmd_evaluate,
             "demo": cmd_demo, "launch": cmd_launch, "tensorboard": cmd_tensorboard, "doctor": cmd_doctor}
 
-TENSORFLOW_COMMANDS = {"train", "generate", "evaluate", "demo", "doctor"}   # what imports TensorFlow
+TENSORFLOW_COMMANDS = {"train", "generate", "evaluate", "doctor"}   # what imports TensorFlow (demo: its steps do)
 
 
 def main(argv: list[str] | None = None) -> int:

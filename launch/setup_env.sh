@@ -2,8 +2,8 @@
 # Idempotent environment setup: .venv on Python 3.11-3.13, the package with pinned deps (TensorFlow + tf-keras),
 # Horovod 0.28.1 from its PyPI sdist with launch/horovod-0.28.1.patch (TF + Gloo [+ MPI] [+ NCCL on GPU hosts]).
 # PYTHON picks the interpreter (else the one $VENV was made with, else the newest python3.13/3.12/3.11 on PATH that
-# runs; a $VENV of another Python is rebuilt); PPG_CVAE_GPU=1/0 forces
-# the GPU/CPU build; unset, a GPU listed by nvidia-smi picks GPU.
+# runs; a $VENV of another Python is rebuilt). PPG_CVAE_GPU=1/0 forces the GPU/CPU build; unset, a GPU listed by
+# nvidia-smi picks GPU.
 set -euo pipefail
 VENV=${VENV:-.venv}
 HOROVOD_VERSION=0.28.1

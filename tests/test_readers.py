@@ -116,7 +116,8 @@ def test_pulsedb_links_virtual_datasets_and_external_storage_are_refused_without
             open_files([str(path)], load_config(SMOKE, ["data.length_policy=crop"]), None, tmp_path / "w").rows()
     plain = tmp_path / "plain.mat"
     pulsedb_file(plain)
-    assert len(open_files([str(plain)], load_config(SMOKE, ["data.length_policy=crop"]), None, tmp_path / "w").rows()) == 4
+    cfg = load_config(SMOKE, ["data.length_policy=crop"])
+    assert len(open_files([str(plain)], cfg, None, tmp_path / "w").rows()) == 4
 
 
 def test_vitaldb_case_files_with_the_clinical_table(tmp_path):
