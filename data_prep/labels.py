@@ -28,16 +28,26 @@ def resolve_labels(data: DataConfig, parts: list[pd.DataFrame], where: str) -> l
     return [c for c in LABELS if c in common and (c == "age" or all(p[c].notna().all() for p in parts))]
 
 
-def map_labels(labels: pd.DataFrame, data: DataConfig, where: str) -> pd.DataFrame:
-    """Rename columns by data.label_map, encode sex, apply data.label_scale, and check units by medians."""
+def map_labels(labels: pd.DataFrame, data: DataConfig) -> pd.DataFrame:
+    """Rename columns by data.label_map, encode sex, apply data.label_scale; values that are not numbers become
+    missing (judged per row by validate.check_rows)."""
     labels = labels.rename(columns=data.label_map)
     if "sex" in labels and not pd.api.types.is_numeric_dtype(labels["sex"]):
         labels["sex"] = labels["sex"].astype(str).str.strip().str.lower().map(SEX_CODES)
     for col in [c for c in LABELS if c in labels]:
         labels[col] = pd.to_numeric(labels[col], errors="coerce") * data.label_scale.get(col, 1.0)
-        median = labels[col].median()
-        lo, hi = LABEL_RANGES[col]
-        if np.isfinite(median) and not lo <= median <= hi:
-            raise UserError(f"{where}: label '{col}' has median {median:g}, outside the plausible {lo:g}-{hi:g}; "
-                            f"wrong unit? scale it with data.label_scale.{col}=FACTOR")
     return labels
+
+
+def check_units(table: pd.DataFrame, columns: list[str], where: str) -> None:
+    """Refuse a label column that is implausible for most of one source's rows: a unit problem, not a typo (single
+    implausible values are quarantined per row as bad_label)."""
+    for col in columns:
+        lo, hi = LABEL_RANGES[col]
+        for source, values in table.groupby("_source")[col]:
+            values = values[np.isfinite(values)]
+            outside = (values < lo) | (values > hi)
+            if len(values) and outside.mean() > 0.5:
+                raise UserError(f"{where}: label '{col}' of {source} is outside the plausible {lo:g}-{hi:g} for "
+                                f"{outside.mean():.0%} of rows (median {values.median():g}); wrong unit? scale it with "
+                                f"data.label_scale.{col}=FACTOR")

@@ -22,7 +22,7 @@ from data_prep.quality_figure import FIGURE, quality_figure
 from data_prep.records import ShardWriter, sha256_of, shard_name
 from data_prep.sources import SIGNALS
 from data_prep.split import SPLITS, assign_splits, shard_of_rows
-from data_prep.validate import check_rows
+from data_prep.validate import check_rows, label_problems
 from data_prep.config import Config
 from data_prep.errors import UserError
 from data_prep.files import write_bytes_atomic
@@ -72,9 +72,11 @@ def write_shard(task: ShardTask, source, cfg: Config) -> dict:
                 if judge.any():
                     reasons[judge] = beat_reasons(raw[judge], cfg.data.fs, cfg.quality)
             ok = reasons == ""
-            quarantine += [{"row": int(r), "subject_id": s, "split": task.split, "reason": why, "source": src}
-                           for r, s, why, src in zip(rows["row"][~ok], rows["subject_id"][~ok], reasons[~ok],
-                                                     rows["_source"][~ok])]
+            detail = np.where(reasons == "bad_label", label_problems(rows, labels), "")
+            quarantine += [{"row": int(r), "subject_id": s, "split": task.split, "reason": why, "source": src,
+                            "detail": d}
+                           for r, s, why, src, d in zip(rows["row"][~ok], rows["subject_id"][~ok], reasons[~ok],
+                                                        rows["_source"][~ok], detail[~ok])]
             writer.write(normalize(raw[ok], cfg.data.normalization), rows[ok])
     except BaseException:
         writer.abort()
@@ -174,7 +176,7 @@ def run_tasks(tasks: list[ShardTask], source, cfg: Config, total: int) -> list[t
 def quarantined(results: list, rows: pd.DataFrame, cfg: Config, out: Path) -> pd.DataFrame:
     """The rows every shard refused, written to quarantine.csv; too many of them stop prep."""
     quarantine = pd.DataFrame([q for _, e in results for q in e["quarantine"]],
-                              columns=["row", "subject_id", "split", "reason", "source"])
+                              columns=["row", "subject_id", "split", "reason", "source", "detail"])
     bad_fraction = len(quarantine) / max(len(rows), 1)
     if bad_fraction > cfg.data.max_bad_fraction:
         top = quarantine["reason"].value_counts().head(3).to_dict()

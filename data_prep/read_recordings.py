@@ -24,6 +24,12 @@ class Recording:
     fs: float | None         # the rate the record itself carries (WFDB header, time column), if any
 
 
+def record_name(path: Path) -> str:
+    """The name that joins a recording to the label table's `record` column: the file name without extension (a
+    VitalDB case file's case id, without leading zeros)."""
+    return str(int(path.stem)) if path.suffix == ".vital" and path.stem.isdigit() else path.stem
+
+
 def read_csv_recording(path: Path, data: DataConfig) -> Recording:
     """One recording per CSV: the PPG column (data.raw_column, or the only numeric non-time column)."""
     table = read_label_table(path)
@@ -40,7 +46,7 @@ def read_csv_recording(path: Path, data: DataConfig) -> Recording:
     if column not in table:
         raise UserError(f"{path}: no column {column!r} (has {', '.join(map(str, table.columns))}); set data.raw_column")
     fs = _rate_from_time(table[time_cols[0]], path) if time_cols else None
-    return Recording(path.stem, pd.to_numeric(table[column], errors="coerce").to_numpy(np.float64), fs)
+    return Recording(record_name(path), pd.to_numeric(table[column], errors="coerce").to_numpy(np.float64), fs)
 
 
 def _rate_from_time(t: pd.Series, path: Path) -> float:
@@ -70,7 +76,7 @@ def read_wfdb_recording(path: Path, data: DataConfig) -> Recording:
         ch = next((i for i, n in enumerate(names) if "PLETH" in n or "PPG" in n), None)
         if ch is None:
             raise UserError(f"{path}: no PLETH/PPG channel (has {', '.join(record.sig_name)}); set data.raw_channel")
-    return Recording(path.stem, record.p_signal[:, ch].astype(np.float64), float(record.fs))
+    return Recording(record_name(path), record.p_signal[:, ch].astype(np.float64), float(record.fs))
 
 
 def label_table(paths: list[Path], labels_path: Path | None) -> pd.DataFrame:
@@ -90,6 +96,10 @@ def label_table(paths: list[Path], labels_path: Path | None) -> pd.DataFrame:
     if pd.api.types.is_float_dtype(table["record"]):
         table["record"] = table["record"].astype("Int64")
     table["record"] = table["record"].astype(str)
+    odd = table["record"][table["record"].str.contains(r"[/\\]|^\.{0,2}$|^<NA>$|^nan$", regex=True)]
+    if len(odd):
+        raise UserError(f"{tables[0]}: record {odd.iloc[0]!r} is not a plain record name (the recording's file name "
+                        "without folder or extension); fix that row")
     duplicated = table["record"][table["record"].duplicated()]
     if len(duplicated):
         raise UserError(f"{tables[0]}: record {duplicated.iloc[0]!r} has more than one row")
@@ -104,6 +114,14 @@ def record_rate(rec: Recording, row: pd.Series, fs_flag: float | None, where: st
                 raise UserError(f"{where}: sampling rate {fs} Hz is not plausible; fix the fs column or --fs")
             return float(fs)
     raise UserError(f"{where}: no sampling rate; add an 'fs' column to the label table, a time column, or pass --fs HZ")
+
+
+def min_rate(cfg: Config) -> float:
+    """The lowest sampling rate a recording may have (Hz): its Nyquist frequency must pass the third harmonic of the
+    fastest pulse the quality check accepts (quality.hr_max), since the fundamental and the next two harmonics carry
+    the beat's shape (upstroke, systolic peak, dicrotic notch), and leave room above the band-pass's low edge.
+    18 Hz with the defaults."""
+    return max(2 * 3 * cfg.quality.hr_max / 60.0, 2.5 * cfg.condition.low_hz)
 
 
 def windows(x: np.ndarray, length: int, overlap: float) -> np.ndarray:

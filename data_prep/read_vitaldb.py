@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from data_prep.read_recordings import Recording
+from data_prep.read_recordings import Recording, record_name
 from data_prep.config import DataConfig
 from data_prep.errors import UserError
 
@@ -27,4 +27,4 @@ def read_vital(path: Path, data: DataConfig) -> Recording:
     if not fs > 0:
         raise UserError(f"{path}: track {track} is not a waveform (no sampling rate)")
     x = vf.to_numpy([track], 1.0 / fs)[:, 0].astype(np.float64)
-    return Recording(str(int(path.stem)) if path.stem.isdigit() else path.stem, x, fs)
+    return Recording(record_name(path), x, fs)

@@ -6,6 +6,7 @@ copy and no reader ever holds a whole large data set.
 """
 from __future__ import annotations
 
+import collections
 import hashlib
 import itertools
 import contextlib
@@ -22,15 +23,16 @@ from scipy.signal import resample
 from data_prep import simulate
 from data_prep.conditioning import condition
 from data_prep.conditioning import describe as describe_conditioning
-from data_prep.labels import map_labels, resolve_labels
+from data_prep.labels import check_units, map_labels, resolve_labels
 from data_prep.quality import raw_reason
 from data_prep.read_arrays import npy_file_header, read_npy_with_table, read_npz
 from data_prep.read_mimic import mimic_subject, segment_records
 from data_prep.read_recordings import (
-    Recording,
     label_table,
+    min_rate,
     read_csv_recording,
     read_wfdb_recording,
+    record_name,
     record_rate,
     record_windows,
 )
@@ -211,11 +213,18 @@ def _array_parts(f: Path, cfg: Config, workdir: Path) -> Iterator[Part]:
             yield Part(signals, labels, str(f), str(f))
 
 
-def _recording_parts(files: list[Path], cfg: Config, fs_flag: float | None,
-                     labels_path: Path | None, records: list[dict]) -> Iterator[Part]:
-    """One part per recording: conditioned windows, the record's labels, its raw-scale verdicts."""
+def _recording_parts(files: list[Path], cfg: Config, fs_flag: float | None, labels_path: Path | None,
+                     records: list[dict], skipped: dict[str, list[str]]) -> Iterator[Part]:
+    """One part per recording: conditioned windows, the record's labels, its raw-scale verdicts. Recordings without
+    a label row or below the minimum rate, and label rows without a recording, go to `skipped`."""
     table = label_table(files, labels_path)
+    matched, lowest = set(), min_rate(cfg)
     for path in files:
+        key = _label_key(table, record_name(path))
+        if key is None:
+            skipped["recordings without a label row"].append(path.name)
+            continue
+        matched.add(key)
         if path.suffix == ".vital":
             from data_prep.read_vitaldb import read_vital
             rec = read_vital(path, cfg.data)
@@ -223,8 +232,11 @@ def _recording_parts(files: list[Path], cfg: Config, fs_flag: float | None,
             rec = read_wfdb_recording(path, cfg.data)
         else:
             rec = read_csv_recording(path, cfg.data)
-        key, row = _label_row(table, rec, path)
+        row = table.loc[key]
         fs = record_rate(rec, row, fs_flag, str(path))
+        if fs < lowest:
+            skipped[f"recordings below {lowest:g} Hz"].append(f"{path.name} ({fs:g} Hz)")
+            continue
         windows, reasons, info = record_windows(rec, fs, cfg)
         records.append(info)
         labels = pd.DataFrame([row.drop(labels=["fs", "source"], errors="ignore").to_dict()] * len(windows))
@@ -233,14 +245,22 @@ def _recording_parts(files: list[Path], cfg: Config, fs_flag: float | None,
         labels["segment_id"] = [f"{rec.name}:{i}" for i in range(len(windows))]
         source = str(row["source"]) if "source" in row and pd.notna(row["source"]) else str(path.parent)
         yield Part(windows, labels, str(path), source, reasons, check_beats=True)
+    skipped["label rows without a recording"] += [k for k in table.index if k not in matched]
 
 
-def _label_row(table: pd.DataFrame, rec: Recording, path: Path) -> tuple[str, pd.Series]:
-    """(the key that matched, the record's label row): the record name, or a MIMIC-III record's subject."""
-    for key in (rec.name, mimic_subject(rec.name)):
-        if key is not None and key in table.index:
-            return key, table.loc[key]
-    raise UserError(f"{path}: record {rec.name!r} has no row in the label table")
+def _label_key(table: pd.DataFrame, name: str) -> str | None:
+    """The label table's key for a record: its name, or a MIMIC-III record's subject (None: no row)."""
+    return next((k for k in (name, mimic_subject(name)) if k is not None and k in table.index), None)
+
+
+def _report_skipped(skipped: dict[str, list[str]]) -> dict:
+    """One warning line for everything the readers passed over; the manifest's account of it (counts, first names)."""
+    found = {what: names for what, names in skipped.items() if names}
+    if found:
+        log.warning("prep: skipped %s; see the manifest's source.skipped", "; ".join(
+            f"{len(names)} {what} ({', '.join(names[:5])}{', ...' if len(names) > 5 else ''})"
+            for what, names in found.items()))
+    return {what: {"count": len(names), "first": names[:20]} for what, names in found.items()}
 
 
 def _in_place(files: list[Path], cfg: Config) -> int | None:
@@ -263,12 +283,13 @@ def open_files(paths: list[str], cfg: Config, fs: float | None, workdir: Path,
     files = _expand(paths, labels_path)
     recordings = [f for f in files if f.suffix in RECORDING_SUFFIXES]
     records: list[dict] = []
+    skipped: dict[str, list[str]] = collections.defaultdict(list)
     parts = (p for f in files if f.suffix in ARRAY_SUFFIXES for p in _array_parts(f, cfg, workdir))
     workdir.mkdir(parents=True, exist_ok=True)
     offset = _in_place(files, cfg)
     out_path, tables, digest, n = workdir / SIGNALS if offset is None else files[0], [], hashlib.sha256(), 0
     with open(workdir / SIGNALS, "wb") if offset is None else contextlib.nullcontext() as out:
-        recording_parts = _recording_parts(recordings, cfg, fs, labels_path, records) if recordings else ()
+        recording_parts = _recording_parts(recordings, cfg, fs, labels_path, records, skipped) if recordings else ()
         for part in itertools.chain(parts, recording_parts):
             signals, reasons = fix_length(part.signals, length, data.length_policy)
             if cfg.condition.arrays and not part.check_beats:
@@ -277,7 +298,7 @@ def open_files(paths: list[str], cfg: Config, fs: float | None, workdir: Path,
                 part.check_beats = True
             if part.reasons is not None:
                 reasons = np.where(reasons != "", reasons, part.reasons)
-            labels = map_labels(pd.DataFrame(part.labels).reset_index(drop=True), data, part.where)
+            labels = map_labels(pd.DataFrame(part.labels).reset_index(drop=True), data)
             if "subject_id" not in labels:
                 labels["subject_id"] = [f"{Path(part.where).stem}:{n + i}" for i in range(len(labels))]
                 log.warning("%s: no subject_id column; each row is treated as its own subject", part.where)
@@ -293,8 +314,11 @@ def open_files(paths: list[str], cfg: Config, fs: float | None, workdir: Path,
             digest.update(signals)
             tables.append(labels)
             n += len(labels)
+    account = _report_skipped(skipped)
     if not tables or n == 0:
-        raise UserError(f"--source {' '.join(paths)}: no signals could be read (every recording too short or empty)")
+        raise UserError(f"--source {' '.join(paths)}: no signals could be read ("
+                        + ("; ".join(f"{v['count']} {k}" for k, v in account.items()) or
+                           "every recording too short or empty") + ")")
     table = pd.concat(tables, ignore_index=True)
     given = table["given_split"].notna() if "given_split" in table else pd.Series(False, index=table.index)
     if given.any() and not given.all():
@@ -304,6 +328,7 @@ def open_files(paths: list[str], cfg: Config, fs: float | None, workdir: Path,
     table = table.drop(columns=["_key"], errors="ignore")
     table["_reason"] = np.where(table["_reason"] == "", duplicate_reasons(keys), table["_reason"])
     labels = resolve_labels(data, tables, " + ".join(paths))
+    check_units(table, labels, " + ".join(paths))
     table.insert(0, "row", np.arange(len(table), dtype=np.int64))
     digest.update(pd.util.hash_pandas_object(table.drop(columns=["_reason"]), index=False).values.tobytes())
     info = {"kind": "files", "paths": [str(f) for f in files], "formats": sorted({f.suffix for f in files}),
@@ -312,6 +337,8 @@ def open_files(paths: list[str], cfg: Config, fs: float | None, workdir: Path,
         info["conditioning"] = describe_conditioning(cfg.condition, data.fs)
     if records:
         info["records"] = records
+    if account:
+        info["skipped"] = account
     return ArraySource(out_path, length, table, labels, info, offset or 0)
 
 

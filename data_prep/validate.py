@@ -32,12 +32,21 @@ def check_rows(signals: np.ndarray, labels: pd.DataFrame, label_columns: list[st
     at_max = (safe == safe.max(axis=1, keepdims=True)).mean(axis=1)
     at_min = (safe == safe.min(axis=1, keepdims=True)).mean(axis=1)
     mark(np.maximum(at_max, at_min) >= CLIP_FRACTION, "clipped")
+    mark(label_problems(labels, label_columns) != "", "bad_label")
+    return reasons
+
+
+def label_problems(labels: pd.DataFrame, label_columns: list[str]) -> np.ndarray:
+    """Per row, '' or what is wrong with its labels, e.g. 'age missing or not a number' or 'age=250 outside 0-120'."""
+    problems = np.full(len(labels), "", dtype=object)
     for col in label_columns:
         if col not in labels:
-            mark(np.ones(n, bool), f"missing_label_{col}")
+            problems[problems == ""] = f"{col} missing or not a number"
             continue
         values = pd.to_numeric(labels[col], errors="coerce").to_numpy(dtype=np.float64)
-        mark(~np.isfinite(values), f"missing_label_{col}")
         lo, hi = LABEL_RANGES[col]
-        mark((values < lo) | (values > hi), f"out_of_range_{col}")
-    return reasons
+        bad = (problems == "") & ~np.isfinite(values)
+        problems[bad] = f"{col} missing or not a number"
+        bad = (problems == "") & ((values < lo) | (values > hi))
+        problems[bad] = [f"{col}={v:g} outside {lo:g}-{hi:g}" for v in values[bad]]
+    return problems

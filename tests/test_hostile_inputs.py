@@ -51,6 +51,17 @@ def world(smoke_data, trained_run, tmp_path_factory):
     np.save(w / "months" / "s.npy", np.random.default_rng(0).standard_normal((4, 1024)).astype(np.float32))
     pd.DataFrame({"age": [480.0, 600.0, 720.0, 500.0]}).to_csv(w / "months" / "s.csv", index=False)
     (w / "empty").mkdir()
+    (w / "slow").mkdir()           # a 10 Hz recording: below the minimum rate
+    t10 = np.arange(600) / 10.0
+    pd.DataFrame({"t": t10, "ppg": np.sin(2 * np.pi * 1.2 * t10)}).to_csv(w / "slow" / "s.csv", index=False)
+    pd.DataFrame({"record": ["s"], "age": [40.0]}).to_csv(w / "slow" / "labels.csv", index=False)
+    (w / "outside").mkdir()        # a label row that names a file in another folder
+    pd.DataFrame({"ppg": np.sin(t)}).to_csv(w / "outside" / "r.csv", index=False)
+    pd.DataFrame({"record": ["r", "../nolabels/r"], "age": [40.0, 50.0]}).to_csv(w / "outside" / "labels.csv",
+                                                                                index=False)
+    (w / "unlabelled").mkdir()     # the only recording has no label row
+    pd.DataFrame({"ppg": np.sin(t)}).to_csv(w / "unlabelled" / "r.csv", index=False)
+    pd.DataFrame({"record": ["other"], "age": [40.0]}).to_csv(w / "unlabelled" / "labels.csv", index=False)
 
     for name, change in {
         "data-badjson": None, "data-v99": lambda m: m.update(schema_version=99),
@@ -140,6 +151,11 @@ def cases(w, out):
         ("source-csv-no-labels", prep + ["--source", str(w / "nolabels" / "r.csv"), "--fs", "125"],
          "labels.csv not found"),
         ("source-label-units", prep + ["--source", str(w / "months" / "s.npy"), "data.labels=[age]"], "wrong unit"),
+        ("source-rate-too-low", prep + ["--source", str(w / "slow")], "1 recordings below 18 Hz"),
+        ("source-label-outside", prep + ["--source", str(w / "outside"), "--fs", "125"],
+         "record '../nolabels/r' is not a plain record name"),
+        ("source-no-label-row", prep + ["--source", str(w / "unlabelled"), "--fs", "125"],
+         "1 recordings without a label row"),
         ("source-empty-dir", prep + ["--source", str(w / "empty")], "no .pickle/.npz"),
         ("source-time-column", prep + ["--source", str(w / "rec" / "two.csv"), "data.raw_column=t"], "time axis"),
         ("flag-fs-negative", prep + ["--fs", "-5"], "--fs -5.0"),

@@ -164,9 +164,10 @@ def test_every_bad_input_class_is_quarantined_with_its_reason(tmp_path):
     out = tmp_path / "data"
     m = prepare(load_config(SMOKE, ["data.max_bad_fraction=0.2"]), out,
                 open_files([str(tmp_path / "bad.pickle")], cfg, None, out))
-    q = pd.read_csv(out / "quarantine.csv").set_index("row")["reason"].to_dict()
-    assert q == {0: "non_finite", 1: "wrong_length", 2: "flat", 3: "clipped", 4: "missing_label_age",
-                 5: "out_of_range_hr", 7: "duplicate"}
+    table = pd.read_csv(out / "quarantine.csv", keep_default_na=False).set_index("row")
+    assert table["reason"].to_dict() == {0: "non_finite", 1: "wrong_length", 2: "flat", 3: "clipped", 4: "bad_label",
+                                         5: "bad_label", 7: "duplicate"}
+    assert table.loc[[4, 5], "detail"].tolist() == ["age missing or not a number", "hr=400 outside 25-250"]
     assert m.quarantine["total"] == 7 and m.quarantine["by_reason"]["duplicate"] == 1
     crop = prepare(load_config(SMOKE, ["data.max_bad_fraction=0.2", "data.length_policy=resample"]),
                    tmp_path / "d2", open_files([str(tmp_path / "bad.pickle")],
@@ -180,7 +181,7 @@ def test_unit_mismatch_is_caught_and_fixable(tmp_path):
     labels = rows[["subject_id"] + LABELS].copy()
     labels["height"] /= 100.0
     write_reference_pickle(tmp_path / "m.pickle", signals, labels)
-    with pytest.raises(UserError, match=r"'height' has median .* data.label_scale.height"):
+    with pytest.raises(UserError, match=r"'height' of .* outside the plausible 100-230 for 100% of rows \(median 1\.\d+\).* data.label_scale.height"):
         open_files([str(tmp_path / "m.pickle")], cfg, None, tmp_path / "w")
     fixed = load_config(SMOKE, ["data.label_scale={height: 100}"])
     table = open_files([str(tmp_path / "m.pickle")], fixed, None, tmp_path / "w").rows()
@@ -208,3 +209,43 @@ def test_killed_prep_resumes_without_redoing_finished_shards(tmp_path):
     assert [s.sha256 for s in a.splits["train"].shards] == [s.sha256 for s in b.splits["train"].shards]
     assert verify(out)["records"] == sum(a.splits[s].count for s in ("train", "val", "test"))
     assert not list(out.glob("*.tmp"))
+
+
+def test_labels_and_recordings_are_judged_per_record(tmp_path, caplog):
+    cfg, signals, rows = cohort(n_subjects=20, per=3, seed=5)
+    folder = tmp_path / "rec"
+    folder.mkdir()
+    for i in range(20):
+        x = signals[3 * i:3 * i + 3].ravel()
+        t = np.arange(len(x)) / 125.0
+        if i == 3:       # the same pulse sampled at 10 Hz: below the 18 Hz minimum (hr_max 180 bpm)
+            x, t = np.interp(np.arange(0, t[-1], 0.1), t, x), np.arange(0, t[-1], 0.1)
+        pd.DataFrame({"time": t, "ppg": x}).to_csv(folder / f"r{i:02d}.csv" if i < 19 else folder / "orphan.csv",
+                                                   index=False)
+    ages = [250, "forty", "", *rows["age"].iloc[9:57:3].round(1)]
+    pd.DataFrame({"record": [f"r{i:02d}" for i in range(19)] + ["ghost"], "age": ages[:19] + [50]}).to_csv(
+        folder / "labels.csv", index=False)
+    out = tmp_path / "data"
+    with caplog.at_level("WARNING"):
+        source = open_files([str(folder)], cfg, None, out)
+    m = prepare(load_config(SMOKE, ["data.max_bad_fraction=0.6"]), out, source)   # joins of tiled windows: clipped
+    q = pd.read_csv(out / "quarantine.csv", keep_default_na=False)
+    bad = q[q["reason"] == "bad_label"]
+    assert sorted(set(bad["subject_id"])) == ["r00", "r01", "r02"]
+    assert set(bad["detail"]) == {"age=250 outside 0-120", "age missing or not a number"}
+    assert m.source["skipped"] == {"recordings below 18 Hz": {"count": 1, "first": ["r03.csv (10 Hz)"]},
+                                   "recordings without a label row": {"count": 1, "first": ["orphan.csv"]},
+                                   "label rows without a recording": {"count": 1, "first": ["ghost"]}}
+    warnings = [r.getMessage() for r in caplog.records if "skipped" in r.getMessage()]
+    assert len(warnings) == 1 and "orphan.csv" in warnings[0] and "ghost" in warnings[0] and "r03.csv" in warnings[0]
+
+    assert len(m.source["records"]) == 18 and m.splits["train"].count > 0
+
+    months = pd.read_csv(folder / "labels.csv")
+    months["age"] = pd.to_numeric(months["age"], errors="coerce") * 12
+    months.to_csv(folder / "labels.csv", index=False)
+    with pytest.raises(UserError, match=r"label 'age' of .* for \d+% of rows .*wrong unit\?"):
+        open_files([str(folder)], cfg, None, tmp_path / "w2")
+    pd.DataFrame({"record": ["r04", "../outside/r05"], "age": [40, 50]}).to_csv(folder / "labels.csv", index=False)
+    with pytest.raises(UserError, match=r"record '../outside/r05' is not a plain record name"):
+        open_files([str(folder)], cfg, None, tmp_path / "w3")
