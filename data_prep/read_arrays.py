@@ -1,7 +1,9 @@
 """Readers for signal arrays: `.npz`, `.npy` with a CSV/Parquet label table, and label tables themselves."""
 from __future__ import annotations
 
+import contextlib
 import zipfile
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,19 +23,58 @@ def read_label_table(path: Path) -> pd.DataFrame:
         raise UserError(f"{path}: unreadable table ({type(exc).__name__}: {str(exc)[:200]})") from None
 
 
-def read_npz(path: Path) -> tuple[np.ndarray, pd.DataFrame]:
-    """`.npz` with `signals` [N, L] and one 1-D array per label (plus optional subject_id)."""
+MAX_INFLATION = 100   # a compressed .npz member that inflates more than this is mostly one repeated value
+
+
+def _npz_header(zf: zipfile.ZipFile, info: zipfile.ZipInfo) -> tuple[tuple, bool, np.dtype]:
+    with zf.open(info) as fh:
+        return npy_header(fh)
+
+
+def read_npz(path: Path, chunk: int) -> Iterator[tuple[np.ndarray, pd.DataFrame]]:
+    """`.npz` with `signals` [N, L] and one 1-D array of N values per label (plus optional subject_id), as chunks of
+    rows streamed from the archive's members side by side: never more than `chunk` rows of any member in memory.
+    Members are judged by their headers before any data is read."""
     try:
-        with np.load(path, allow_pickle=False) as npz:
-            if "signals" not in npz:
-                raise UserError(f"{path}: no 'signals' array (found {', '.join(npz.files)})")
-            signals = npz["signals"]
-            labels = pd.DataFrame({k: npz[k] for k in npz.files if k != "signals" and npz[k].ndim == 1})
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
-        raise UserError(f"{path}: unreadable .npz ({exc}); arrays must be plain numbers (no objects)") from None
-    if signals.ndim != 2 or (len(labels.columns) and len(labels) != len(signals)):
-        raise UserError(f"{path}: 'signals' must be [N, L] with one label value per row")
-    return signals, labels
+        zf = zipfile.ZipFile(path)
+    except (OSError, zipfile.BadZipFile, ValueError) as exc:
+        raise UserError(f"{path}: unreadable .npz ({exc})") from None
+    with zf:
+        try:
+            members = {i.filename[:-4]: i for i in zf.infolist() if i.filename.endswith(".npy")}
+            if "signals" not in members:
+                raise UserError(f"{path}: no 'signals' array (found {', '.join(members) or 'none'})")
+            headers = {name: _npz_header(zf, info) for name, info in members.items()}
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as exc:
+            raise UserError(f"{path}: unreadable .npz ({exc}); arrays must be plain numbers (no objects)") from None
+        shape, fortran, dtype = headers["signals"]
+        labels = [n for n, (s, _, _) in headers.items() if n != "signals" and len(s) == 1]
+        if any(headers[n][2].hasobject for n in ["signals"] + labels):
+            raise UserError(f"{path}: object arrays are not read; arrays must be plain numbers (no objects)")
+        if len(shape) != 2 or fortran or any(headers[n][0] != shape[:1] for n in labels):
+            raise UserError(f"{path}: 'signals' must be a C-ordered [N, L] array with one label value per row "
+                            f"(signals {shape}, " + ", ".join(f"{n} {headers[n][0]}" for n in labels) + ")")
+        info = members["signals"]
+        if info.compress_type != zipfile.ZIP_STORED and info.file_size > MAX_INFLATION * max(info.compress_size, 1):
+            raise UserError(f"{path}: 'signals' inflates {info.file_size / max(info.compress_size, 1):,.0f}-fold "
+                            f"({info.compress_size:,} to {info.file_size:,} bytes), above {MAX_INFLATION}-fold: "
+                            "mostly one repeated value, not recorded signals; refused before reading")
+        yield from _npz_chunks(path, zf, members, headers, ["signals"] + labels, chunk)
+
+
+def _npz_chunks(path, zf, members, headers, names, chunk) -> Iterator[tuple[np.ndarray, pd.DataFrame]]:
+    """The named members read side by side in blocks of `chunk` rows: (signals block, label rows)."""
+    with contextlib.ExitStack() as stack:
+        blocks = []
+        for name in names:
+            fh = stack.enter_context(zf.open(members[name]))
+            npy_header(fh)
+            blocks.append(npy_blocks(fh, *headers[name][::2], chunk))
+        try:
+            for signals, *values in zip(*blocks):
+                yield signals, pd.DataFrame(dict(zip(names[1:], values)))
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as exc:
+            raise UserError(f"{path}: unreadable .npz ({exc})") from None
 
 
 def npy_header(fh) -> tuple[tuple, bool, np.dtype]:

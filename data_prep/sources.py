@@ -201,8 +201,8 @@ def _array_parts(f: Path, cfg: Config, workdir: Path) -> Iterator[Part]:
             raise UserError(f"{f}: {exc}") from None
         yield Part(samples, labels, str(f), str(f), given_split=REFERENCE_TRIO.get(f.name))
     elif f.suffix == ".npz":
-        signals, labels = read_npz(f)
-        yield Part(signals, labels, str(f), str(f))
+        for signals, labels in read_npz(f, CHUNK):
+            yield Part(signals, labels, str(f), str(f))
     elif f.suffix == ".npy":
         chunks, labels = read_npy_with_table(f, CHUNK)
         for s, signals in zip(range(0, len(labels), CHUNK), chunks):

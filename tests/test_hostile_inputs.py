@@ -1,6 +1,7 @@
 """Bad and hostile inputs at every door (configs, sources, manifests, checkpoints, model directories, flags): each
 is exit code 2 with one line naming the thing, no traceback, nothing written outside the output directory, and no
 existing output changed."""
+import io
 import json
 import pickle
 import shutil
@@ -41,6 +42,11 @@ def world(smoke_data, trained_run, tmp_path_factory):
     np.savez(w / "nosignals.npz", x=np.zeros(3))
     np.savez(w / "objects.npz", signals=np.array([np.zeros(3), None], dtype=object), age=np.array([40.0, 50.0]))
     np.save(w / "alone.npy", np.zeros((2, 1024), np.float32))
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(header, {"descr": "<f4", "fortran_order": False, "shape": (32768, 1024)})
+    with zipfile.ZipFile(w / "inflating.npz", "w", zipfile.ZIP_DEFLATED) as zf:   # 128 MiB of zeros from 130 KB
+        zf.writestr("signals.npy", header.getvalue() + bytes(128 << 20))
+    np.savez(w / "ragged.npz", signals=np.zeros((3, 1024), np.float32), age=np.array([40.0, 50.0]))
     (w / "rec").mkdir()
     t = np.arange(5000) / 125.0
     pd.DataFrame({"t": t, "red": np.sin(t), "ir": np.cos(t)}).to_csv(w / "rec" / "two.csv", index=False)
@@ -146,6 +152,8 @@ def cases(w, out):
         ("source-pickle-not-dict", prep + ["--source", str(w / "list.pickle")], "expected a dict"),
         ("source-npz-no-signals", prep + ["--source", str(w / "nosignals.npz")], "no 'signals' array"),
         ("source-npz-objects", prep + ["--source", str(w / "objects.npz")], "objects.npz"),
+        ("source-npz-inflating", prep + ["--source", str(w / "inflating.npz")], "refused before reading"),
+        ("source-npz-ragged-labels", prep + ["--source", str(w / "ragged.npz")], "one label value per row"),
         ("source-npy-no-table", prep + ["--source", str(w / "alone.npy")], "no label table"),
         ("source-csv-two-columns", prep + ["--source", str(w / "rec" / "two.csv")], "several numeric columns"),
         ("source-csv-no-labels", prep + ["--source", str(w / "nolabels" / "r.csv"), "--fs", "125"],
