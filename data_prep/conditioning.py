@@ -1,5 +1,5 @@
-"""Conditioning of a whole raw recording before it is cut into windows: gaps, DC and trend, a zero-phase
-band-pass, anti-aliased resampling with the edges dropped, polarity; plus the raw-scale flags (rails, flat
+"""Conditioning of a whole raw recording before it is cut into windows: ADC wrap-around, gaps, DC and trend, a
+zero-phase band-pass, anti-aliased resampling with the edges dropped, polarity; plus the raw-scale flags (rails, flat
 stretches) that the per-window quality verdict needs, on the conditioned signal's time axis."""
 from __future__ import annotations
 
@@ -41,6 +41,38 @@ class Conditioned:
     inverted: bool
     gaps_interpolated: int
     splits: int
+    unwrapped: int = 0       # ADC wrap-arounds undone
+
+
+def adc_span(x: np.ndarray) -> float | None:
+    """The span of the ADC behind quantized samples: 2**bits of their quantum (the smallest step between distinct
+    values), with the fewest bits (at least 8) that hold their range; None when the finite samples are not on one
+    uniform grid (then nothing is unwrapped)."""
+    values = np.unique(x[np.isfinite(x)])
+    if len(values) < 3:
+        return None
+    quantum = float(np.min(np.diff(values)))
+    counts = (values - values[0]) / quantum
+    if not np.allclose(counts, np.round(counts), rtol=0, atol=1e-3):
+        return None
+    return float(2 ** max(8, int(np.ceil(np.log2(counts[-1] + 1)))) * quantum)
+
+
+def unwrap(x: np.ndarray) -> tuple[np.ndarray, int]:
+    """Undo ADC wrap-around (the pulse climbs past the top of the range and reappears at the bottom): every step
+    between consecutive finite samples above 3/4 of the ADC span is taken as a wrap and shifted by whole spans.
+    -> (signal, wraps undone). Saturation (a plateau at a rail) has no such step and is left to the quality check."""
+    span = adc_span(x)
+    finite = np.isfinite(x)
+    if span is None:
+        return x, 0
+    values = x[finite]
+    wraps = int(np.count_nonzero(np.abs(np.diff(values)) > 0.75 * span))
+    if not wraps:
+        return x, 0
+    x = x.copy()
+    x[finite] = np.unwrap(values, discont=0.75 * span, period=span)
+    return x, wraps
 
 
 def _design(kind: str, order: int, stopband_db: float, low_hz: float | None, high_hz: float, fs: float):
@@ -135,6 +167,7 @@ def _raw_flags(raw: np.ndarray, fs: float, lo: float, hi: float, quality) -> Raw
 def condition(raw: np.ndarray, fs_in: float, fs_out: float, cfg, quality) -> Conditioned:
     """Condition one whole recording (`cfg`: ConditionConfig, `quality`: QualityConfig) -> its segments."""
     raw = np.asarray(raw, dtype=np.float64)
+    raw, unwrapped = unwrap(raw) if cfg.unwrap else (raw, 0)
     finite = raw[np.isfinite(raw)]
     lo, hi = (float(finite.min()), float(finite.max())) if len(finite) else (0.0, 0.0)
     pieces, interpolated, splits = _split_gaps(raw, fs_in, cfg.max_gap_s)
@@ -156,7 +189,7 @@ def condition(raw: np.ndarray, fs_in: float, fs_out: float, cfg, quality) -> Con
     if inverted:
         for s in segments:
             s.x = -s.x
-    return Conditioned(segments, inverted, interpolated, splits)
+    return Conditioned(segments, inverted, interpolated, splits, unwrapped)
 
 
 def _points_down(segments: list[Segment], fs: float, chunk_s: float = 10.0) -> bool:
@@ -181,6 +214,8 @@ def _points_down(segments: list[Segment], fs: float, chunk_s: float = 10.0) -> b
 def describe(cfg, fs_out: float) -> dict:
     """The conditioning steps and their parameters, for the manifest."""
     return {
+        "unwrap": "steps above 3/4 of the ADC span (2**bits quantum steps, inferred from quantized samples) undone "
+                  "by whole spans" if cfg.unwrap else "off",
         "gaps": f"NaN runs up to {cfg.max_gap_s:g} s interpolated linearly; longer ones split the recording",
         "dc_trend": "median subtracted, linear trend removed",
         "band_pass": "none" if cfg.filter == "none" else

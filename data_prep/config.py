@@ -55,6 +55,7 @@ class DataConfig:
 class ConditionConfig:
     """Conditioning of raw recordings (CSV, WFDB, VitalDB) before windowing; array sources only with `arrays`."""
     arrays: bool = False             # also condition array sources (pickles, npz, npy, PulseDB) as recordings
+    unwrap: bool = True              # undo ADC wrap-around in quantized recordings (steps above 3/4 of the ADC span)
     max_gap_s: float = 0.25          # missing stretches up to this long are interpolated; longer ones split
     filter: str = "cheby2"           # band-pass: cheby2 (Liang et al. 2018) | butter | none
     low_hz: float = 0.5

@@ -142,5 +142,6 @@ def record_windows(rec: Recording, fs_in: float, cfg: Config) -> tuple[np.ndarra
             reasons.append(raw_reason(*seg.flags.window(a, b), cfg.quality))
     n = len(out)
     info = {"record": rec.name, "fs": fs_in, "seconds": round(len(rec.x) / fs_in, 2), "windows": n,
-            "inverted": bool(cond.inverted), "gaps_interpolated": cond.gaps_interpolated, "splits": cond.splits}
+            "inverted": bool(cond.inverted), "unwrapped": cond.unwrapped, "gaps_interpolated": cond.gaps_interpolated,
+            "splits": cond.splits}
     return np.array(out, np.float32).reshape(n, length), np.array(reasons, dtype=object), info

@@ -90,3 +90,36 @@ def test_a_window_the_quality_library_fails_on_is_quarantined_not_fatal():
     good = pulse(8.2, 125.0)[:1024]
     assert list(beat_reasons(np.stack([good, failing, good]), 125.0, CFG.quality)) == \
         ["", "quality_check_failed", ""]
+
+
+@pytest.mark.parametrize("bits", [12, 16])
+def test_adc_wrap_around_is_undone_and_saturation_is_still_clipped(bits):
+    """A pulse in ADC counts that climbs past the top of a `bits`-bit range and reappears at the bottom, every beat
+    (as a bedside monitor's PLETH does): one span added back at each wrap gives the pulse, so conditioning gives the
+    same signal as without the wrap and no window is clipped. Saturation at the same level stays `clipped`."""
+    from data_prep.conditioning import unwrap
+    fs, span = 250.0, 2 ** bits
+    counts = np.round(0.55 * span + 0.6 * span * pulse(60, fs))      # peaks above span - 1
+    wrapped = counts % span
+    assert (counts >= span).any() and np.abs(np.diff(wrapped)).max() > 0.75 * span
+    fixed, wraps = unwrap(wrapped)
+    assert wraps == np.count_nonzero(np.diff(counts // span)) > 100    # every crossing of the top, up and down
+    assert np.allclose(fixed - fixed[0], counts - counts[0], atol=1e-9)
+    clean = condition(counts, fs, 125.0, CFG.condition, CFG.quality).segments[0].x
+    repaired = condition(wrapped, fs, 125.0, CFG.condition, CFG.quality)
+    assert repaired.unwrapped == wraps and np.allclose(repaired.segments[0].x, clean, atol=1e-6 * np.ptp(clean))
+    windows, reasons, info = record_windows(Recording("r", wrapped, fs), fs, CFG)
+    assert set(reasons) == {""} and info["unwrapped"] == wraps
+    assert clean_beats(windows[0], 125.0)[0] > 0.9
+    saturated = np.minimum(counts, span - 1)
+    assert unwrap(saturated)[1] == 0
+    assert "clipped" in set(record_windows(Recording("s", saturated, fs), fs, CFG)[1])
+    off = load_config(None, ["condition.unwrap=false"])
+    assert set(record_windows(Recording("r", wrapped, fs), fs, off)[1]) == {"clipped"}
+
+
+def test_a_float_recording_is_never_unwrapped():
+    from data_prep.conditioning import adc_span, unwrap
+    x = 1000 + 500 * pulse(60, 125.0)                  # not on a grid of ADC steps
+    x[5000:5040] += 60_000
+    assert adc_span(x) is None and unwrap(x)[1] == 0

@@ -253,3 +253,20 @@ def test_npz_members_stream_and_an_inflating_archive_is_refused_before_reading(t
     assert float(grown) < 100, grown           # chunks of 8,192 rows (32 MiB) and the row table, not 188 MiB
     signals = np.memmap(tmp_path / "w" / ".source-signals.f32", np.float32, "r", shape=(48_000, 1024))
     assert np.array_equal(signals[-1], np.load(tmp_path / "big.npz")["signals"][-1])
+
+
+def test_a_wrapped_pleth_in_wfdb_format_212_is_unwrapped(tmp_path):
+    """A bedside monitor's 12-bit PLETH (format 212, 250 Hz) whose pulse wraps past the top of the ADC range
+    every beat: the wraps are undone, counted in the manifest, and no window is quarantined as clipped."""
+    import wfdb
+    from data_prep.prep import prepare
+    counts = np.round(1800 + 2600 * pulse(120, 250.0, hr=70)).astype(np.int64)   # peaks above 4095
+    digital = (counts % 4096 - 2048).astype(np.int64)[:, None]
+    wfdb.wrsamp("icu", fs=250, units=["NU"], sig_name=["PLETH"], d_signal=digital, fmt=["212"], adc_gain=[1.0],
+                baseline=[0], write_dir=str(tmp_path))
+    pd.DataFrame({"record": ["icu"], "age": [61]}).to_csv(tmp_path / "labels.csv", index=False)
+    cfg = load_config(SMOKE, ["data.val_fraction=0", "data.test_fraction=0"])
+    manifest = prepare(cfg, tmp_path / "data", open_files([str(tmp_path)], cfg, None, tmp_path / "data"))
+    (record,) = manifest.source["records"]
+    assert record["unwrapped"] == np.count_nonzero(np.diff(counts // 4096)) > 200
+    assert manifest.quarantine["total"] == 0 and manifest.splits["train"].count == record["windows"] >= 12

@@ -49,17 +49,32 @@ def test_dc_offset_wrist_recordings_give_pulsatile_windows(labels, tmp_path):
     assert clean_beat_share(windows, 125.0) >= 0.9
 
 
-def test_clipped_recordings_lose_their_clipped_windows(labels, tmp_path):
+def test_wrapped_recordings_are_unwrapped_and_keep_their_clean_windows(labels, tmp_path):
+    """mwppg_053 and mwppg_078 wrap around the top of their 16-bit range (30 and 36 one-sample steps of ~65,000
+    counts). Unwrapped, none of their windows is `clipped`, more of them are kept than without the repair, and every
+    kept window has clean beats and no jump; what is still refused are stretches where the level itself swings
+    across the whole range over tens of milliseconds (judged `low_quality` by the beat check)."""
     names = ["mwppg_053", "mwppg_078", "mwppg_001", "mwppg_002"]
-    config = cfg()
-    manifest = prepare(config, tmp_path / "data", read(names, labels, tmp_path))
-    q = pd.read_csv(tmp_path / "data" / "quarantine.csv")
-    clipped = set(q.loc[q["reason"] == "clipped", "subject_id"])
-    assert {"mwppg:53", "mwppg:78"} <= clipped and not clipped & {"mwppg:1", "mwppg:2"}
-    kept = np.concatenate([read_arrays(shard_paths(tmp_path / "data", manifest, s), ["age"], 1024, "none")[0]
-                           for s in ("train", "val", "test")])
-    assert clean_beat_share(kept, 125.0) >= 0.9
-    assert np.abs(np.diff(kept, axis=1)).max() < 0.5   # no rail-to-rail jump survived
+    kept, reasons = {}, {}
+    for unwrap in ("true", "false"):
+        out = tmp_path / f"data-{unwrap}"
+        config = cfg(f"condition.unwrap={unwrap}")
+        manifest = prepare(config, out, open_files([str(REAL / f"{n}.csv") for n in names], config, None, out,
+                                                   labels))
+        q = pd.read_csv(out / "quarantine.csv")
+        reasons[unwrap] = q.groupby("subject_id")["reason"].agg(set).to_dict()
+        windows = {r["record"]: r for r in manifest.source["records"]}
+        wrapped = q["subject_id"].isin(["mwppg:53", "mwppg:78"]).sum()
+        kept[unwrap] = sum(windows[n]["windows"] for n in names[:2]) - wrapped
+        if unwrap == "true":
+            assert [windows[n]["unwrapped"] for n in names] == [30, 36, 0, 0]
+            signals = np.concatenate([read_arrays(shard_paths(out, manifest, s), ["age"], 1024, "none")[0]
+                                      for s in ("train", "val", "test")])
+            assert clean_beat_share(signals, 125.0) >= 0.9
+            assert np.abs(np.diff(signals, axis=1)).max() < 0.5   # no rail-to-rail jump survived
+    assert "clipped" in reasons["false"]["mwppg:53"] | reasons["false"]["mwppg:78"]
+    assert not any("clipped" in r for r in reasons["true"].values())
+    assert kept["true"] > kept["false"]
 
 
 def test_three_sources_at_three_rates_in_one_prep(labels, tmp_path):

@@ -181,7 +181,8 @@ def test_unit_mismatch_is_caught_and_fixable(tmp_path):
     labels = rows[["subject_id"] + LABELS].copy()
     labels["height"] /= 100.0
     write_reference_pickle(tmp_path / "m.pickle", signals, labels)
-    with pytest.raises(UserError, match=r"'height' of .* outside the plausible 100-230 for 100% of rows \(median 1\.\d+\).* data.label_scale.height"):
+    with pytest.raises(UserError, match=r"'height' of .* outside the plausible 100-230 for 100% of rows "
+                                        r"\(median 1\.\d+\).* data.label_scale.height"):
         open_files([str(tmp_path / "m.pickle")], cfg, None, tmp_path / "w")
     fixed = load_config(SMOKE, ["data.label_scale={height: 100}"])
     table = open_files([str(tmp_path / "m.pickle")], fixed, None, tmp_path / "w").rows()
