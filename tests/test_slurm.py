@@ -64,30 +64,61 @@ def test_pipeline_runs_every_stage_on_two_tasks(slurm, tmp_path):
     assert "logs/ppg-train-" in job(slurm, ids["train"])["StdOut"]
 
 
-def test_preempted_training_checkpoints_requeues_and_resumes(slurm, tmp_path):
-    data = tmp_path / "data"
+@pytest.fixture(scope="module")
+def smoke_prepared(tmp_path_factory):
+    data = tmp_path_factory.mktemp("slurm-data") / "data"
     subprocess.run([str(REPO / ".venv" / "bin" / "ppg-cvae"), "prep", "--config", "configs/smoke.yaml", "--out",
                     str(data)], cwd=REPO, check=True, capture_output=True)
-    run = tmp_path / "run"
-    env = dict(slurm, CONFIG="configs/smoke.yaml", DATA_DIR=str(data), RUN_DIR=str(run),
-               OVERRIDES="train.epochs=25 train.patience=100")
-    jobid = subprocess.run(["sbatch", "--parsable", "--export=ALL", "--nodes=1", "--ntasks-per-node=2",
-                            "--cpus-per-task=1", "slurm/train.sbatch"], cwd=REPO, env=env, capture_output=True,
-                           text=True, check=True).stdout.strip()
-    deadline = time.time() + 300
+    return data
+
+
+def submit_training(env, data, run, launcher, tasks, epochs=25) -> str:
+    env = dict(env, CONFIG="configs/smoke.yaml", DATA_DIR=str(data), RUN_DIR=str(run), LAUNCHER=launcher,
+               OVERRIDES=f"train.epochs={epochs} train.patience=100")
+    return subprocess.run(["sbatch", "--parsable", "--export=ALL", "--nodes=1", f"--ntasks-per-node={tasks}",
+                           "--cpus-per-task=1", "slurm/train.sbatch"], cwd=REPO, env=env, capture_output=True,
+                          text=True, check=True).stdout.strip()
+
+
+def wait_for_checkpoint(env, jobid, run, timeout=300):
+    deadline = time.time() + timeout
     while not list((run / "checkpoints").glob("ckpt-*.index")):
-        assert time.time() < deadline and job(slurm, jobid)["JobState"] in ("PENDING", "RUNNING")
+        assert time.time() < deadline and job(env, jobid)["JobState"] in ("PENDING", "RUNNING")
         time.sleep(0.5)
+
+
+@pytest.mark.parametrize("launcher", ["srun", "horovodrun"])
+def test_preempted_training_checkpoints_requeues_and_resumes(slurm, smoke_prepared, tmp_path, launcher):
+    run = tmp_path / "run"
+    jobid = submit_training(slurm, smoke_prepared, run, launcher, tasks=2)
+    wait_for_checkpoint(slurm, jobid, run)
     subprocess.run(["scancel", "--signal=USR1", "--batch", jobid], env=slurm, check=True)
     info = wait_done(slurm, jobid)
     log = log_of(info)
     assert info["JobState"] == "COMPLETED", log[-3000:]
     assert int(info["Restarts"]) == 1
-    assert "preempted: checkpoint at epoch" in log and "requeueing job" in log
+    assert f"2 ranks via {launcher}" in log and "preempted: checkpoint at epoch" in log and "requeueing job" in log
     assert "restart 1" in log and "resumed from" in log
     final = json.loads((run / "ranks" / "rank-000.json").read_text())
     assert final["stop_epoch"] == 25 and not final["preempted"]
     assert (run / "model" / "decoder.keras").is_file()
+
+
+def test_preempting_one_of_two_jobs_on_a_node_leaves_the_other_alone(slurm, smoke_prepared, tmp_path):
+    """Two horovodrun training jobs of the same user on one node: USR1 to one reaches that job's rank only."""
+    runs = [tmp_path / "a", tmp_path / "b"]
+    ids = [submit_training(slurm, smoke_prepared, run, "horovodrun", tasks=1, epochs=20) for run in runs]
+    for jobid, run in zip(ids, runs):
+        wait_for_checkpoint(slurm, jobid, run)
+    subprocess.run(["scancel", "--signal=USR1", "--batch", ids[0]], env=slurm, check=True)
+    first, second = (wait_done(slurm, jobid) for jobid in ids)
+    assert (first["JobState"], int(first["Restarts"])) == ("COMPLETED", 1), log_of(first)[-3000:]
+    assert (second["JobState"], second["ExitCode"], int(second["Restarts"])) == ("COMPLETED", "0:0", 0), \
+        log_of(second)[-3000:]
+    assert "preemption signal" not in log_of(second) and "preempted" not in log_of(second)
+    for run in runs:
+        final = json.loads((run / "ranks" / "rank-000.json").read_text())
+        assert final["stop_epoch"] == 20 and not final["preempted"]
 
 
 def test_train_job_refuses_to_resume_a_run_of_another_configuration(slurm, trained_run, smoke_data, tmp_path):
