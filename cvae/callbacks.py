@@ -85,37 +85,56 @@ def weights_finite(model: keras.Model) -> bool:
 
 
 class StepWatchdog(keras.callbacks.Callback):
-    """Ends this process when no step (or validation) finishes for `timeout` seconds: a rank that hangs (stopped,
-    deadlocked, lost its network) would otherwise hold every other rank in a collective forever. The launcher
-    then sees a failed rank and stops the job."""
+    """Ends this process when no step (or epoch boundary) finishes within the limit: a rank that hangs (stopped,
+    deadlocked, lost its network) would otherwise hold every other rank in a collective forever; the launcher then
+    sees a failed rank and stops the job. The limit scales with the job: `upper` until the first epoch of this
+    process (with rank 0's validation and checkpoint) is over, then FACTOR times the longest gap between two
+    heartbeats seen so far (a step, an epoch boundary), never below `floor` nor above `upper`."""
 
     EXIT_CODE = 3
+    FACTOR = 10.0
 
-    def __init__(self, timeout: float):
+    def __init__(self, upper: float, floor: float):
         super().__init__()
-        self.timeout = timeout
+        self.upper, self.floor = upper, floor
+        self.slowest = 0.0
+        self.epochs_begun = 0
         self.beat = time.monotonic()
         self.running = False
 
+    @property
+    def limit(self) -> float:
+        if self.epochs_begun < 2:
+            return self.upper
+        return min(self.upper, max(self.floor, self.FACTOR * self.slowest))
+
     def _watch(self):
         while self.running:
-            time.sleep(min(1.0, self.timeout / 10))
-            idle = time.monotonic() - self.beat
-            if self.running and idle > self.timeout:
-                log.error("no training step finished on this rank for %.0f s (train.step_timeout_s=%g): another "
-                          "rank is hung or a collective is stuck; ending the job", idle, self.timeout)
+            time.sleep(min(1.0, self.floor / 10))
+            idle, limit = time.monotonic() - self.beat, self.limit
+            if self.running and idle > limit:
+                log.error("no training step finished on this rank for %.0f s (limit %.0f s: %g x the slowest step or "
+                          "epoch boundary so far, %.2f s, within train.step_timeout_floor_s=%g and "
+                          "train.step_timeout_s=%g): another rank is hung or a collective is stuck; ending the job",
+                          idle, limit, self.FACTOR, self.slowest, self.floor, self.upper)
                 logging.shutdown()
                 os._exit(self.EXIT_CODE)
 
     def _heartbeat(self, *args, **kwargs):
-        self.beat = time.monotonic()
+        now = time.monotonic()
+        self.slowest = max(self.slowest, now - self.beat)
+        self.beat = now
 
     def on_train_begin(self, logs=None):
         self.running = True
-        self._heartbeat()
+        self.beat = time.monotonic()
         threading.Thread(target=self._watch, name="step-watchdog", daemon=True).start()
 
-    on_train_batch_end = on_epoch_begin = on_epoch_end = _heartbeat
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epochs_begun += 1
+        self._heartbeat()
+
+    on_train_batch_end = on_epoch_end = _heartbeat
 
     def on_train_end(self, logs=None):
         self.running = False

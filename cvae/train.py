@@ -146,7 +146,7 @@ def callbacks(job: Job, agreement: StepAgreement, state, last, best, elastic: bo
                                        if rank == 0 else None, state, cfg.train.patience, cfg.train.min_delta,
                                        agreement)
     timer = cb.EpochTimer()
-    items = [cb.StepWatchdog(cfg.train.step_timeout_s)]
+    items = [cb.StepWatchdog(cfg.train.step_timeout_s, cfg.train.step_timeout_floor_s)]
     if not elastic:   # an elastic run syncs rank 0's state itself, at start and after every reset
         items.append(hvd.callbacks.BroadcastGlobalVariablesCallback(0))
     items += [hvd.callbacks.MetricAverageCallback(), KLWarmup(cfg.model.beta, cfg.model.kl_warmup_epochs),

@@ -121,7 +121,9 @@ class TrainConfig:
     image_every: int = 5             # epochs between TensorBoard waveform images (0 = never)
     keep_checkpoints: int = 3
     verify_data: str = "size"        # at train start each shard must have its manifest size | sha256 (a full read)
-    step_timeout_s: float = 600.0    # a rank with no finished step (or validation) for this long ends the job
+    step_timeout_s: float = 600.0    # upper bound of the hung-rank limit (the limit itself until the first epoch
+    #                                  is over; then 10 x the slowest step or epoch boundary seen, within these two)
+    step_timeout_floor_s: float = 60.0  # lower bound of that limit
     seed: int = 42
 
 
@@ -204,7 +206,7 @@ RANGES = {
     "train.warmup_epochs": NON_NEGATIVE, "train.patience": NON_NEGATIVE, "train.min_delta": NON_NEGATIVE,
     "train.threads_per_rank": NON_NEGATIVE, "train.shuffle_buffer": COUNT, "train.backward_passes_per_step": COUNT,
     "train.image_every": NON_NEGATIVE, "train.keep_checkpoints": COUNT, "train.seed": NON_NEGATIVE,
-    "train.step_timeout_s": Range(10, 86_400),
+    "train.step_timeout_s": Range(10, 86_400), "train.step_timeout_floor_s": Range(1, 86_400),
     "generate.batch_size": COUNT, "generate.seed": NON_NEGATIVE,
 }
 
@@ -302,6 +304,9 @@ def _validate(cfg: Config, source: str) -> Config:
                         f"{cfg.data.val_fraction + cfg.data.test_fraction:g}; it must stay below 1")
     if not cfg.condition.low_hz < cfg.condition.high_hz:
         raise UserError(f"{source}: condition.low_hz must be below condition.high_hz")
+    if cfg.train.step_timeout_floor_s > cfg.train.step_timeout_s:
+        raise UserError(f"{source}: train.step_timeout_floor_s ({cfg.train.step_timeout_floor_s:g}) must not exceed "
+                        f"train.step_timeout_s ({cfg.train.step_timeout_s:g})")
     if not cfg.quality.hr_min < cfg.quality.hr_max:
         raise UserError(f"{source}: quality.hr_min must be below quality.hr_max")
     if not cfg.simulate.age_min < cfg.simulate.age_max:

@@ -11,10 +11,11 @@ from conftest import REPO, SMOKE, horovodrun
 from launch.horovod import horovodrun_command
 
 
-def start(*args):
-    return subprocess.Popen(horovodrun_command(2, list(args)), cwd=REPO, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, start_new_session=True,
-                            env=dict(os.environ, PYTHONUNBUFFERED="1"))
+def start(*args, controller="gloo"):
+    return subprocess.Popen(horovodrun_command(2, list(args), controller=controller), cwd=REPO,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
+                            env=dict(os.environ, PYTHONUNBUFFERED="1", OMPI_ALLOW_RUN_AS_ROOT="1",
+                                     OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1"))
 
 
 def wait_for_checkpoint(run, proc, timeout=180):
@@ -27,12 +28,14 @@ def wait_for_checkpoint(run, proc, timeout=180):
 
 
 def rank_pids(proc):
-    """{rank: pid} of the training processes under a horovodrun."""
+    """{rank: pid} of the training processes under a horovodrun (Gloo or MPI)."""
     found = {}
     for child in psutil.Process(proc.pid).children(recursive=True):
         try:
-            if "launch.cli" in " ".join(child.cmdline()) and "HOROVOD_RANK" in child.environ():
-                found[int(child.environ()["HOROVOD_RANK"])] = child.pid
+            env = child.environ()
+            rank = env.get("HOROVOD_RANK", env.get("OMPI_COMM_WORLD_RANK"))
+            if child.cmdline()[1:4] == ["-m", "launch.cli", "train"] and rank is not None:
+                found[int(rank)] = child.pid
         except psutil.Error:
             pass
     return found
