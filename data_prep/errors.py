@@ -2,4 +2,8 @@
 
 
 class UserError(Exception):
-    """A bad file, key, value or flag: the message names it and says what to do."""
+    """A bad file, key, value or flag: the message names it and says what to do. Line breaks in it (e.g. from a
+    library's message it quotes) become spaces, so that it stays one line."""
+
+    def __init__(self, message: str):
+        super().__init__(" ".join(str(message).split()))

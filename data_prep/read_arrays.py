@@ -79,10 +79,15 @@ def _npz_chunks(path, zf, members, headers, names, chunk) -> Iterator[tuple[np.n
 
 def npy_header(fh) -> tuple[tuple, bool, np.dtype]:
     """(shape, fortran order, dtype) of the .npy array whose header starts at the open binary file's position;
-    the position is then at the data."""
-    version = np.lib.format.read_magic(fh)
-    read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
-    return read(fh)
+    the position is then at the data. A header numpy cannot parse is a ValueError."""
+    try:
+        version = np.lib.format.read_magic(fh)
+        read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+        return read(fh)
+    except (OSError, EOFError, zipfile.BadZipFile, zlib.error):
+        raise
+    except Exception as exc:   # noqa: BLE001 - numpy's header parser raises SyntaxError, TokenError, TypeError, ...
+        raise ValueError(f"unreadable .npy header ({type(exc).__name__}: {str(exc)[:120]})") from None
 
 
 def npy_file_header(path: Path) -> tuple[tuple, bool, np.dtype, int]:

@@ -59,23 +59,56 @@ def _rate_from_time(t: pd.Series, path: Path) -> float:
     return round(1.0 / step, 6)   # 250.0, not 249.99999999999977 from float time stamps
 
 
+def _wfdb_size_problem(header, folder: Path) -> str | None:
+    """What a (single- or multi-segment) WFDB header claims beyond what its signal files hold (None: nothing): read
+    before the samples, so that a header cannot make the reader allocate more than the files could fill."""
+    from wfdb.io._signal import BYTES_PER_SAMPLE
+    if getattr(header, "seg_name", None):   # multi-segment: each segment is a record with its own header
+        import wfdb
+        for seg, length in zip(header.seg_name, header.seg_len):
+            if seg != "~" and length and (folder / f"{seg}.hea").is_file():   # (the layout segment has none)
+                problem = _wfdb_size_problem(wfdb.rdheader(str(folder / seg)), folder)
+                if problem:
+                    return problem
+        return None
+    need: dict[str, float] = {}
+    for name, fmt in zip(header.file_name or [], header.fmt or []):
+        rate = BYTES_PER_SAMPLE.get(str(fmt))
+        # FLAC-compressed formats (508/516/524): at most 100-fold compression
+        need[name] = need.get(name, 0) + (header.sig_len or 0) * (rate if rate else 0.01 * int(str(fmt)[1:]) / 8)
+    for name, size in need.items():
+        path = folder / name
+        have = path.stat().st_size if path.is_file() else 0
+        if size > have + 16:
+            return f"its header claims {header.sig_len} samples, more than {name} ({have:,} bytes) holds"
+    return None
+
+
 def read_wfdb_recording(path: Path, data: DataConfig) -> Recording:
     """A WFDB record (single or multi-segment; gaps between segments are NaN) and its channel."""
     import wfdb
     try:
+        problem = _wfdb_size_problem(wfdb.rdheader(str(path.with_suffix(""))), path.parent)
+        if problem:
+            raise UserError(f"{path}: {problem}; the record is truncated or its header is wrong")
         record = wfdb.rdrecord(str(path.with_suffix("")))
+    except UserError:
+        raise
     except Exception as exc:   # wfdb raises many types for damaged headers and signal files
         raise UserError(f"{path}: unreadable WFDB record ({type(exc).__name__}: {str(exc)[:200]})") from None
-    names = [n.upper() for n in record.sig_name]
+    if not record.sig_name or record.p_signal is None or record.p_signal.ndim != 2:
+        raise UserError(f"{path}: the WFDB record holds no signals")
+    names = [str(n).upper() for n in record.sig_name]
     if data.raw_channel:
         if data.raw_channel.upper() not in names:
-            raise UserError(f"{path}: no channel {data.raw_channel!r} (has {', '.join(record.sig_name)}); "
+            raise UserError(f"{path}: no channel {data.raw_channel!r} (has {', '.join(map(str, record.sig_name))}); "
                             "fix data.raw_channel")
         ch = names.index(data.raw_channel.upper())
     else:
         ch = next((i for i, n in enumerate(names) if "PLETH" in n or "PPG" in n), None)
         if ch is None:
-            raise UserError(f"{path}: no PLETH/PPG channel (has {', '.join(record.sig_name)}); set data.raw_channel")
+            raise UserError(f"{path}: no PLETH/PPG channel (has {', '.join(map(str, record.sig_name))}); set "
+                            "data.raw_channel")
     return Recording(record_name(path), record.p_signal[:, ch].astype(np.float64), float(record.fs))
 
 
@@ -93,10 +126,14 @@ def label_table(paths: list[Path], labels_path: Path | None) -> pd.DataFrame:
             table = table.rename(columns={alias: "record"})
     if "record" not in table:
         raise UserError(f"{tables[0]}: needs a 'record' column naming each recording (or caseid / subject_id)")
-    if pd.api.types.is_float_dtype(table["record"]):
-        table["record"] = table["record"].astype("Int64")
-    table["record"] = table["record"].astype(str)
-    odd = table["record"][table["record"].str.contains(r"[/\\]|^\.{0,2}$|^<NA>$|^nan$", regex=True)]
+    record = table["record"]
+    if record.isna().any():
+        raise UserError(f"{tables[0]}: row {int(record.isna().to_numpy().argmax()) + 1} has no record name; fill it "
+                        "in or remove the row")
+    if pd.api.types.is_float_dtype(record) and (record == record.round()).all():
+        record = record.astype("int64")    # case ids read as floats: 1.0 -> '1'
+    table["record"] = record.astype(str)
+    odd = table["record"][table["record"].str.contains(r"[/\\]|^\.{0,2}$", regex=True)]
     if len(odd):
         raise UserError(f"{tables[0]}: record {odd.iloc[0]!r} is not a plain record name (the recording's file name "
                         "without folder or extension); fix that row")

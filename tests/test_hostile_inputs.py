@@ -8,6 +8,7 @@ import shutil
 import zipfile
 from concurrent.futures import ThreadPoolExecutor
 
+import h5py
 import numpy as np
 import pandas as pd
 import pytest
@@ -46,6 +47,13 @@ def world(smoke_data, trained_run, tmp_path_factory):
     np.lib.format.write_array_header_1_0(header, {"descr": "<f4", "fortran_order": False, "shape": (32768, 1024)})
     with zipfile.ZipFile(w / "inflating.npz", "w", zipfile.ZIP_DEFLATED) as zf:   # 128 MiB of zeros from 130 KB
         zf.writestr("signals.npy", header.getvalue() + bytes(128 << 20))
+    with h5py.File(w / "linked.mat", "w") as f:     # PulseDB layout whose signals live in another file
+        f.create_group("Subset")["Signals"] = h5py.ExternalLink(str(w / "elsewhere.h5"), "/Subset/Signals")
+        f["Subset"].create_dataset("Age", data=[[40.0]])
+    (w / "wfdb").mkdir()          # a header that claims 10^9 samples of a 2-byte signal file
+    (w / "wfdb" / "big.hea").write_text("big 1 125 1000000000\nbig.dat 16 200/NU 16 0 0 0 0 PLETH\n")
+    (w / "wfdb" / "big.dat").write_bytes(b"\x00\x01")
+    (w / "wfdb" / "labels.csv").write_text("record,age\nbig,40\n")
     np.savez(w / "ragged.npz", signals=np.zeros((3, 1024), np.float32), age=np.array([40.0, 50.0]))
     (w / "rec").mkdir()
     t = np.arange(5000) / 125.0
@@ -154,6 +162,8 @@ def cases(w, out):
         ("source-npz-objects", prep + ["--source", str(w / "objects.npz")], "objects.npz"),
         ("source-npz-inflating", prep + ["--source", str(w / "inflating.npz")], "refused before reading"),
         ("source-npz-ragged-labels", prep + ["--source", str(w / "ragged.npz")], "one label value per row"),
+        ("source-hdf5-external-link", prep + ["--source", str(w / "linked.mat")], "is an external link to"),
+        ("source-wfdb-header-claims-more", prep + ["--source", str(w / "wfdb")], "claims 1000000000 samples"),
         ("source-npy-no-table", prep + ["--source", str(w / "alone.npy")], "no label table"),
         ("source-csv-two-columns", prep + ["--source", str(w / "rec" / "two.csv")], "several numeric columns"),
         ("source-csv-no-labels", prep + ["--source", str(w / "nolabels" / "r.csv"), "--fs", "125"],
