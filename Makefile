@@ -19,7 +19,8 @@ real: setup
 	$(VENV)/bin/ppg-cvae prep --config configs/real.yaml --out $(REAL_OUT)/data --source $(REAL_PPG) --labels $(REAL_OUT)/labels.csv
 	$(VENV)/bin/ppg-cvae launch --np 2 -- train --config configs/real.yaml --data $(REAL_OUT)/data --run-dir $(REAL_OUT)/run --resume
 	$(VENV)/bin/ppg-cvae generate --model $(REAL_OUT)/run --ages 25:75:5 --n-per-age 60 --out $(REAL_OUT)/synthetic.npz
-	$(VENV)/bin/ppg-cvae evaluate --synthetic $(REAL_OUT)/synthetic.npz --data $(REAL_OUT)/data --out $(REAL_OUT)/report
+	$(VENV)/bin/ppg-cvae evaluate --synthetic $(REAL_OUT)/synthetic.npz --data $(REAL_OUT)/data --out $(REAL_OUT)/report \
+	  --model $(REAL_OUT)/run
 
 # pytest exits 5 when it collected no test: that is a failure, never a pass.
 test: setup

@@ -133,6 +133,8 @@ def _add_evaluate(sub) -> None:
     p.add_argument("--data", required=True, metavar="DIR", help="prepared dataset directory (real signals)")
     p.add_argument("--out", required=True, metavar="REPORT_DIR", help="writes report.md, metrics.json, figures")
     p.add_argument("--seed", type=int, default=0, metavar="S", help="seed for the evaluation models")
+    p.add_argument("--model", metavar="RUN", help="the run that made --synthetic: also draw and judge a synthetic set "
+                                                  "at exactly the real test signals' labels (one per signal)")
 
 
 def _add_demo(sub) -> None:
@@ -246,7 +248,7 @@ def cmd_generate(args) -> int:
 
 def cmd_evaluate(args) -> int:
     from cvae.evaluate.report import evaluate
-    evaluate(args.synthetic, args.data, args.out, seed=args.seed)
+    evaluate(args.synthetic, args.data, args.out, seed=args.seed, model=args.model)
     return 0
 
 
@@ -264,7 +266,7 @@ def cmd_demo(args) -> int:
         None,
         ["generate", "--model", str(run), "--ages", "20:90:10", "--n-per-age", "60", "--out", str(synthetic),
          "--config", str(config)],
-        ["evaluate", "--synthetic", str(synthetic), "--data", str(data), "--out", str(report)],
+        ["evaluate", "--synthetic", str(synthetic), "--data", str(data), "--out", str(report), "--model", str(run)],
     ]
     for i, step in enumerate(steps):
         if step is None:

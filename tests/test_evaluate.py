@@ -6,8 +6,9 @@ import pytest
 
 from cvae.evaluate.features import FEATURES, spectral_features, waveform_features
 from cvae.noise import noise_floor_sigma
-from cvae.evaluate.metrics import (conditioning_and_utility, discriminative_score, diversity_and_copies,
-                                   feature_distances)
+from cvae.evaluate import judges
+from cvae.evaluate.judges import discriminative_score
+from cvae.evaluate.metrics import conditioning_and_utility, diversity_and_copies, feature_distances
 from cvae.evaluate.report import evaluate
 from cvae.generate import generate
 from data_prep.normalize import normalize
@@ -47,6 +48,39 @@ def test_discriminator_holds_out_whole_subjects():
     by_window = discriminative_score((f[first], None), (f[second], None), seed=0)
     assert by_window["score"] > 0.1
     assert discriminative_score((f[first], np.zeros(first.sum())), (f[second], None), seed=0) is None   # 1 subject
+
+
+def test_the_cnn_judge_sees_beat_shape_that_the_spectrum_judge_cannot(cohort):
+    """Known answers for the neural judge: time-reversed windows have the same magnitude spectrum (the linear judge
+    on spectra is blind to them, by construction) but beats that rise slowly and fall fast: the CNN tells them
+    apart. Two halves of one population score low (its floor)."""
+    x, *_ = cohort
+    subjects = np.arange(len(x)).astype(str)
+    halves = discriminative_score((x[:450], subjects[:450]), (x[450:], subjects[450:]), 0, judges.cnn, cap=450)
+    reversed_ = discriminative_score((x[:450], subjects[:450]), (x[450:, ::-1], subjects[450:]), 0, judges.cnn,
+                                     cap=450)
+    blind = discriminative_score((spectral_features(x[:450]), None), (spectral_features(x[450:, ::-1]), None), 0)
+    assert halves["score"] < 0.08 and reversed_["score"] > 0.4 and blind["score"] < 0.08, (halves, reversed_, blind)
+    again = discriminative_score((x[:450], subjects[:450]), (x[450:, ::-1], subjects[450:]), 0, judges.cnn, cap=450)
+    assert again == reversed_                                      # seeded: the same score on a rerun
+
+
+def test_verdicts_fail_an_invented_age_effect_and_an_opposite_trend():
+    from cvae.evaluate.verdicts import headline, verdicts
+    m = {"spearman_age_real": 0.6, "spearman_age_synthetic": 0.55, "tstr_mae": 11.0, "trtr_mae": 10.0,
+         "judges": {"linear": {"floor": 0.05, "requested": 0.1}, "cnn": {"floor": 0.1, "requested": 0.3}},
+         "within_source": [{"source": "s", "spearman_real": 0.09, "spearman_synthetic": 0.53}],
+         "feature_trends": {"b_a": {"slope_real": -0.1, "rho_real": -0.4, "slope_synthetic": 0.05,
+                                    "rho_synthetic": 0.2},
+                            "hr": {"slope_real": 0.0, "rho_real": 0.02, "slope_synthetic": 3.0, "rho_synthetic": 0.5}},
+         "copy_fraction": 0.01}
+    rows = {r["check"].split(" (")[0].split(",")[0]: r["verdict"] for r in verdicts(m)}
+    assert rows["age conditioning: Spearman synthetic / real"] == "pass"
+    assert rows["judge linear"] == "pass" and rows["judge cnn"] == "fail"     # 0.3 vs floor 0.1
+    assert rows["TSTR / TRTR MAE"] == "pass"
+    assert rows["age effect within s"] == "fail"                               # 0.53 vs 0.09: invented
+    assert rows["b_a per-decade trend"] == "fail" and "hr per-decade trend" not in rows   # no real hr trend
+    assert headline(m) == {"judge": "cnn", "set": "requested", "score": 0.3, "floor": 0.1}
 
 
 def test_a_generator_that_ignores_age_has_spearman_near_zero(cohort):
@@ -103,7 +137,7 @@ def test_noise_floor_matches_the_simulated_sensor_noise():
 
 def test_evaluate_writes_the_report(trained_run, smoke_data, tmp_path):
     generate(trained_run, np.array([30.0, 50.0, 70.0]), 20, tmp_path / "s.npz", seed=0)
-    metrics = evaluate(tmp_path / "s.npz", smoke_data, tmp_path / "report", seed=0)
+    metrics = evaluate(tmp_path / "s.npz", smoke_data, tmp_path / "report", seed=0, model=trained_run)
     saved = json.loads((tmp_path / "report" / "metrics.json").read_text())
     for key in ("spearman_age_synthetic", "spearman_age_real", "discriminative_score", "tstr_mae", "trtr_mae"):
         assert isinstance(saved[key], float) and saved[key] == pytest.approx(metrics[key])
@@ -117,6 +151,11 @@ def test_evaluate_writes_the_report(trained_run, smoke_data, tmp_path):
     assert by_decade and set(by_decade) <= {"30s", "50s", "70s"}, by_decade   # the requested decades only
     assert all(v is None or np.isfinite(v) for d in by_decade.values() for v in d.values())
     assert (tmp_path / "report" / "beats_by_age.png").stat().st_size > 1000
+    assert saved["counts"]["label_matched"] == saved["counts"]["real_test"]     # one per real test signal
+    assert set(saved["judges"]) == {"linear", "cnn"}
+    assert all(set(v) == {"floor", "requested", "label_matched"} for v in saved["judges"].values())
+    assert saved["headline_judge"]["judge"] in ("linear", "cnn") and "Worst judge:" in report
+    assert {v["verdict"] for v in saved["verdicts"]} <= {"pass", "fail", "n/a"} and "## Verdicts" in report
 
 
 def test_within_source_fidelity_has_known_answers():

@@ -4,9 +4,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 from scipy.stats import spearmanr
-from sklearn.linear_model import LogisticRegression, RidgeCV
+from sklearn.linear_model import RidgeCV
 from sklearn.metrics import mean_absolute_error
-from sklearn.model_selection import StratifiedGroupKFold
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
@@ -21,32 +20,6 @@ def age_regressor(features: np.ndarray, ages: np.ndarray):
 def spearman(a: np.ndarray, b: np.ndarray) -> float:
     rho = spearmanr(a, b).statistic
     return 0.0 if np.isnan(rho) else float(rho)
-
-
-DISCRIMINATOR_FOLDS = 5
-
-
-def discriminative_score(first: tuple, second: tuple, seed: int, folds: int = DISCRIMINATOR_FOLDS) -> dict | None:
-    """|balanced accuracy - 0.5| of a logistic regression told the two sets apart, cross-validated over `folds`
-    splits that keep each subject's signals on one side: a classifier that saw some windows of a subject would
-    recognize that subject's other windows, not tell the sets apart. Each set is (features, subject ids), ids None
-    when every signal is independent (synthetic draws). None when a set has fewer than 2 subjects."""
-    sets = [(f, np.arange(len(f)).astype(str) if ids is None else np.asarray(ids, dtype=str))
-            for f, ids in (first, second)]
-    subjects = [len(np.unique(ids)) for _, ids in sets]
-    if min(subjects) < 2:
-        return None
-    x = np.concatenate([f for f, _ in sets])
-    y = np.repeat([0, 1], [len(f) for f, _ in sets])
-    groups = np.concatenate([np.char.add(f"{k}:", ids) for k, (_, ids) in enumerate(sets)])
-    folds = min(folds, *subjects)
-    correct = np.zeros(len(y), dtype=bool)
-    for fit, held in StratifiedGroupKFold(folds, shuffle=True, random_state=seed).split(x, y, groups):
-        clf = make_pipeline(StandardScaler(), LogisticRegression(C=0.1, class_weight="balanced", max_iter=2000))
-        correct[held] = clf.fit(x[fit], y[fit]).predict(x[held]) == y[held]
-    acc = float(np.mean([correct[y == k].mean() for k in (0, 1)]))
-    return {"score": abs(acc - 0.5), "balanced_accuracy": acc, "folds": int(folds),
-            "signals": [int(len(f)) for f, _ in sets], "subjects": subjects}
 
 
 def conditioning_and_utility(real_train: tuple, real_test: tuple, synthetic: tuple) -> dict:
@@ -154,3 +127,21 @@ def disjoint_sources(real_train: tuple) -> bool:
     can then tell the source instead of the physiology."""
     spans = [np.percentile(real_train[1][real_train[2] == s], [5, 95]) for s in set(real_train[2])]
     return any(a[1] < b[0] or b[1] < a[0] for i, a in enumerate(spans) for b in spans[i + 1:])
+
+
+def _trend(values: np.ndarray, ages: np.ndarray) -> tuple[float | None, float]:
+    """(least-squares slope per decade, Spearman rho) of a feature against age; (None, 0) with too little data."""
+    ok = np.isfinite(values) & np.isfinite(ages)
+    if ok.sum() < 20 or np.ptp(ages[ok]) < 1:
+        return None, 0.0
+    return float(10 * np.polyfit(ages[ok], values[ok], 1)[0]), spearman(ages[ok], values[ok])
+
+
+def feature_trends(real: pd.DataFrame, synthetic: pd.DataFrame, real_age: np.ndarray,
+                   synthetic_age: np.ndarray) -> dict:
+    """Each waveform feature's age trend in real test and in synthetic signals (slope per decade, Spearman rho)."""
+    out = {}
+    for col in real.columns:
+        (sr, rr), (ss, rs) = _trend(real[col].to_numpy(), real_age), _trend(synthetic[col].to_numpy(), synthetic_age)
+        out[col] = {"slope_real": sr, "rho_real": rr, "slope_synthetic": ss, "rho_synthetic": rs}
+    return out

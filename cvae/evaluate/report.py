@@ -7,11 +7,16 @@ import zipfile
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 from cvae.evaluate.features import spectral_features, waveform_features
 from cvae.evaluate.figures import age_figure, beats_by_age_figure
-from cvae.evaluate.metrics import (DIVERSITY_CAP, conditioning_and_utility, discriminative_score, disjoint_sources,
-                                   diversity_and_copies, feature_distances, source_of, within_source)
+from cvae.evaluate import judges
+from cvae.evaluate.judges import discriminative_score
+from cvae.evaluate.verdicts import headline, verdicts
+from cvae.evaluate.metrics import (DIVERSITY_CAP, conditioning_and_utility, disjoint_sources,
+                                   diversity_and_copies, feature_distances, feature_trends, source_of,
+                                   within_source)
 from data_prep.manifest import Manifest, load_manifest, shard_paths, write_json_atomic
 from data_prep.read_arrays import npy_blocks, npy_header
 from data_prep.shards import read_arrays
@@ -90,6 +95,30 @@ def _folds(counts: dict) -> str:
             "subjects' signals held out together")
 
 
+def _verdict_section(metrics: dict) -> str:
+    """Every checked number beside its reference and target, pass or fail (targets: docs/EVALUATION.md)."""
+    lines = ["| verdict | check | value | reference | target |", "|---|---|---|---|---|"]
+    lines += [f"| **{v['verdict'].upper()}** | {v['check']} | {_number(v['value'], 3)} | {_number(v['reference'], 3)} | "
+              f"{v['target']} |" for v in metrics["verdicts"]]
+    return "\n".join(lines)
+
+
+def _judge_section(metrics: dict) -> str:
+    """Each judge's scores beside its floor, and the worst of them."""
+    sets = [k for k in next(iter(metrics["judges"].values())) if k != "floor"]
+    lines = ["| judge | floor: real train vs real test | " + " | ".join(f"{k.replace('_', '-')} synthetic" for k in sets)
+             + " |", "|---" * (len(sets) + 2) + "|"]
+    what = {"linear": "logistic regression on log spectra (phase-invariant)",
+            "cnn": f"1D CNN on the raw windows (sees beat shape; at most {judges.CNN_CAP:,} signals per set)"}
+    lines += [f"| {what[j]} | {_number(v['floor'], 3)} | " + " | ".join(_number(v[k], 3) for k in sets) + " |"
+              for j, v in metrics["judges"].items()]
+    worst = metrics["headline_judge"]
+    head = "n/a (too few test subjects)" if worst is None else (
+        f"**{worst['score']:.3f} against a floor of {worst['floor']:.3f}** ({worst['judge']} judge, "
+        f"{worst['set'].replace('_', '-')} set)")
+    return f"Worst judge: {head}.\n\n" + "\n".join(lines)
+
+
 def _source_section(metrics: dict) -> str:
     """Age fidelity within each source, and what a data set whose sources differ in age cannot show."""
     rows = metrics["within_source"]
@@ -122,24 +151,62 @@ def _feature_table(metrics: dict) -> str:
     return "\n".join(lines)
 
 
-def read_real(data_dir, manifest: Manifest, split: str, rng: np.random.Generator) -> tuple[np.ndarray, ...]:
-    """Signals, their ages and their subject ids of one split, sampled to SAMPLE[split] signals."""
+def read_real(data_dir, manifest: Manifest, split: str, rng: np.random.Generator) -> tuple:
+    """Signals, their ages, their subject ids and all their labels of one split, sampled to SAMPLE[split] signals."""
     files = shard_paths(data_dir, manifest, split)
     labels = list(manifest.labels)
     keep = sample_rows(manifest.splits[split].count, SAMPLE[split], rng)
     x, y, ids = read_arrays(files, labels, manifest.signal_length, manifest.compression, with_ids=True, keep=keep)
-    return x, y[:, labels.index("age")], ids
+    return x, y[:, labels.index("age")], ids, pd.DataFrame(y, columns=labels)
 
 
-def compute(train: tuple, test: tuple, synthetic: tuple, fs: float, seed: int) -> tuple[dict, dict]:
-    """Every metric of the report from (signals, ages[, subject ids]) of real train, real test and synthetic; returns
-    (metrics, the age predictions the figure draws)."""
+def draw_matched(model: str | Path, labels: pd.DataFrame, request: dict, seed: int) -> np.ndarray:
+    """One synthetic signal per real test window, at that window's labels, from `model`, drawn as the user's file
+    was (latent prior and sensor noise as its request says)."""
+    from cvae.sampler import Generator
+    gen = Generator(model)
+    missing = [c for c in gen.meta["conditions"] if c not in labels]
+    if missing:
+        raise UserError(f"--model {model} is conditioned on {missing}, which the dataset's labels lack; pass the "
+                        "model trained on this dataset")
+    cond = labels[gen.meta["conditions"]].to_numpy(np.float32)
+    rng = np.random.default_rng([seed, 0x3A7C])
+    fitted, noise = request.get("latent", "fitted") == "fitted", request.get("add_noise", True)
+    out = []
+    for start in range(0, len(cond), 1024):
+        c = cond[start:start + 1024]
+        out.append(gen(c, gen.latent(c, rng, fitted),
+                       rng.standard_normal((len(c), gen.meta["signal_length"])) if noise else None))
+    return np.concatenate(out) if out else np.zeros((0, gen.meta["signal_length"]), np.float32)
+
+
+def judge_all(train: tuple, test: tuple, synthetic: dict[str, tuple], seed: int) -> dict:
+    """Each judge's floor (real train vs real test subjects) and its score on each synthetic set; each set is
+    (signals, spectral features[, subject ids])."""
+    out = {}
+    for name, classify, part, cap in (("linear", judges.linear, 1, None), ("cnn", judges.cnn, 0, judges.CNN_CAP)):
+        def score(first, second):
+            found = discriminative_score((first[part], first[2]), (second[part], second[2] if len(second) > 2
+                                                                    else None), seed, classify, cap)
+            return None if found is None else found["score"]
+        out[name] = {"floor": score(test, train)} | {k: score(test, s) for k, s in synthetic.items()}
+    return out
+
+
+def compute(train: tuple, test: tuple, synthetic: tuple, fs: float, seed: int,
+            matched: np.ndarray | None = None) -> tuple[dict, dict]:
+    """Every metric of the report from (signals, ages[, subject ids]) of real train, real test and synthetic, and
+    the label-matched synthetic signals (one per test signal, at its labels) when given; returns (metrics, the age
+    predictions the figure draws)."""
     (train_x, train_age, train_ids), (test_x, test_age, test_ids), (syn_x, syn_age) = train, test, synthetic
     train_src, test_src = source_of(train_ids), source_of(test_ids)
     f_train, f_test, f_syn = (spectral_features(x) for x in (train_x, test_x, syn_x))
     cond = conditioning_and_utility((f_train, train_age), (f_test, test_age), (f_syn, syn_age))
     disc = discriminative_score((f_test, test_ids), (f_syn, None), seed) or {}   # {}: too few test subjects
-    baseline = discriminative_score((f_test, test_ids), (f_train, train_ids), seed) or {}   # what real data scores
+    sets = {"requested": (syn_x, f_syn)}
+    if matched is not None:
+        sets["label_matched"] = (matched, spectral_features(matched))
+    verdict_judges = judge_all((train_x, f_train, train_ids), (test_x, f_test, test_ids), sets, seed)
     w_test, w_syn = waveform_features(test_x, fs), waveform_features(syn_x, fs)
     per_source = within_source((f_train, train_age, train_src), (f_test, test_age, test_src), (f_syn, syn_age, None)) \
         if len(set(train_src)) > 1 else []
@@ -147,19 +214,25 @@ def compute(train: tuple, test: tuple, synthetic: tuple, fs: float, seed: int) -
     metrics.update(within_source=per_source,
                    sources_age_disjoint=bool(per_source) and disjoint_sources((f_train, train_age, train_src)),
                    feature_wasserstein=feature_distances(w_test, w_syn, test_age, syn_age),
+                   feature_trends=feature_trends(w_test, w_syn, test_age, syn_age),
                    **diversity_and_copies(f_train, f_test, f_syn, test_age, syn_age, seed),
                    waveform_feature_means={"real_test": w_test.mean().round(4).to_dict(),
                                            "synthetic": w_syn.mean().round(4).to_dict()},
                    discriminative_score=disc.get("score"),
                    discriminative_balanced_accuracy=disc.get("balanced_accuracy"),
-                   discriminative_score_real_vs_real=baseline.get("score"),
+                   discriminative_score_real_vs_real=verdict_judges["linear"]["floor"],
+                   judges=verdict_judges,
                    counts={"real_train": len(train_x), "real_test": len(test_x), "synthetic": len(syn_x),
+                           "label_matched": 0 if matched is None else len(matched),
                            "real_test_subjects": len(set(test_ids)), "discriminator_folds": disc.get("folds")})
+    metrics.update(headline_judge=headline(metrics), verdicts=verdicts(metrics))
     return metrics, {k: v for k, v in cond.items() if k.startswith("predicted")}
 
 
-def evaluate(synthetic_path: str | Path, data_dir: str | Path, out: str | Path, seed: int = 0) -> dict:
-    """Write REPORT_DIR/{report.md, metrics.json, age_conditioning.png, beats_by_age.png}; returns the metrics."""
+def evaluate(synthetic_path: str | Path, data_dir: str | Path, out: str | Path, seed: int = 0,
+             model: str | Path | None = None) -> dict:
+    """Write REPORT_DIR/{report.md, metrics.json, age_conditioning.png, beats_by_age.png}; returns the metrics.
+    With `model` (the run that made the synthetic file), a label-matched synthetic set is drawn and judged too."""
     manifest = load_manifest(data_dir)
     if "age" not in manifest.labels:
         raise UserError(f"--data {data_dir}: the dataset has no age label to evaluate against")
@@ -168,7 +241,8 @@ def evaluate(synthetic_path: str | Path, data_dir: str | Path, out: str | Path, 
     if syn_x.shape[1] != manifest.signal_length:
         raise UserError(f"--synthetic signals have length {syn_x.shape[1]}, the dataset {manifest.signal_length}")
     train, test = read_real(data_dir, manifest, "train", rng), read_real(data_dir, manifest, "test", rng)
-    metrics, predicted = compute(train, test, (syn_x, syn_age), manifest.fs, seed)
+    matched = None if model is None else draw_matched(model, test[3], request, seed)
+    metrics, predicted = compute(train[:3], test[:3], (syn_x, syn_age), manifest.fs, seed, matched)
     metrics["counts"].update(sampled_from={"real_train": manifest.splits["train"].count,
                                            "real_test": manifest.splits["test"].count, "synthetic": syn_total},
                              sample_cap=SAMPLE)
@@ -180,9 +254,15 @@ def evaluate(synthetic_path: str | Path, data_dir: str | Path, out: str | Path, 
     write_bytes_atomic(out / "beats_by_age.png", beats_by_age_figure(test[0], test[1], syn_x, syn_age, manifest.fs))
     write_json_atomic(out / "metrics.json", metrics)
     write_text_atomic(out / "report.md", report_text(metrics, request, synthetic_path, data_dir, seed))
-    log.info("evaluate: spearman synthetic %.3f vs real %.3f | discriminative %s | TSTR %.2f vs TRTR %.2f years "
-             "-> %s", metrics["spearman_age_synthetic"], metrics["spearman_age_real"],
-             _number(metrics["discriminative_score"], 3), metrics["tstr_mae"], metrics["trtr_mae"], out / "report.md")
+    for v in metrics["verdicts"]:
+        log.info("evaluate: %-4s %s: %s (reference %s; target %s)", v["verdict"].upper(), v["check"],
+                 _number(v["value"], 3), _number(v["reference"], 3), v["target"])
+    worst = metrics["headline_judge"] or {}
+    failed = sum(v["verdict"] == "fail" for v in metrics["verdicts"])
+    log.info("evaluate: spearman synthetic %.3f vs real %.3f | worst judge %s %s (floor %s) | TSTR %.2f vs TRTR %.2f "
+             "years | %d of %d checks failed -> %s", metrics["spearman_age_synthetic"], metrics["spearman_age_real"],
+             worst.get("judge", "n/a"), _number(worst.get("score"), 3), _number(worst.get("floor"), 3),
+             metrics["tstr_mae"], metrics["trtr_mae"], failed, len(metrics["verdicts"]), out / "report.md")
     return metrics
 
 
@@ -195,6 +275,20 @@ Synthetic: `{synthetic_path}` ({c['synthetic']} signals; model `{request.get('mo
 {request.get('seed')}, latent draws {request.get('latent', 'standard')}). Real: dataset `{metrics['dataset_id']}` in `{data_dir}`
 (train split {c['real_train']} signals for fitting, test split {c['real_test']} held-out signals). Seed {seed}.
 {_sample_line(c, seed)}Features: log magnitude spectrum 0-19.5 Hz of each signal (phase-invariant).
+
+## Verdicts
+
+{_verdict_section(metrics)}
+
+## Judges
+
+Discriminative score abs(balanced accuracy - 0.5), {_folds(c)}; each beside the same judge's score on real data of
+other subjects (its floor). The label-matched set has one synthetic signal per real test signal, at its labels
+({c['label_matched']} signals; 0: evaluate was not given --model).
+
+{_judge_section(metrics)}
+
+## Numbers
 
 | metric | value | computed on |
 |---|---|---|
