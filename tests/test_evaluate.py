@@ -14,6 +14,7 @@ from cvae.generate import generate
 from data_prep.normalize import normalize
 from data_prep.simulate import segment_table, simulate_signals, simulate_subjects
 from data_prep.config import load_config
+from data_prep.errors import UserError
 
 
 @pytest.fixture(scope="module")
@@ -156,6 +157,10 @@ def test_evaluate_writes_the_report(trained_run, smoke_data, tmp_path):
     assert all(set(v) == {"floor", "requested", "label_matched"} for v in saved["judges"].values())
     assert saved["headline_judge"]["judge"] in ("linear", "cnn") and "Worst judge:" in report
     assert {v["verdict"] for v in saved["verdicts"]} <= {"pass", "fail", "n/a"} and "## Verdicts" in report
+    with np.load(tmp_path / "s.npz") as npz:
+        np.savez(tmp_path / "other.npz", **{k: npz[k] for k in npz.files if k != "model_id"}, model_id=np.array("x"))
+    with pytest.raises(UserError, match="was made by model x; pass the run that made the file"):
+        evaluate(tmp_path / "other.npz", smoke_data, tmp_path / "r2", seed=0, model=trained_run)
 
 
 def test_within_source_fidelity_has_known_answers():

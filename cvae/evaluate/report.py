@@ -66,6 +66,7 @@ def load_synthetic(path: str | Path, rng: np.random.Generator) -> tuple[np.ndarr
             labels = _npy_rows(zf, "labels", lambda n: keep["rows"])
             with np.load(path) as npz:
                 names, request = list(npz["label_names"]), json.loads(str(npz["request"]))
+                request["model_id"] = str(npz["model_id"])
     except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
         raise UserError(f"--synthetic {path}: not a ppg-cvae generate .npz ({exc}); pass the file generate wrote") \
             from None
@@ -160,14 +161,12 @@ def read_real(data_dir, manifest: Manifest, split: str, rng: np.random.Generator
     return x, y[:, labels.index("age")], ids, pd.DataFrame(y, columns=labels)
 
 
-def draw_matched(model: str | Path, labels: pd.DataFrame, request: dict, seed: int) -> np.ndarray:
-    """One synthetic signal per real test window, at that window's labels, from `model`, drawn as the user's file
-    was (latent prior and sensor noise as its request says)."""
-    from cvae.sampler import Generator
-    gen = Generator(model)
+def draw_matched(gen, labels: pd.DataFrame, request: dict, seed: int) -> np.ndarray:
+    """One synthetic signal per real test window, at that window's labels, from the model's Generator `gen`, drawn
+    as the user's file was (latent prior and sensor noise as its request says)."""
     missing = [c for c in gen.meta["conditions"] if c not in labels]
     if missing:
-        raise UserError(f"--model {model} is conditioned on {missing}, which the dataset's labels lack; pass the "
+        raise UserError(f"--model is conditioned on {missing}, which the dataset's labels lack; pass the "
                         "model trained on this dataset")
     cond = labels[gen.meta["conditions"]].to_numpy(np.float32)
     rng = np.random.default_rng([seed, 0x3A7C])
@@ -236,12 +235,17 @@ def evaluate(synthetic_path: str | Path, data_dir: str | Path, out: str | Path, 
     manifest = load_manifest(data_dir)
     if "age" not in manifest.labels:
         raise UserError(f"--data {data_dir}: the dataset has no age label to evaluate against")
+    from cvae.sampler import Generator
+    gen = None if model is None else Generator(model)   # a bad model directory is refused before any work
     rng = np.random.default_rng([seed, 0xE7A1])
     syn_x, syn_age, request, syn_total = load_synthetic(synthetic_path, rng)
+    if gen is not None and request["model_id"] != gen.meta["model_id"]:
+        raise UserError(f"--model {model} is model {gen.meta['model_id']}, but --synthetic {synthetic_path} was made by "
+                        f"model {request['model_id']}; pass the run that made the file")
     if syn_x.shape[1] != manifest.signal_length:
         raise UserError(f"--synthetic signals have length {syn_x.shape[1]}, the dataset {manifest.signal_length}")
     train, test = read_real(data_dir, manifest, "train", rng), read_real(data_dir, manifest, "test", rng)
-    matched = None if model is None else draw_matched(model, test[3], request, seed)
+    matched = None if gen is None else draw_matched(gen, test[3], request, seed)
     metrics, predicted = compute(train[:3], test[:3], (syn_x, syn_age), manifest.fs, seed, matched)
     metrics["counts"].update(sampled_from={"real_train": manifest.splits["train"].count,
                                            "real_test": manifest.splits["test"].count, "synthetic": syn_total},

@@ -38,7 +38,7 @@ def verdicts(m: dict) -> list[dict]:
         gap = None if r["spearman_synthetic"] is None else r["spearman_synthetic"] - r["spearman_real"]
         what = "invented" if gap is not None and gap > 0 else "missing"
         rows.append(_row(f"age effect within {r['source']} (synthetic - real Spearman; {what} if it fails)", gap,
-                         r["spearman_real"], f"|gap| <= {WITHIN_SOURCE_GAP_MAX}",
+                         r["spearman_real"], f"abs(gap) <= {WITHIN_SOURCE_GAP_MAX}",
                          None if gap is None else abs(gap) <= WITHIN_SOURCE_GAP_MAX))
     for feature, t in m["feature_trends"].items():
         if abs(t["rho_real"]) >= TREND_MIN_RHO and t["slope_synthetic"] is not None:
