@@ -163,13 +163,14 @@ def read_real(data_dir, manifest: Manifest, split: str, rng: np.random.Generator
 
 def draw_matched(gen, labels: pd.DataFrame, request: dict, seed: int) -> np.ndarray:
     """One synthetic signal per real test window, at that window's labels, from the model's Generator `gen`, drawn
-    as the user's file was (latent prior and sensor noise as its request says)."""
+    as the user's file was (latent prior and sensor noise as its request says), seeded by its generate seed and the
+    evaluation's."""
     missing = [c for c in gen.meta["conditions"] if c not in labels]
     if missing:
         raise UserError(f"--model is conditioned on {missing}, which the dataset's labels lack; pass the "
                         "model trained on this dataset")
     cond = labels[gen.meta["conditions"]].to_numpy(np.float32)
-    rng = np.random.default_rng([seed, 0x3A7C])
+    rng = np.random.default_rng([int(request.get("seed", 0)), seed, 0x3A7C])
     fitted, noise = request.get("latent", "fitted") == "fitted", request.get("add_noise", True)
     out = []
     for start in range(0, len(cond), 1024):
