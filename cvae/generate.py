@@ -249,8 +249,7 @@ def generate(run_dir: str | Path, ages: np.ndarray, n_per_age: int, out: str | P
     def batches():
         for start in tqdm(range(0, n, batch_size), desc="generate", unit="batch", mininterval=2.0):
             stop = min(start + batch_size, n)
-            z = gen.latent(cond[start:stop], rng, fitted_latent)
-            batch = gen(cond[start:stop], z, rng.standard_normal((stop - start, length)) if add_noise else None)
+            batch = gen.draw(cond[start:stop], rng, fitted_latent, add_noise)
             figure.add(batch, decade[start:stop])
             yield batch
 

@@ -119,6 +119,13 @@ class Generator:
             return self.prior.sample(self.scale(labels), rng)
         return rng.standard_normal((len(labels), self.meta["latent_dim"])).astype(np.float32)
 
+    def draw(self, labels: np.ndarray, rng: np.random.Generator, fitted: bool = True,
+             add_noise: bool = True) -> np.ndarray:
+        """Signals for raw condition labels [n, n_cond]: latent draws (`latent`), then sensor noise when
+        `add_noise`, both from `rng` in that order."""
+        z = self.latent(labels, rng, fitted)
+        return self(labels, z, rng.standard_normal((len(labels), self.meta["signal_length"])) if add_noise else None)
+
     def scale(self, labels: np.ndarray) -> np.ndarray:
         """Raw condition labels -> the standardized values the decoder was trained on."""
         return ((labels - self.mean) / self.std).astype(np.float32)

@@ -72,7 +72,9 @@ def write_shard(task: ShardTask, source, cfg: Config) -> dict:
                 if judge.any():
                     reasons[judge] = beat_reasons(raw[judge], cfg.data.fs, cfg.quality)
             ok = reasons == ""
-            detail = np.where(reasons == "bad_label", label_problems(rows, labels), "")
+            detail = np.full(len(rows), "", dtype=object)
+            bad = reasons == "bad_label"
+            detail[bad] = label_problems(rows[bad], labels)
             quarantine += [{"row": int(r), "subject_id": s, "split": task.split, "reason": why, "source": src,
                             "detail": d}
                            for r, s, why, src, d in zip(rows["row"][~ok], rows["subject_id"][~ok], reasons[~ok],

@@ -172,24 +172,19 @@ def draw_matched(gen, labels: pd.DataFrame, request: dict, seed: int) -> np.ndar
     cond = labels[gen.meta["conditions"]].to_numpy(np.float32)
     rng = np.random.default_rng([int(request.get("seed", 0)), seed, 0x3A7C])
     fitted, noise = request.get("latent", "fitted") == "fitted", request.get("add_noise", True)
-    out = []
-    for start in range(0, len(cond), 1024):
-        c = cond[start:start + 1024]
-        out.append(gen(c, gen.latent(c, rng, fitted),
-                       rng.standard_normal((len(c), gen.meta["signal_length"])) if noise else None))
+    out = [gen.draw(cond[start:start + 1024], rng, fitted, noise) for start in range(0, len(cond), 1024)]
     return np.concatenate(out) if out else np.zeros((0, gen.meta["signal_length"]), np.float32)
 
 
 def judge_all(train: tuple, test: tuple, synthetic: dict[str, tuple], seed: int) -> dict:
-    """Each judge's floor (real train vs real test subjects) and its score on each synthetic set; each set is
-    (signals, spectral features[, subject ids])."""
+    """Each judge's result (discriminative_score's dict, None with too few subjects) for its floor (real train vs
+    real test subjects) and for each synthetic set; each set is (signals, spectral features[, subject ids])."""
     out = {}
     for name, classify, part, cap in (("linear", judges.linear, 1, None), ("cnn", judges.cnn, 0, judges.CNN_CAP)):
-        def score(first, second):
-            found = discriminative_score((first[part], first[2]), (second[part], second[2] if len(second) > 2
-                                                                    else None), seed, classify, cap)
-            return None if found is None else found["score"]
-        out[name] = {"floor": score(test, train)} | {k: score(test, s) for k, s in synthetic.items()}
+        def judge(first, second):
+            return discriminative_score((first[part], first[2]), (second[part], second[2] if len(second) > 2
+                                                                   else None), seed, classify, cap)
+        out[name] = {"floor": judge(test, train)} | {k: judge(test, s) for k, s in synthetic.items()}
     return out
 
 
@@ -202,11 +197,12 @@ def compute(train: tuple, test: tuple, synthetic: tuple, fs: float, seed: int,
     train_src, test_src = source_of(train_ids), source_of(test_ids)
     f_train, f_test, f_syn = (spectral_features(x) for x in (train_x, test_x, syn_x))
     cond = conditioning_and_utility((f_train, train_age), (f_test, test_age), (f_syn, syn_age))
-    disc = discriminative_score((f_test, test_ids), (f_syn, None), seed) or {}   # {}: too few test subjects
     sets = {"requested": (syn_x, f_syn)}
     if matched is not None:
         sets["label_matched"] = (matched, spectral_features(matched))
-    verdict_judges = judge_all((train_x, f_train, train_ids), (test_x, f_test, test_ids), sets, seed)
+    judged = judge_all((train_x, f_train, train_ids), (test_x, f_test, test_ids), sets, seed)
+    disc = judged["linear"]["requested"] or {}   # {}: too few test subjects
+    verdict_judges = {j: {k: r and r["score"] for k, r in results.items()} for j, results in judged.items()}
     w_test, w_syn = waveform_features(test_x, fs), waveform_features(syn_x, fs)
     per_source = within_source((f_train, train_age, train_src), (f_test, test_age, test_src), (f_syn, syn_age, None)) \
         if len(set(train_src)) > 1 else []
