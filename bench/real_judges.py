@@ -4,8 +4,10 @@ Trains configs/real.yaml on a dataset prepared by `make real` (default outputs/r
 (2 Horovod ranks), generates ages 25:75:5 x 60 per generation seed, and evaluates each with --model (so the
 label-matched set is judged too). Prints one row per (training seed, generation seed) and the range per column:
 Spearman ratio, each judge's score on the requested and label-matched sets beside its floor, TSTR/TRTR, and the
-within-source age Spearman (real, synthetic) of every source.
+within-source age Spearman (real, each synthetic set) of every source, and within each source TSTR/TRTR and the
+judges on the label-matched set.
 Usage: python bench/real_judges.py [--data outputs/real/data] [--train-seeds 0,1,2,3] [--gen-seeds 0,1] [--dir DIR]
+                                   [--set key.sub=value ...]
 """
 from __future__ import annotations
 
@@ -25,12 +27,12 @@ def cli(*args: str) -> None:
         sys.exit(f"ppg-cvae {args[0]} failed:\n{result.stderr[-3000:]}")
 
 
-def row(data: Path, work: Path, train_seed: int, gen_seed: int) -> dict:
+def row(data: Path, work: Path, train_seed: int, gen_seed: int, overrides: list[str]) -> dict:
     """One evaluated (training seed, generation seed); finished runs and reports in `work` are reused."""
     run = work / f"run-{train_seed}"
     if not (run / "model" / "meta.json").is_file():
         cli("launch", "--np", "2", "--", "train", "--config", str(REPO / "configs" / "real.yaml"), "--data",
-            str(data), "--run-dir", str(run), "--resume", f"train.seed={train_seed}")
+            str(data), "--run-dir", str(run), "--resume", f"train.seed={train_seed}", *overrides)
     report = work / f"report-{train_seed}-{gen_seed}"
     if not (report / "metrics.json").is_file():
         synthetic = work / f"synthetic-{train_seed}-{gen_seed}.npz"
@@ -46,7 +48,10 @@ def row(data: Path, work: Path, train_seed: int, gen_seed: int) -> dict:
         out |= {f"{judge}_{k}": v for k, v in sets.items()}
     for r in m["within_source"]:
         out[f"{r['source']}_spearman_real"] = r["spearman_real"]
-        out[f"{r['source']}_spearman_synthetic"] = r["spearman_synthetic"]
+        out |= {f"{r['source']}_spearman_{k}": v for k, v in r["spearman_synthetic"].items()}
+        if "tstr_mae" in r:
+            out[f"{r['source']}_tstr_trtr"] = r["tstr_mae"] / r["trtr_mae"]
+            out |= {f"{r['source']}_{j}_{k}": v for j, sets in r["judges"].items() for k, v in sets.items()}
     return out
 
 
@@ -56,10 +61,12 @@ def main() -> None:
     ap.add_argument("--train-seeds", default="0,1,2,3")
     ap.add_argument("--gen-seeds", default="0,1")
     ap.add_argument("--dir", default=str(REPO / "outputs" / "real-judges"))
+    ap.add_argument("--set", action="append", default=[], metavar="key.sub=value",
+                    help="training override on top of configs/real.yaml (repeatable)")
     args = ap.parse_args()
     work = Path(args.dir)
     work.mkdir(parents=True, exist_ok=True)
-    rows = [row(Path(args.data), work, int(t), int(g)) for t in args.train_seeds.split(",")
+    rows = [row(Path(args.data), work, int(t), int(g), args.set) for t in args.train_seeds.split(",")
             for g in args.gen_seeds.split(",")]
     columns = list(dict.fromkeys(k for r in rows for k in r))
     fmt = lambda v: "n/a" if v is None else (f"{v:.3f}" if isinstance(v, float) else str(v))  # noqa: E731

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
+from cvae.conditions import Conditions
 from data_prep.manifest import Manifest, shard_paths
 from data_prep.shards import parse_fn
 from data_prep.errors import UserError
@@ -15,17 +16,6 @@ from data_prep.errors import UserError
 AUTOTUNE = tf.data.AUTOTUNE
 SHUFFLE_GRAPH_SEED = 0x5EED   # graph-level half of the streamed pipeline's shuffle seed (the op seed varies)
 log = logging.getLogger(__name__)
-
-
-def condition_scaler(manifest: Manifest, conditions: list[str]) -> tuple[np.ndarray, np.ndarray]:
-    """(mean, std) of each condition label on the training split, from the manifest."""
-    missing = [c for c in conditions if c not in manifest.labels]
-    if missing:
-        raise UserError(f"model.conditions {missing} are not labels of this dataset "
-                        f"(it has {sorted(manifest.labels)}); fix model.conditions or re-run prep")
-    mean = np.array([manifest.labels[c].mean for c in conditions], np.float32)
-    std = np.array([manifest.labels[c].std for c in conditions], np.float32)
-    return mean, std
 
 
 def _serialized(files: list[Path], manifest: Manifest) -> tf.data.Dataset:
@@ -36,13 +26,13 @@ def _serialized(files: list[Path], manifest: Manifest) -> tf.data.Dataset:
 
 
 def _parser(manifest: Manifest, conditions: list[str]):
-    """serialized Example -> (signal, condition normalized with the training-split statistics)."""
-    mean, std = condition_scaler(manifest, conditions)
+    """serialized Example -> (signal, the model's condition vector: cvae.conditions)."""
+    encoding = Conditions.from_manifest(manifest, conditions)
     parse = parse_fn(conditions, manifest.signal_length)
 
     def fn(serialized):
         signal, labels = parse(serialized)
-        return signal, (labels - mean) / std
+        return signal, encoding.encode_tf(labels[None])[0]
 
     return fn
 
@@ -103,13 +93,16 @@ def _in_memory(records: tf.data.Dataset, rows: int, length: int, n_cond: int) ->
 
 def train_dataset(data_dir, manifest: Manifest, conditions: list[str], batch_size: int, rank: int, size: int,
                   shuffle_buffer: int, seed: int, start_epoch: int, epochs: int,
-                  cache: bool = False, input_threads: int = 0, local_ranks: int = 1) -> tuple[tf.data.Dataset, int]:
+                  cache: bool = False, input_threads: int = 0, local_ranks: int = 1,
+                  condition_noise: float = 0.0) -> tuple[tf.data.Dataset, int]:
     """This rank's batches for epochs start_epoch..epochs-1, and the steps per epoch.
 
     With `cache` and when it fits (`cache_fits`), the rank's records are decoded once into memory and each
     epoch gathers batches along a full permutation; otherwise they stream from the shards through a shuffle
     buffer. Either way each epoch's order is a function of (seed, rank, epoch), so a run resumed at epoch k
-    sees exactly the batches an uninterrupted run would have seen from epoch k on.
+    sees exactly the batches an uninterrupted run would have seen from epoch k on. `condition_noise` (train.
+    condition_noise) adds N(0, noise^2) to the numeric conditions (standardized units), drawn from (seed, rank,
+    epoch, step) as well.
     """
     mode, file_idx, steps = rank_plan(manifest, rank, size, batch_size)
     paths = shard_paths(data_dir, manifest, "train")
@@ -120,7 +113,7 @@ def train_dataset(data_dir, manifest: Manifest, conditions: list[str], batch_siz
                           deterministic=True)
     per_epoch = steps * batch_size
     rows = rank_rows(manifest, rank, size)
-    length, n_cond = manifest.signal_length, len(conditions)
+    length, n_cond = manifest.signal_length, Conditions.from_manifest(manifest, conditions).width
     fits, need = cache_fits(rows, length, n_cond, local_ranks)
     if cache and not fits:
         log.warning("train.cache: this rank's %d training signals need %d MiB, more than half the available "
@@ -147,7 +140,16 @@ def train_dataset(data_dir, manifest: Manifest, conditions: list[str], batch_siz
             return records.shuffle(shuffle_buffer, seed=epoch_seed(e), reshuffle_each_iteration=False) \
                 .take(per_epoch).batch(batch_size, drop_remainder=True)
 
-    ds = tf.data.Dataset.range(start_epoch, max(epochs, start_epoch + 1)).flat_map(epoch)
+    noise = tf.constant(condition_noise * Conditions.from_manifest(manifest, conditions).numeric_mask())
+
+    def jittered(e):
+        batches = epoch(e)
+        if not condition_noise:
+            return batches
+        return batches.enumerate().map(lambda i, b: (b[0], b[1] + noise * tf.random.stateless_normal(
+            tf.shape(b[1]), seed=tf.stack([epoch_seed(e), i + 1]))))
+
+    ds = tf.data.Dataset.range(start_epoch, max(epochs, start_epoch + 1)).flat_map(jittered)
     ds = ds.prefetch(2 if input_threads else AUTOTUNE)
     if input_threads:
         options = tf.data.Options()

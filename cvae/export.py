@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
+from cvae.conditions import Conditions
 from cvae.latent_prior import FILE as LATENT_PRIOR_FILE
 from data_prep.manifest import Manifest, write_json_atomic
 from data_prep.config import Config
@@ -24,14 +25,12 @@ def export_model(model, cfg: Config, manifest: Manifest, run_dir: Path, best_val
     final, tmp = run_dir / "model", Path(tempfile.mkdtemp(prefix=".model.", dir=run_dir))
     model.decoder.save(tmp / "decoder.keras")
     model.encoder.save(tmp / "encoder.keras")
-    conditions = cfg.model.conditions
     meta = {
         "model_id": hashlib.sha256((tmp / "decoder.keras").read_bytes()).hexdigest()[:16],
         "dataset_id": manifest.dataset_id,
-        "conditions": conditions,
-        "condition_mean": [manifest.labels[c].mean for c in conditions],
-        "condition_std": [manifest.labels[c].std for c in conditions],
+        **Conditions.from_manifest(manifest, cfg.model.conditions).to_meta(),
         "label_stats": {k: asdict(v) for k, v in manifest.labels.items()},
+        "category_counts": manifest.categories,   # categorical column -> {value: training signals}
         "latent_dim": cfg.model.latent_dim,
         "signal_length": manifest.signal_length,
         "fs": manifest.fs,

@@ -16,6 +16,7 @@ from tqdm import tqdm
 from cvae.beats import beat_templates, decade_of
 from cvae.sampler import Generator
 from cvae.plots import waveform_figure
+from data_prep.config import CATEGORY_NAME
 from data_prep.errors import UserError
 from data_prep.files import temp_beside
 
@@ -24,6 +25,8 @@ NEAR_AGE = 2.5          # years: other labels are drawn from training subjects t
 MIN_NEIGHBOURS = 20     # widen the window until at least this many training rows qualify
 UNCONDITIONED_NOTE = (f"not conditions of the model: copied from training subjects within {NEAR_AGE} years of the "
                       f"requested age (window doubled until {MIN_NEIGHBOURS} rows); the signals do not depend on them")
+DRAWN_NOTE = ("conditions of the model not fixed with --label: copied, like the unconditioned labels, from training "
+              f"subjects within {NEAR_AGE} years of the requested age; the signals depend on them")
 
 
 def parse_ages(text: str) -> np.ndarray:
@@ -41,13 +44,18 @@ def parse_ages(text: str) -> np.ndarray:
                         "or a comma list like 20,40,60") from None
 
 
-def parse_labels(items: list[str], known: list[str]) -> dict[str, float]:
-    """--label k=v pairs; sex accepts M/F as well as 0/1."""
+def parse_labels(items: list[str], known: list[str]) -> dict[str, float | str]:
+    """--label k=v pairs: numbers for the `known` numeric labels (sex accepts M/F as well as 0/1), text for any other
+    column name (a categorical condition such as source=DEVICE, judged against the model by check_request)."""
     fixed = {}
     for item in items:
         key, sep, value = item.partition("=")
-        if not sep or key not in known or key == "age":
-            raise UserError(f"--label {item!r}: use k=v with k one of {', '.join(k for k in known if k != 'age')}")
+        if not sep or key == "age" or not (key in known or CATEGORY_NAME.fullmatch(key)):
+            raise UserError(f"--label {item!r}: use k=v with k one of {', '.join(k for k in known if k != 'age')} "
+                            "or a categorical condition of the model (e.g. source=NAME)")
+        if key not in known:
+            fixed[key] = value.strip()
+            continue
         if key == "sex" and value.upper() in ("M", "F"):
             fixed[key] = 0.0 if value.upper() == "M" else 1.0
             continue
@@ -108,22 +116,24 @@ class DecadeBeats:
 
 def training_labels(run_dir: Path, meta: dict) -> pd.DataFrame:
     """The model's labels of the training signals (RUN/labels-train.csv.gz), the pool other labels are drawn from;
-    refused unless every label the model knows is there, numeric and finite."""
+    refused unless every label the model knows is there, numeric and finite (categorical ones: known values)."""
     path = Path(run_dir) / "labels-train.csv.gz"
     try:
         pool = pd.read_csv(path)
     except (OSError, ValueError, EOFError, pd.errors.ParserError) as exc:
         raise UserError(f"{path} is missing or unreadable ({exc}); pass a finished training run as --model") from None
-    columns = list(meta["label_stats"])
-    missing = [c for c in columns if c not in pool.columns]
+    columns, categorical = list(meta["label_stats"]), meta.get("category_counts") or {}
+    missing = [c for c in columns + list(categorical) if c not in pool.columns]
     if missing or pool.empty:
         raise UserError(f"{path}: {'no rows' if pool.empty else f'no column {missing}'}; the run's training labels "
                         "are damaged: copy them again from the data set (its labels-train.csv.gz)")
     values = pool[columns].apply(pd.to_numeric, errors="coerce")
-    if not np.isfinite(values.to_numpy(np.float64)).all():
-        raise UserError(f"{path}: non-numeric or non-finite values in {columns}; the run's training labels are "
-                        "damaged: copy them again from the data set (its labels-train.csv.gz)")
-    return values
+    unknown = [c for c, known in categorical.items() if not pool[c].astype(str).isin(list(known)).all()]
+    if not np.isfinite(values.to_numpy(np.float64)).all() or unknown:
+        raise UserError(f"{path}: non-numeric or non-finite values in {columns}, or unknown values in {unknown}; the "
+                        "run's training labels are damaged: copy them again from the data set (its "
+                        "labels-train.csv.gz)")
+    return values.join(pool[list(categorical)].astype(str))
 
 
 def _label_rows(pool: pd.DataFrame, ages: np.ndarray, n: int, fixed: dict, rng) -> pd.DataFrame:
@@ -162,6 +172,14 @@ def check_request(meta: dict, ages: np.ndarray, n_per_age: int, out: Path, fixed
                         f"only, so a fixed {unconditioned[0]} would not shape the signals; drop the --label or "
                         "train with it in model.conditions")
     for key, value in fixed.items():
+        if key in (meta.get("condition_categories") or {}):
+            counts = meta["category_counts"][key]
+            if not isinstance(value, str) or not counts.get(value):
+                raise UserError(f"--label {key}={value}: the model learned {key} from training signals of "
+                                f"{', '.join(v for v, n in counts.items() if n)}; choose one of them")
+            continue
+        if isinstance(value, str):
+            raise UserError(f"--label {key}={value}: {key} is a number")
         s = meta["label_stats"][key]
         if not allow_extrapolation and not s["min"] <= value <= s["max"]:
             raise UserError(f"--label {key}={value:g} is outside the training range {s['min']:.3g}-{s['max']:.3g}; "
@@ -186,10 +204,19 @@ def check_size(n: int, length: int, n_labels: int, out: Path) -> str:
     return size
 
 
+def label_codes(labels: pd.DataFrame, categories: dict[str, list[str]]) -> pd.DataFrame:
+    """The labels with each categorical column as its code (the index of its value in `categories`)."""
+    coded = labels.copy()
+    for name, values in categories.items():
+        coded[name] = labels[name].map({v: k for k, v in enumerate(values)})
+    return coded
+
+
 def write_outputs(out: Path, formats: tuple[str, ...], labels: pd.DataFrame, request: dict, model_id: str,
                   batches, shape: tuple[int, int], figure: DecadeBeats) -> list[Path]:
     """Stream the signal batches into FILE.npz (+ CSV/pickle) and write FILE.png; every file appears only once
-    all of them are complete."""
+    all of them are complete. The .npz holds categorical labels as codes (values in request["categories"]), the
+    CSV and pickle as text."""
     written = [out] + [out.with_suffix("." + f) for f in formats] + [out.with_suffix(".png")]
     temps = {path: temp_beside(path) for path in written}
     keep = [] if "pickle" in formats else None
@@ -201,7 +228,7 @@ def write_outputs(out: Path, formats: tuple[str, ...], labels: pd.DataFrame, req
                 if keep is not None:
                     keep.append(batch)
             stream.close()
-            for name, arr in (("labels", labels.to_numpy(np.float32)),
+            for name, arr in (("labels", label_codes(labels, request["categories"]).to_numpy(np.float32)),
                               ("label_names", np.array(list(labels.columns), dtype=str)),
                               ("request", np.array(json.dumps(request))), ("model_id", np.array(model_id))):
                 with zf.open(name + ".npy", "w") as fh:
@@ -236,13 +263,16 @@ def generate(run_dir: str | Path, ages: np.ndarray, n_per_age: int, out: str | P
     labels = _label_rows(pool, ages, n_per_age, fixed, rng)
     n, length = len(labels), meta["signal_length"]
     drawn = [c for c in labels.columns if c not in meta["conditions"]]
+    drawn_conditions = [c for c in meta["conditions"] if c != "age" and c not in fixed]
     request = {"ages": ages.tolist(), "n_per_age": n_per_age, "seed": seed, "fixed": fixed, "add_noise": add_noise,
                "band_limit": meta.get("band_limit"), "equalizer": meta.get("equalizer"),
                "conditions": meta["conditions"],
                "unconditioned_labels": {"columns": drawn, "how": UNCONDITIONED_NOTE} if drawn else None,
+               "drawn_conditions": {"columns": drawn_conditions, "how": DRAWN_NOTE} if drawn_conditions else None,
+               "categories": {c: list(v) for c, v in (meta.get("category_counts") or {}).items()},
                "latent": "fitted" if fitted_latent and gen.prior is not None else "standard",
                "allow_extrapolation": allow_extrapolation, "model": str(run_dir)}
-    cond = labels[meta["conditions"]].to_numpy(np.float32)
+    cond = gen.conditions.raw(labels)
     decade = decade_of(labels["age"].to_numpy())
     figure = DecadeBeats(sorted(set(decade)), meta["fs"])
 

@@ -10,10 +10,12 @@ from pathlib import Path
 import numpy as np
 from scipy.signal import sosfiltfilt
 
+from cvae.conditions import Conditions
 from cvae.equalizer import equalize, equalizer_fir, equalizer_problem
 from cvae.keras2 import keras
 from cvae.latent_prior import FILE as LATENT_PRIOR_FILE
 from cvae.latent_prior import LatentPrior
+from data_prep.categories import MAX_LENGTH, MAX_VALUES
 from data_prep.conditioning import band_limit_problem, lowpass_sos
 from data_prep.errors import UserError
 from data_prep.normalize import normalize
@@ -74,11 +76,24 @@ def _meta_problem(meta: dict) -> str | None:
               and isinstance(meta["signal_length"], int) and 16 <= meta["signal_length"] <= 1 << 20
               and 0 < meta["fs"] <= 100_000 and meta["normalization"] in ("maxabs", "zscore", "minmax")
               and (meta.get("noise_sigma") or 0) >= 0 and np.isfinite(meta.get("noise_sigma") or 0)
-              and isinstance(meta["model_id"], str) and isinstance(meta["label_stats"], dict))
+              and isinstance(meta["model_id"], str) and isinstance(meta["label_stats"], dict)
+              and _categories_ok(meta))
         return (band_limit_problem(meta.get("band_limit")) or equalizer_problem(meta.get("equalizer"), meta["fs"])) \
             if ok else "a value is missing, of the wrong type or out of range"
     except (KeyError, TypeError, ValueError) as exc:
         return f"{type(exc).__name__}: {exc}"
+
+
+def _categories_ok(meta: dict) -> bool:
+    """The categorical columns: each with 1 to MAX_VALUES distinct short values and their training counts, and the
+    categorical conditions' values in the same order."""
+    counts, categories = meta.get("category_counts") or {}, meta.get("condition_categories") or {}
+    return isinstance(counts, dict) and isinstance(categories, dict) and all(
+        isinstance(values, dict) and 1 <= len(values) <= MAX_VALUES
+        and all(isinstance(v, str) and 0 < len(v) <= MAX_LENGTH and isinstance(n, int) and n >= 0
+                for v, n in values.items()) for values in counts.values()) and all(
+        name in meta["conditions"] and name in counts and values == list(counts[name])
+        for name, values in categories.items()) and all(c in categories for c in meta["conditions"] if c in counts)
 
 
 class Generator:
@@ -97,8 +112,12 @@ class Generator:
         if problem:
             raise UserError(f"{model_dir / 'meta.json'}: {problem}; re-export the run")
         self.decoder = load_keras_file(model_dir / "decoder.keras")
-        self.mean = np.array(self.meta["condition_mean"], np.float32)
-        self.std = np.array(self.meta["condition_std"], np.float32)
+        self.conditions = Conditions.from_meta(self.meta)
+        widths = [tuple(t.shape) for t in self.decoder.inputs]
+        if widths != [(None, self.meta["latent_dim"]), (None, self.conditions.width)]:
+            raise UserError(f"{model_dir / 'decoder.keras'} takes inputs {widths}, meta.json describes latent_dim "
+                            f"{self.meta['latent_dim']} and a condition of width {self.conditions.width}; re-export "
+                            "the run")
         limit = self.meta.get("band_limit")
         self.lowpass = lowpass_sos(limit, self.meta["fs"]) if limit else None
         eq = self.meta.get("equalizer")
@@ -108,6 +127,9 @@ class Generator:
         except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
             raise UserError(f"{model_dir / LATENT_PRIOR_FILE} is unreadable ({exc}); re-export the model with "
                             "ppg-cvae train ... --resume on its run directory") from None
+        if self.prior is not None and self.prior.mean_c.shape[1] != self.conditions.width:
+            raise UserError(f"{model_dir / LATENT_PRIOR_FILE} is fit to conditions of width {self.prior.mean_c.shape[1]}, "
+                            f"the model's are {self.conditions.width} wide; re-export the model")
         if self.prior is None and "mixture" in self.meta.get("latent_prior", ""):
             raise UserError(f"{model_dir / LATENT_PRIOR_FILE} is missing although meta.json names it; re-export "
                             "the model with ppg-cvae train ... --resume on its run directory")
@@ -127,8 +149,8 @@ class Generator:
         return self(labels, z, rng.standard_normal((len(labels), self.meta["signal_length"])) if add_noise else None)
 
     def scale(self, labels: np.ndarray) -> np.ndarray:
-        """Raw condition labels -> the standardized values the decoder was trained on."""
-        return ((labels - self.mean) / self.std).astype(np.float32)
+        """Raw condition labels (categorical ones as codes) -> the condition vector the decoder was trained on."""
+        return self.conditions.encode(labels)
 
     def __call__(self, labels: np.ndarray, z: np.ndarray, noise: np.ndarray | None = None) -> np.ndarray:
         """Signals for raw condition labels [n, n_cond] and latent draws [n, latent_dim]: the decoder mean, given

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from cvae.data import condition_scaler, eval_dataset
+from cvae.conditions import Conditions
+from cvae.data import eval_dataset
 from data_prep.manifest import Manifest
 
 IMAGE_AGES = [20.0, 40.0, 60.0, 80.0]
@@ -19,8 +20,9 @@ def age_encodings(data_dir, manifest: Manifest, conditions: list[str], pool: int
     condition with the requested age, and its true age; None when the model is not conditioned on age."""
     if "age" not in conditions:
         return None
-    mean, std = condition_scaler(manifest, conditions)
-    col = conditions.index("age")
+    encoding = Conditions.from_manifest(manifest, conditions)
+    col, j = encoding.column("age"), conditions.index("age")
+    mean, std = encoding.mean[j], encoding.std[j]
     signals, conds = [], []
     for s, c in eval_dataset(data_dir, manifest, "val", conditions, 256):
         signals.append(s.numpy())
@@ -28,9 +30,9 @@ def age_encodings(data_dir, manifest: Manifest, conditions: list[str], pool: int
         if sum(len(x) for x in signals) >= pool:
             break
     signals, conds = np.concatenate(signals)[:pool], np.concatenate(conds)[:pool]
-    ages = conds[:, col] * std[col] + mean[col]
+    ages = conds[:, col] * std + mean
     pick = [int(np.argmin(np.abs(ages - a))) for a in IMAGE_AGES]
     target = conds[pick].copy()
-    target[:, col] = (np.array(IMAGE_AGES) - mean[col]) / std[col]
+    target[:, col] = (np.array(IMAGE_AGES) - mean) / std
     return {"signal": signals[pick], "cond": conds[pick], "target": target.astype(np.float32),
             "ages": IMAGE_AGES, "source_ages": ages[pick]}

@@ -15,6 +15,7 @@ from cvae import callbacks as cb
 from cvae import distributed
 from cvae import run_dir as run_dir_contract
 from cvae import tensorboard_inputs
+from cvae.conditions import Conditions
 from cvae.data import eval_dataset, rank_plan, train_dataset
 from cvae.finalize import finalize
 from cvae.keras2 import keras, require_keras2
@@ -84,7 +85,7 @@ def build(job: Job) -> tuple[CVAE, StepAgreement]:
     if cfg.train.mixed_precision:
         keras.mixed_precision.set_global_policy("mixed_float16")
     agreement = StepAgreement(distributed.max_allreduce)
-    length, n_cond = job.manifest.signal_length, len(cfg.model.conditions)
+    length, n_cond = job.manifest.signal_length, Conditions.from_manifest(job.manifest, cfg.model.conditions).width
     model = CVAE(cfg.model, length, n_cond, seed=cfg.train.seed * 1000 + rank, step_hooks=[agreement.hook],
                  jit_compile=cfg.train.xla)
     model.lr_schedule = WarmupLR(job.lr / size if cfg.train.warmup_epochs else job.lr, job.lr,
@@ -183,6 +184,7 @@ def fit(job: Job, model: CVAE, items: list, state, done_steps: int = 0) -> dict:
         ds, _ = train_dataset(job.data_dir, job.manifest, cfg.model.conditions, cfg.train.batch_size,
                               job.ranks.rank, job.ranks.size, cfg.train.shuffle_buffer, cfg.train.seed, first, last,
                               cache=cfg.train.cache, local_ranks=job.ranks.local_size,
+                              condition_noise=cfg.train.condition_noise,
                               input_threads=cfg.train.threads_per_rank if job.ranks.on_cpu else 0)
         history = model.fit(ds.skip(skip), epochs=last, initial_epoch=first, steps_per_epoch=job.steps - skip,
                             callbacks=items, verbose=2 if job.ranks.rank == 0 else 0)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,6 +34,8 @@ class DataConfig:
     fs: float = 125.0                # sampling rate, Hz
     labels: list[str] = field(default_factory=list)  # label columns kept ([] = every known one the source has;
     #                                                  age is required); each must be one of LABELS
+    categories: list[str] = field(default_factory=list)  # categorical columns kept, e.g. [source, site]: `source` is
+    #                                                  each row's source, others are label-table columns
     label_map: dict[str, str] = field(default_factory=dict)     # source column -> label, e.g. {Age: age}
     label_scale: dict[str, float] = field(default_factory=dict)  # unit fixes, e.g. {height: 100} for metres
     length_policy: str = "reject"    # signals of another length: reject (quarantine) | crop | resample
@@ -120,6 +123,9 @@ class TrainConfig:
     deterministic: bool = False      # TensorFlow op determinism (bit-reproducible resume; slower)
     image_every: int = 5             # epochs between TensorBoard waveform images (0 = never)
     keep_checkpoints: int = 3
+    condition_noise: float = 0.0     # Gaussian noise added to each numeric training condition, in units of its
+    #                                  training-split std (0.3 ~ 5 years of age): no subject's waveform keyed on its
+    #                                  exact age; validation and generation see the exact values
     verify_data: str = "size"        # at train start each shard must have its manifest size | sha256 (a full read)
     step_timeout_s: float = 600.0    # upper bound of the hung-rank limit (the limit itself until the first epoch
     #                                  is over; then 10 x the slowest step or epoch boundary seen, within these two)
@@ -205,7 +211,7 @@ RANGES = {
     "train.learning_rate": Range(0, 10, lo_open=True),
     "train.warmup_epochs": NON_NEGATIVE, "train.patience": NON_NEGATIVE, "train.min_delta": NON_NEGATIVE,
     "train.threads_per_rank": NON_NEGATIVE, "train.shuffle_buffer": COUNT, "train.backward_passes_per_step": COUNT,
-    "train.image_every": NON_NEGATIVE, "train.keep_checkpoints": COUNT, "train.seed": NON_NEGATIVE,
+    "train.image_every": NON_NEGATIVE, "train.keep_checkpoints": COUNT, "train.condition_noise": Range(0, 2), "train.seed": NON_NEGATIVE,
     "train.step_timeout_s": Range(10, 86_400), "train.step_timeout_floor_s": Range(1, 86_400),
     "generate.batch_size": COUNT, "generate.seed": NON_NEGATIVE,
 }
@@ -285,9 +291,13 @@ def _validate(cfg: Config, source: str) -> Config:
     for label in cfg.data.labels:
         if label not in LABELS:
             raise UserError(f"{source}: 'data.labels' has unknown label {label!r}; known: {', '.join(LABELS)}")
+    _check_categories(cfg.data.categories, source)
     for label in cfg.model.conditions:
-        if label not in (cfg.data.labels or LABELS):
-            raise UserError(f"{source}: 'model.conditions' uses {label!r}, which is not in data.labels")
+        if label not in list(cfg.data.labels or LABELS) + cfg.data.categories:
+            raise UserError(f"{source}: 'model.conditions' uses {label!r}, which is not in data.labels or "
+                            "data.categories")
+    if len(set(cfg.model.conditions)) != len(cfg.model.conditions) or "age" not in cfg.model.conditions:
+        raise UserError(f"{source}: 'model.conditions' must name age and each label once")
     _check_ranges(cfg, source)
     if cfg.data.signal_length % (cfg.model.stride ** len(cfg.model.filters)):
         raise UserError(f"{source}: data.signal_length {cfg.data.signal_length} is not divisible by "
@@ -312,6 +322,21 @@ def _validate(cfg: Config, source: str) -> Config:
     if not cfg.simulate.age_min < cfg.simulate.age_max:
         raise UserError(f"{source}: simulate.age_min must be below simulate.age_max")
     return cfg
+
+
+CATEGORY_NAME = re.compile(r"[a-z][a-z0-9_]{0,31}")
+RESERVED_COLUMNS = {"record", "subject_id", "segment_id", "fs", "row", "split", "given_split"}
+
+
+def _check_categories(names: list[str], source: str) -> None:
+    """data.categories: distinct lower-case column names that are neither numeric labels nor prep's own columns."""
+    for name in names:
+        if not isinstance(name, str) or not CATEGORY_NAME.fullmatch(name) or name in LABELS \
+                or name in RESERVED_COLUMNS:
+            raise UserError(f"{source}: 'data.categories' entry {name!r} is not a categorical column name (lower-case "
+                            f"letters, digits, _; not one of {', '.join(LABELS + tuple(sorted(RESERVED_COLUMNS)))})")
+    if len(set(names)) != len(names):
+        raise UserError(f"{source}: 'data.categories' names a column twice")
 
 
 def parse_override(text: str) -> tuple[list[str], object]:

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
+from data_prep.categories import MAX_LENGTH, MAX_VALUES
 from data_prep.conditioning import band_limit_problem
+from data_prep.config import CATEGORY_NAME
 from data_prep.records import sha256_of
 from data_prep.errors import UserError
 from data_prep.files import write_text_atomic
@@ -61,6 +63,8 @@ class Manifest:
     quarantine: dict
     source: dict
     seed: int
+    categories: dict[str, dict[str, int]] = field(default_factory=dict)   # column -> {value: training rows},
+    #                                                                       values in code order (data_prep.categories)
 
     @classmethod
     def from_dict(cls, m: dict) -> Manifest:
@@ -153,11 +157,27 @@ def _problem(m: dict) -> str | None:
                 return f"shard {shard['file']} lacks count/bytes/sha256"
         if sum(s["count"] for s in info["shards"]) != info["count"]:
             return f"split '{split}' count {info['count']} is not the sum of its shards' counts"
+    problem = _categories_problem(m.get("categories", {}), m["labels"])
+    if problem:
+        return problem
     conditioning = m["source"].get("conditioning")
     if conditioning is not None and not isinstance(conditioning, dict):
         return "source.conditioning is not a mapping"
     problem = band_limit_problem((conditioning or {}).get("band_limit"))
     return f"source.conditioning: {problem}" if problem else None
+
+
+def _categories_problem(categories, labels: dict) -> str | None:
+    """What is wrong with the categorical columns' entry (None: sound)."""
+    if not isinstance(categories, dict):
+        return "'categories' is not a mapping"
+    for name, values in categories.items():
+        if not (isinstance(name, str) and CATEGORY_NAME.fullmatch(name)) or name in labels:
+            return f"categorical column {str(name)[:40]!r} is not a column name or is also a numeric label"
+        if not isinstance(values, dict) or not 1 <= len(values) <= MAX_VALUES or not all(
+                isinstance(v, str) and 0 < len(v) <= MAX_LENGTH and _number(n, 0) for v, n in values.items()):
+            return f"categorical column {name!r} needs 1 to {MAX_VALUES} values with their training counts"
+    return None
 
 
 def check_shards(data_dir: str | Path, manifest: Manifest, full: bool = False) -> None:

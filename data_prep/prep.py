@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
+from data_prep.categories import decode
 from data_prep.manifest import (MANIFEST, SCHEMA_VERSION, LabelStats, Manifest, Shard, Split, load_manifest,
                                 write_json_atomic)
 from data_prep.normalize import normalize
@@ -192,6 +193,7 @@ def quarantined(results: list, rows: pd.DataFrame, cfg: Config, out: Path) -> pd
 def build_manifest(cfg: Config, ident: str, source, rows: pd.DataFrame, results: list,
                    quarantine: pd.DataFrame) -> Manifest:
     good = rows[~rows["row"].isin(quarantine["row"])]
+    train = good[good["split"] == "train"]
     splits = {split: Split(int(sum(e["count"] for t, e in results if t.split == split)),
                            int(good.loc[good["split"] == split, "subject_id"].nunique()),
                            [Shard(**{k: e[k] for k in ("file", "count", "bytes", "sha256")})
@@ -199,11 +201,14 @@ def build_manifest(cfg: Config, ident: str, source, rows: pd.DataFrame, results:
     return Manifest(
         schema_version=SCHEMA_VERSION, dataset_id=ident, created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         signal_length=cfg.data.signal_length, fs=cfg.data.fs, normalization=cfg.data.normalization,
-        compression=cfg.data.compression, labels=label_stats(good[good["split"] == "train"], source.labels),
+        compression=cfg.data.compression, labels=label_stats(train, [c for c in source.labels
+                                                                     if c not in source.categories]),
         label_table="labels-train.csv.gz", splits=splits,
         quarantine={"total": len(quarantine), "by_reason": quarantine["reason"].value_counts().to_dict(),
                     "by_source": per_source(rows, quarantine), "file": "quarantine.csv", "figure": FIGURE},
-        source=source.describe(), seed=cfg.data.seed)
+        source=source.describe(), seed=cfg.data.seed,
+        categories={name: {v: int((train[name] == k).sum()) for k, v in enumerate(values)}
+                    for name, values in source.categories.items()})
 
 
 def prepare(cfg: Config, out: str | Path, source, overwrite: bool = False) -> Manifest:
@@ -223,7 +228,10 @@ def prepare(cfg: Config, out: str | Path, source, overwrite: bool = False) -> Ma
     quarantine = quarantined(results, rows, cfg, out)
     manifest = build_manifest(cfg, ident, source, rows, results, quarantine)
     train = rows[(rows["split"] == "train") & ~rows["row"].isin(quarantine["row"])]
-    train[["subject_id"] + source.labels].to_csv(out / manifest.label_table, index=False)
+    table = train[["subject_id"] + source.labels].copy()
+    for name, values in source.categories.items():
+        table[name] = decode(table[name], values)
+    table.to_csv(out / manifest.label_table, index=False)
     write_bytes_atomic(out / FIGURE, quality_figure(source, rows, quarantine, cfg.data.fs))
     manifest.save(out)
     for task, _ in results:

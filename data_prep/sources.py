@@ -23,6 +23,7 @@ from scipy.signal import resample
 from data_prep import simulate
 from data_prep.conditioning import condition
 from data_prep.conditioning import describe as describe_conditioning
+from data_prep.categories import encode_categories
 from data_prep.labels import check_units, map_labels, resolve_labels
 from data_prep.quality import raw_reason
 from data_prep.read_arrays import npy_file_header, read_npy_with_table, read_npz
@@ -53,6 +54,7 @@ class SimulatorSource:
     """The built-in physiological cohort simulator (streams: signals are made per shard on demand)."""
     sim: SimulateConfig
     data: DataConfig
+    categories: dict = field(default_factory=dict)   # one source, no categorical columns
 
     @property
     def labels(self) -> list[str]:
@@ -81,9 +83,10 @@ class ArraySource:
     path: Path
     length: int
     table: pd.DataFrame
-    labels: list[str]
+    labels: list[str]                # numeric labels, then the categorical columns (their codes)
     info: dict = field(default_factory=dict)
     offset: int = 0                  # bytes before the first signal (an .npy read in place: its header)
+    categories: dict = field(default_factory=dict)   # categorical column -> its values in code order
 
     def describe(self) -> dict:
         return self.info
@@ -329,6 +332,7 @@ def open_files(paths: list[str], cfg: Config, fs: float | None, workdir: Path,
     table["_reason"] = np.where(table["_reason"] == "", duplicate_reasons(keys), table["_reason"])
     labels = resolve_labels(data, tables, " + ".join(paths))
     check_units(table, labels, " + ".join(paths))
+    categories = encode_categories(table, data.categories, " + ".join(paths))
     table.insert(0, "row", np.arange(len(table), dtype=np.int64))
     digest.update(pd.util.hash_pandas_object(table.drop(columns=["_reason"]), index=False).values.tobytes())
     info = {"kind": "files", "paths": [str(f) for f in files], "formats": sorted({f.suffix for f in files}),
@@ -339,11 +343,14 @@ def open_files(paths: list[str], cfg: Config, fs: float | None, workdir: Path,
         info["records"] = records
     if account:
         info["skipped"] = account
-    return ArraySource(out_path, length, table, labels, info, offset or 0)
+    return ArraySource(out_path, length, table, labels + list(categories), info, offset or 0, categories)
 
 
 def open_source(paths: list[str], cfg: Config, fs: float | None, workdir: Path, labels_path: Path | None = None):
     """The simulator when no paths are given, else the file readers."""
+    if not paths and cfg.data.categories:
+        raise UserError("data.categories needs --source files: the built-in simulator is one source without "
+                        "categorical columns; drop data.categories or pass --source")
     return open_files(paths, cfg, fs, workdir, labels_path) if paths else SimulatorSource(cfg.simulate, cfg.data)
 
 

@@ -37,16 +37,17 @@ def check_rows(signals: np.ndarray, labels: pd.DataFrame, label_columns: list[st
 
 
 def label_problems(labels: pd.DataFrame, label_columns: list[str]) -> np.ndarray:
-    """Per row, '' or what is wrong with its labels, e.g. 'age missing or not a number' or 'age=250 outside 0-120'."""
+    """Per row, '' or what is wrong with its labels, e.g. 'age missing or not a number' or 'age=250 outside 0-120';
+    a categorical column (data_prep.categories: codes) is only checked for missing values."""
     problems = np.full(len(labels), "", dtype=object)
     for col in label_columns:
         if col not in labels:
             problems[problems == ""] = f"{col} missing or not a number"
             continue
         values = pd.to_numeric(labels[col], errors="coerce").to_numpy(dtype=np.float64)
-        lo, hi = LABEL_RANGES[col]
+        lo, hi = LABEL_RANGES.get(col, (-np.inf, np.inf))
         bad = (problems == "") & ~np.isfinite(values)
-        problems[bad] = f"{col} missing or not a number"
+        problems[bad] = f"{col} missing or not a number" if col in LABEL_RANGES else f"{col} missing"
         bad = (problems == "") & ((values < lo) | (values > hi))
         problems[bad] = [f"{col}={v:g} outside {lo:g}-{hi:g}" for v in values[bad]]
     return problems

@@ -70,7 +70,10 @@ def test_verdicts_fail_an_invented_age_effect_and_an_opposite_trend():
     from cvae.evaluate.verdicts import headline, verdicts
     m = {"spearman_age_real": 0.6, "spearman_age_synthetic": 0.55, "tstr_mae": 11.0, "trtr_mae": 10.0,
          "judges": {"linear": {"floor": 0.05, "requested": 0.1}, "cnn": {"floor": 0.1, "requested": 0.3}},
-         "within_source": [{"source": "s", "spearman_real": 0.09, "spearman_synthetic": 0.53}],
+         "within_source": [{"source": "s", "spearman_real": 0.09, "spearman_synthetic": {"requested": 0.53,
+                                                                                         "label_matched": 0.2},
+                            "tstr_mae": 5.0, "trtr_mae": 4.0,
+                            "judges": {"cnn": {"floor": 0.1, "label_matched": 0.15}}}],
          "feature_trends": {"b_a": {"slope_real": -0.1, "rho_real": -0.4, "slope_synthetic": 0.05,
                                     "rho_synthetic": 0.2},
                             "hr": {"slope_real": 0.0, "rho_real": 0.02, "slope_synthetic": 3.0, "rho_synthetic": 0.5}},
@@ -79,7 +82,10 @@ def test_verdicts_fail_an_invented_age_effect_and_an_opposite_trend():
     assert rows["age conditioning: Spearman synthetic / real"] == "pass"
     assert rows["judge linear"] == "pass" and rows["judge cnn"] == "fail"     # 0.3 vs floor 0.1
     assert rows["TSTR / TRTR MAE"] == "pass"
-    assert rows["age effect within s"] == "fail"                               # 0.53 vs 0.09: invented
+    full = {r["check"].split(" (")[0]: r["verdict"] for r in verdicts(m)}
+    assert full["age effect within s, requested synthetic"] == "fail"           # 0.53 vs 0.09: invented
+    assert full["age effect within s, label-matched synthetic"] == "pass"       # 0.2 vs 0.09
+    assert rows["judge cnn within s"] == "pass" and rows["TSTR / TRTR MAE within s"] == "fail"   # 5 / 4 > 1.2
     assert rows["b_a per-decade trend"] == "fail" and "hr per-decade trend" not in rows   # no real hr trend
     assert headline(m) == {"judge": "cnn", "set": "requested", "score": 0.3, "floor": 0.1}
 
@@ -176,10 +182,13 @@ def test_within_source_fidelity_has_known_answers():
     train, test = split(200), split(100)
     syn_age = np.repeat([22.0, 25.0, 28.0], 30)
     synthetic = (np.c_[syn_age + 0.3 * rng.standard_normal(90), rng.standard_normal((90, 3))], syn_age, None)
-    rows = {r["source"]: r for r in within_source(train, test, synthetic)}
+    by_source = (test[0], test[1], test[2])   # a set that knows each signal's source: judged on those signals
+    rows = {r["source"]: r for r in within_source(train, test, {"requested": synthetic, "matched": by_source})}
     assert rows["a"]["spearman_real"] > 0.9 and abs(rows["b"]["spearman_real"]) < 0.3
-    assert rows["a"]["synthetic"] == 90 and rows["a"]["spearman_synthetic"] > 0.8
-    assert rows["b"]["synthetic"] == 0 and rows["b"]["spearman_synthetic"] is None
+    assert rows["a"]["synthetic"]["requested"] == 90 and rows["a"]["spearman_synthetic"]["requested"] > 0.8
+    assert rows["b"]["synthetic"]["requested"] == 0 and rows["b"]["spearman_synthetic"]["requested"] is None
+    assert rows["b"]["synthetic"]["matched"] == 100 and rows["b"]["spearman_synthetic"]["matched"] \
+        == rows["b"]["spearman_real"]
     assert disjoint_sources(train)
     assert not disjoint_sources((train[0], np.where(train[2] == "a", train[1] + 30, train[1]), train[2]))
 
@@ -194,7 +203,8 @@ def test_large_sets_are_sampled_in_one_streaming_pass_and_the_report_says_so(tra
         every, ages = npz["signals"], npz["labels"][:, list(npz["label_names"]).index("age")]
     monkeypatch.setitem(report_module.SAMPLE, "synthetic", 50)     # caps small enough for the smoke data
     monkeypatch.setitem(report_module.SAMPLE, "train", 60)
-    x, age, _, total = load_synthetic(tmp_path / "s.npz", np.random.default_rng(3))
+    x, age, sources, _, total = load_synthetic(tmp_path / "s.npz", np.random.default_rng(3))
+    assert sources is None                                         # a model not conditioned on source
     rows = np.sort(np.random.default_rng(3).choice(120, 50, replace=False))
     assert total == 120 and len(x) == 50
     np.testing.assert_array_equal(x, every[rows])                  # the drawn rows, with their own labels

@@ -21,7 +21,8 @@ def test_parse_ages():
 
 def test_parse_labels():
     assert parse_labels(["sex=F", "bmi=24"], ["age", "sex", "bmi"]) == {"sex": 1.0, "bmi": 24.0}
-    for bad in (["shoe=3"], ["bmi"], ["bmi=fat"], ["age=40"]):
+    assert parse_labels(["source=Watch 2"], ["age", "sex"]) == {"source": "Watch 2"}   # judged by the model
+    for bad in (["Shoe=3"], ["bmi"], ["bmi=fat"], ["age=40"], ["../x=1"]):
         with pytest.raises(UserError, match="--label"):
             parse_labels(bad, ["age", "sex", "bmi"])
 

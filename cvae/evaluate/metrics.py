@@ -101,11 +101,12 @@ def source_of(subject_ids: np.ndarray) -> np.ndarray:
     return np.array([s.split(":", 1)[0] if ":" in s else "all" for s in subject_ids], dtype=object)
 
 
-def within_source(real_train: tuple, real_test: tuple, synthetic: tuple, min_signals: int = 20) -> list[dict]:
+def within_source(real_train: tuple, real_test: tuple, synthetic: dict[str, tuple], min_signals: int = 20) -> list[dict]:
     """Age fidelity inside each source, where recordings from one device and site share their confounds: per source
     with at least `min_signals` train and test signals and ages spanning 2 years or more, a regressor fit on that
-    source's train signals; Spearman on its test signals, and on the synthetic signals requested inside its training
-    age range. Each tuple is (features, ages, sources); synthetic sources are ignored."""
+    source's train signals; Spearman on its test signals, and on each synthetic set's signals of that source (a set
+    whose sources are None: its signals requested inside the source's training age range). Real tuples are
+    (features, ages, sources); `synthetic` maps a set's name to (features, ages, sources or None)."""
     rows = []
     for src in sorted(set(real_test[2])):
         tr, te = real_train[2] == src, real_test[2] == src
@@ -113,12 +114,15 @@ def within_source(real_train: tuple, real_test: tuple, synthetic: tuple, min_sig
             continue
         lo, hi = float(real_train[1][tr].min()), float(real_train[1][tr].max())
         model = age_regressor(real_train[0][tr], real_train[1][tr])
-        inside = (synthetic[1] >= lo) & (synthetic[1] <= hi)
-        rows.append({"source": src, "age_min": lo, "age_max": hi, "real_test": int(te.sum()),
-                     "spearman_real": spearman(real_test[1][te], model.predict(real_test[0][te])),
-                     "synthetic": int(inside.sum()),
-                     "spearman_synthetic": spearman(synthetic[1][inside], model.predict(synthetic[0][inside]))
-                     if inside.sum() >= min_signals and np.ptp(synthetic[1][inside]) > 0 else None})
+        row = {"source": src, "age_min": lo, "age_max": hi, "real_test": int(te.sum()),
+               "spearman_real": spearman(real_test[1][te], model.predict(real_test[0][te])),
+               "synthetic": {}, "spearman_synthetic": {}}
+        for name, (features, ages, sources) in synthetic.items():
+            inside = (ages >= lo) & (ages <= hi) if sources is None else sources == src
+            row["synthetic"][name] = int(inside.sum())
+            row["spearman_synthetic"][name] = spearman(ages[inside], model.predict(features[inside])) \
+                if inside.sum() >= min_signals and np.ptp(ages[inside]) > 0 else None
+        rows.append(row)
     return rows
 
 

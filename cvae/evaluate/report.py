@@ -50,9 +50,11 @@ def _npy_rows(zf: zipfile.ZipFile, name: str, keep_fn) -> np.ndarray:
         return np.concatenate(parts) if parts else np.zeros(shape, dtype)
 
 
-def load_synthetic(path: str | Path, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, dict, int]:
-    """Signals, requested ages, the generate request, and how many signals the file holds, from a `ppg-cvae
-    generate` .npz; more than SAMPLE["synthetic"] signals are sampled while the file streams."""
+def load_synthetic(path: str | Path, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray | None,
+                                                                        dict, int]:
+    """Signals, requested ages, their sources (None unless the model is conditioned on source), the generate
+    request, and how many signals the file holds, from a `ppg-cvae generate` .npz; more than SAMPLE["synthetic"]
+    signals are sampled while the file streams."""
     path = Path(path)
     keep = {}
 
@@ -72,7 +74,15 @@ def load_synthetic(path: str | Path, rng: np.random.Generator) -> tuple[np.ndarr
             from None
     if "age" not in names or len(labels) != len(signals) or signals.ndim != 2:
         raise UserError(f"--synthetic {path}: has no 'age' label for each signal; generate it with ppg-cvae generate")
-    return signals, labels[:, names.index("age")], request, keep["total"]
+    sources = None
+    if "source" in names and "source" in request.get("conditions", []):
+        values = (request.get("categories") or {}).get("source")
+        codes = labels[:, names.index("source")]
+        if not isinstance(values, list) or not np.isin(codes, np.arange(len(values))).all():
+            raise UserError(f"--synthetic {path}: its source labels do not match the values its request lists; "
+                            "generate it again with ppg-cvae generate")
+        sources = np.array(values, dtype=object)[codes.astype(int)]
+    return signals, labels[:, names.index("age")], sources, request, keep["total"]
 
 
 def _sample_line(counts: dict, seed: int) -> str:
@@ -121,17 +131,31 @@ def _judge_section(metrics: dict) -> str:
 
 
 def _source_section(metrics: dict) -> str:
-    """Age fidelity within each source, and what a data set whose sources differ in age cannot show."""
+    """Age fidelity within each source (and, with a label-matched set, TSTR and the judges within it), and what a
+    data set whose sources differ in age cannot show."""
     rows = metrics["within_source"]
     if not rows:
         return ""
-    lines = ["", "## Age fidelity within each source", "",
-             "Regressor fit on one source's training signals only; Spearman on its test signals, and on the synthetic "
-             "signals requested inside that source's training age range.", "",
-             "| source | ages | real test signals | Spearman real | synthetic signals | Spearman synthetic |",
-             "|---|---|---|---|---|---|"]
-    lines += [f"| {r['source']} | {r['age_min']:.0f}-{r['age_max']:.0f} | {r['real_test']} | "
-              f"{r['spearman_real']:.3f} | {r['synthetic']} | {_number(r['spearman_synthetic'])} |" for r in rows]
+    sets = list(rows[0]["spearman_synthetic"])
+    lines = ["", "## Fidelity within each source", "",
+             "Age regressor fit on one source's training signals only; Spearman on its test signals and on each "
+             "synthetic set's signals of that source (requested set of a model not conditioned on source: the "
+             "signals requested inside the source's training age range).", "",
+             "| source | ages | real test signals | Spearman real | " + " | ".join(
+                 f"{k.replace('_', '-')} signals | Spearman {k.replace('_', '-')}" for k in sets) + " |",
+             "|---" * (4 + 2 * len(sets)) + "|"]
+    lines += [f"| {r['source']} | {r['age_min']:.0f}-{r['age_max']:.0f} | {r['real_test']} | {r['spearman_real']:.3f} | "
+              + " | ".join(f"{r['synthetic'][k]} | {_number(r['spearman_synthetic'][k], 3)}" for k in sets) + " |"
+              for r in rows]
+    judged = [r for r in rows if "judges" in r]
+    if judged:
+        lines += ["", "Within each source, the label-matched set against that source's real test signals (floor: its "
+                  "real train vs real test signals):", "",
+                  "| source | TSTR / TRTR MAE (years) | " + " | ".join(f"judge {j} (floor)" for j in judged[0]["judges"])
+                  + " |", "|---" * (2 + len(judged[0]["judges"])) + "|"]
+        lines += [f"| {r['source']} | {r['tstr_mae']:.2f} / {r['trtr_mae']:.2f} | " + " | ".join(
+            f"{_number(v['label_matched'], 3)} ({_number(v['floor'], 3)})" for v in r["judges"].values()) + " |"
+            for r in judged]
     if metrics["sources_age_disjoint"]:
         lines += ["", "**What this data cannot show.** The sources (device, site, rate) cover age ranges that do not "
                   "overlap, so across sources an age model can learn the source instead of the physiology, and the "
@@ -153,22 +177,27 @@ def _feature_table(metrics: dict) -> str:
 
 
 def read_real(data_dir, manifest: Manifest, split: str, rng: np.random.Generator) -> tuple:
-    """Signals, their ages, their subject ids and all their labels of one split, sampled to SAMPLE[split] signals."""
+    """Signals, their ages, their subject ids, their sources and all their labels (categorical ones as codes) of one
+    split, sampled to SAMPLE[split] signals. The source is the dataset's `source` category when it has one, else
+    the subject id's prefix (metrics.source_of)."""
     files = shard_paths(data_dir, manifest, split)
-    labels = list(manifest.labels)
+    labels = list(manifest.labels) + list(manifest.categories)
     keep = sample_rows(manifest.splits[split].count, SAMPLE[split], rng)
     x, y, ids = read_arrays(files, labels, manifest.signal_length, manifest.compression, with_ids=True, keep=keep)
-    return x, y[:, labels.index("age")], ids, pd.DataFrame(y, columns=labels)
+    src = np.array(list(manifest.categories["source"]), dtype=object)[y[:, labels.index("source")].astype(int)] \
+        if "source" in manifest.categories else source_of(ids)
+    return x, y[:, labels.index("age")], ids, src, pd.DataFrame(y, columns=labels)
 
 
-def draw_matched(gen, labels: pd.DataFrame, request: dict, seed: int) -> np.ndarray:
-    """One synthetic signal per real test window, at that window's labels, from the model's Generator `gen`, drawn
-    as the user's file was (latent prior and sensor noise as its request says), seeded by its generate seed and the
-    evaluation's."""
+def draw_matched(gen, labels: pd.DataFrame, manifest: Manifest, request: dict, seed: int) -> np.ndarray:
+    """One synthetic signal per real test window, at that window's labels (categorical ones as codes of the
+    dataset's values), from the model's Generator `gen`, drawn as the user's file was (latent prior and sensor noise
+    as its request says), seeded by its generate seed and the evaluation's."""
     missing = [c for c in gen.meta["conditions"] if c not in labels]
-    if missing:
-        raise UserError(f"--model is conditioned on {missing}, which the dataset's labels lack; pass the "
-                        "model trained on this dataset")
+    differ = [c for c, values in gen.conditions.categories.items() if values != list(manifest.categories.get(c, {}))]
+    if missing or differ:
+        raise UserError(f"--model is conditioned on {missing or differ}, which the dataset's labels "
+                        f"{'lack' if missing else 'spell with other values'}; pass the model trained on this dataset")
     cond = labels[gen.meta["conditions"]].to_numpy(np.float32)
     rng = np.random.default_rng([int(request.get("seed", 0)), seed, 0x3A7C])
     fitted, noise = request.get("latent", "fitted") == "fitted", request.get("add_noise", True)
@@ -188,24 +217,49 @@ def judge_all(train: tuple, test: tuple, synthetic: dict[str, tuple], seed: int)
     return out
 
 
+def _scores(judged: dict) -> dict:
+    """judge_all's results as scores (None: too few subjects)."""
+    return {j: {k: r and r["score"] for k, r in results.items()} for j, results in judged.items()}
+
+
+def _source_judged(inside: tuple, train: tuple, test: tuple, matched: tuple, seed: int) -> dict:
+    """TSTR/TRTR and both judges inside one source: its real train and test signals and the label-matched signals
+    of its test windows. `inside` holds the (train, test) masks; the sets are (signals, features, ages, ids)."""
+    tr, te = inside
+    cond = conditioning_and_utility((train[1][tr], train[2][tr]), (test[1][te], test[2][te]),
+                                    (matched[1][te], test[2][te]))
+    judged = judge_all((train[0][tr], train[1][tr], train[3][tr]), (test[0][te], test[1][te], test[3][te]),
+                       {"label_matched": (matched[0][te], matched[1][te])}, seed)
+    return {"tstr_mae": cond["tstr_mae"], "trtr_mae": cond["trtr_mae"], "judges": _scores(judged)}
+
+
 def compute(train: tuple, test: tuple, synthetic: tuple, fs: float, seed: int,
             matched: np.ndarray | None = None) -> tuple[dict, dict]:
-    """Every metric of the report from (signals, ages[, subject ids]) of real train, real test and synthetic, and
-    the label-matched synthetic signals (one per test signal, at its labels) when given; returns (metrics, the age
-    predictions the figure draws)."""
-    (train_x, train_age, train_ids), (test_x, test_age, test_ids), (syn_x, syn_age) = train, test, synthetic
-    train_src, test_src = source_of(train_ids), source_of(test_ids)
+    """Every metric of the report from real train and real test (signals, ages, subject ids, sources), synthetic
+    (signals, ages, sources or None), and the label-matched synthetic signals (one per test signal, at its labels)
+    when given; returns (metrics, the age predictions the figure draws)."""
+    (train_x, train_age, train_ids, train_src), (test_x, test_age, test_ids, test_src) = train, test
+    syn_x, syn_age, syn_src = synthetic
     f_train, f_test, f_syn = (spectral_features(x) for x in (train_x, test_x, syn_x))
     cond = conditioning_and_utility((f_train, train_age), (f_test, test_age), (f_syn, syn_age))
     sets = {"requested": (syn_x, f_syn)}
     if matched is not None:
-        sets["label_matched"] = (matched, spectral_features(matched))
+        f_matched = spectral_features(matched)
+        sets["label_matched"] = (matched, f_matched)
     judged = judge_all((train_x, f_train, train_ids), (test_x, f_test, test_ids), sets, seed)
     disc = judged["linear"]["requested"] or {}   # {}: too few test subjects
-    verdict_judges = {j: {k: r and r["score"] for k, r in results.items()} for j, results in judged.items()}
+    verdict_judges = _scores(judged)
     w_test, w_syn = waveform_features(test_x, fs), waveform_features(syn_x, fs)
-    per_source = within_source((f_train, train_age, train_src), (f_test, test_age, test_src), (f_syn, syn_age, None)) \
-        if len(set(train_src)) > 1 else []
+    per_source = []
+    if len(set(train_src)) > 1:
+        by_set = {"requested": (f_syn, syn_age, syn_src)}
+        if matched is not None:
+            by_set["label_matched"] = (f_matched, test_age, test_src)
+        per_source = within_source((f_train, train_age, train_src), (f_test, test_age, test_src), by_set)
+        for r in per_source if matched is not None else []:
+            r.update(_source_judged((train_src == r["source"], test_src == r["source"]),
+                                    (train_x, f_train, train_age, train_ids), (test_x, f_test, test_age, test_ids),
+                                    (matched, f_matched), seed))
     metrics = {k: v for k, v in cond.items() if not k.startswith("predicted")}
     metrics.update(within_source=per_source,
                    sources_age_disjoint=bool(per_source) and disjoint_sources((f_train, train_age, train_src)),
@@ -235,15 +289,15 @@ def evaluate(synthetic_path: str | Path, data_dir: str | Path, out: str | Path, 
     from cvae.sampler import Generator
     gen = None if model is None else Generator(model)   # a bad model directory is refused before any work
     rng = np.random.default_rng([seed, 0xE7A1])
-    syn_x, syn_age, request, syn_total = load_synthetic(synthetic_path, rng)
+    syn_x, syn_age, syn_src, request, syn_total = load_synthetic(synthetic_path, rng)
     if gen is not None and request["model_id"] != gen.meta["model_id"]:
         raise UserError(f"--model {model} is model {gen.meta['model_id']}, but --synthetic {synthetic_path} was made by "
                         f"model {request['model_id']}; pass the run that made the file")
     if syn_x.shape[1] != manifest.signal_length:
         raise UserError(f"--synthetic signals have length {syn_x.shape[1]}, the dataset {manifest.signal_length}")
     train, test = read_real(data_dir, manifest, "train", rng), read_real(data_dir, manifest, "test", rng)
-    matched = None if gen is None else draw_matched(gen, test[3], request, seed)
-    metrics, predicted = compute(train[:3], test[:3], (syn_x, syn_age), manifest.fs, seed, matched)
+    matched = None if gen is None else draw_matched(gen, test[4], manifest, request, seed)
+    metrics, predicted = compute(train[:4], test[:4], (syn_x, syn_age, syn_src), manifest.fs, seed, matched)
     metrics["counts"].update(sampled_from={"real_train": manifest.splits["train"].count,
                                            "real_test": manifest.splits["test"].count, "synthetic": syn_total},
                              sample_cap=SAMPLE)

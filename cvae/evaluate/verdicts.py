@@ -35,11 +35,21 @@ def verdicts(m: dict) -> list[dict]:
     rows.append(_row("TSTR / TRTR MAE", ratio, m["trtr_mae"], f"<= {TSTR_TRTR_MAX}",
                      None if ratio is None else ratio <= TSTR_TRTR_MAX))
     for r in m["within_source"]:
-        gap = None if r["spearman_synthetic"] is None else r["spearman_synthetic"] - r["spearman_real"]
-        what = "invented" if gap is not None and gap > 0 else "missing"
-        rows.append(_row(f"age effect within {r['source']} (synthetic - real Spearman; {what} if it fails)", gap,
-                         r["spearman_real"], f"abs(gap) <= {WITHIN_SOURCE_GAP_MAX}",
-                         None if gap is None else abs(gap) <= WITHIN_SOURCE_GAP_MAX))
+        for name, synthetic in r["spearman_synthetic"].items():
+            gap = None if synthetic is None else synthetic - r["spearman_real"]
+            what = "invented" if gap is not None and gap > 0 else "missing"
+            rows.append(_row(f"age effect within {r['source']}, {name.replace('_', '-')} synthetic (synthetic - real "
+                             f"Spearman; {what} if it fails)", gap, r["spearman_real"],
+                             f"abs(gap) <= {WITHIN_SOURCE_GAP_MAX}", None if gap is None else abs(gap) <= WITHIN_SOURCE_GAP_MAX))
+        for judge, sets in r.get("judges", {}).items():
+            score, floor = sets["label_matched"], sets["floor"]
+            rows.append(_row(f"judge {judge} within {r['source']}, label-matched synthetic vs real test", score, floor,
+                             f"<= floor + {JUDGE_ABOVE_FLOOR_MAX}",
+                             None if None in (score, floor) else score <= floor + JUDGE_ABOVE_FLOOR_MAX))
+        if r.get("tstr_mae") is not None:
+            ratio = r["tstr_mae"] / r["trtr_mae"] if r["trtr_mae"] > 0 else None
+            rows.append(_row(f"TSTR / TRTR MAE within {r['source']}, label-matched synthetic", ratio, r["trtr_mae"],
+                             f"<= {TSTR_TRTR_MAX}", None if ratio is None else ratio <= TSTR_TRTR_MAX))
     for feature, t in m["feature_trends"].items():
         if abs(t["rho_real"]) >= TREND_MIN_RHO and t["slope_synthetic"] is not None:
             rows.append(_row(f"{feature} per-decade trend, synthetic (real {t['slope_real']:+.3g})",
