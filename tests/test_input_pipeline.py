@@ -63,3 +63,25 @@ def test_the_cache_is_refused_when_it_would_not_fit():
     fits, need = cache_fits(1000, 1024, 1, 1)
     assert fits and need == 1000 * 1025 * 4
     assert not cache_fits(10 ** 9, 1024, 1, 1)[0]        # 4 TB
+
+
+@pytest.mark.parametrize("cache", [True, False])
+def test_condition_noise_jitters_the_conditions_and_replays_on_resume(smoke_data, cache):
+    manifest = load_manifest(smoke_data)
+
+    def noisy(start, noise):
+        ds, steps = train_dataset(smoke_data, manifest, ["age", "sex"], 16, 0, 2, 256, 7, start, 3, cache=cache,
+                                  input_threads=1, condition_noise=noise)
+        return [b for b in ds.as_numpy_iterator()], steps
+
+    exact, steps = noisy(0, 0.0)
+    jittered, _ = noisy(0, 0.3)
+    resumed, _ = noisy(1, 0.3)
+    signals = np.concatenate([x for x, _ in exact])
+    np.testing.assert_array_equal(signals, np.concatenate([x for x, _ in jittered]))   # same records, same order
+    shift = np.concatenate([c for _, c in jittered]) - np.concatenate([c for _, c in exact])
+    assert (abs(shift.std(axis=0) - 0.3) < 0.05).all() and (abs(shift.mean(axis=0)) < 0.05).all()   # N(0, 0.3^2)
+    assert abs(np.corrcoef(shift.T)[0, 1]) < 0.15                                       # drawn per column
+    for (xa, ca), (xb, cb) in zip(jittered[steps:], resumed):                            # replayed from epoch 1 on
+        np.testing.assert_array_equal(xa, xb)
+        np.testing.assert_array_equal(ca, cb)

@@ -85,6 +85,7 @@ def test_the_condition_vector_is_one_hot_and_the_same_in_tensorflow_and_numpy():
     spec = Conditions(["age", "source", "bmi"], [50.0, 0.0, 25.0], [10.0, 1.0, 5.0], {"source": ["a", "b", "c"]})
     raw = np.array([[40.0, 2, 30.0], [60.0, 0, 20.0]], np.float32)
     assert spec.width == 5 and spec.column("bmi") == 4
+    np.testing.assert_array_equal(spec.numeric_mask(), [1, 0, 0, 0, 1])   # train.condition_noise: numeric only
     expected = [[-1, 0, 0, 1, 1], [1, 1, 0, 0, -1]]
     np.testing.assert_allclose(spec.encode(raw), expected)
     np.testing.assert_allclose(spec.encode_tf(tf.constant(raw)).numpy(), expected)
