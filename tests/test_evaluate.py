@@ -216,3 +216,23 @@ def test_large_sets_are_sampled_in_one_streaming_pass_and_the_report_says_so(tra
     assert counts["sampled_from"] == {"real_train": train_total, "real_test": counts["real_test"], "synthetic": 120}
     text = (tmp_path / "report" / "report.md").read_text()
     assert f"Sampled at random (seed 0) to bound memory: 60 of {train_total} real train, 50 of 120 synthetic" in text
+
+
+def test_a_column_major_label_member_is_read_only_when_small(tmp_path):
+    import zipfile
+
+    from cvae.evaluate.report import load_synthetic
+    signals, labels = np.zeros((6, 32), np.float32), np.asfortranarray(np.arange(12, dtype=np.float64).reshape(6, 2))
+    meta = {"label_names": np.array(["age", "sex"]), "request": np.array("{}"), "model_id": np.array("m")}
+    np.savez(tmp_path / "small.npz", signals=signals, labels=labels, **meta)
+    _, age, _, _, total = load_synthetic(tmp_path / "small.npz", np.random.default_rng(0))
+    assert total == 6 and list(age) == [0, 2, 4, 6, 8, 10]
+    with zipfile.ZipFile(tmp_path / "huge.npz", "w") as zf:        # a header claiming 6.4 GB, 100 bytes of data
+        for name, arr in (("signals", signals),) + tuple(meta.items()):
+            with zf.open(name + ".npy", "w") as fh:
+                np.lib.format.write_array(fh, arr)
+        with zf.open("labels.npy", "w") as fh:
+            np.lib.format.write_array_header_1_0(fh, {"descr": "<f8", "fortran_order": True, "shape": (400_000_000, 2)})
+            fh.write(b"\0" * 100)
+    with pytest.raises(UserError, match="labels is a column-major array of 6,400,000,000 bytes"):
+        load_synthetic(tmp_path / "huge.npz", np.random.default_rng(0))

@@ -26,6 +26,7 @@ from data_prep.files import write_bytes_atomic, write_text_atomic
 log = logging.getLogger(__name__)
 
 
+FORTRAN_MAX_BYTES = 64 << 20   # a column-major .npz member is read whole: label tables only
 SAMPLE = {"train": 40_000, "test": 20_000, "synthetic": 40_000}   # most signals evaluated per set, drawn at random
 
 
@@ -42,7 +43,11 @@ def _npy_rows(zf: zipfile.ZipFile, name: str, keep_fn) -> np.ndarray:
             raise ValueError(f"{name} is not a plain numeric array")
         keep = keep_fn(shape[0]) if shape else None
         if fortran:   # column-major (small label tables): whole, then the rows
-            whole = np.frombuffer(fh.read(), dtype=dtype).reshape(shape[::-1]).T
+            size = dtype.itemsize * int(np.prod(shape, dtype=np.int64))
+            if size > FORTRAN_MAX_BYTES:
+                raise ValueError(f"{name} is a column-major array of {size:,} bytes; only label tables up to "
+                                 f"{FORTRAN_MAX_BYTES >> 20} MiB are read that way")
+            whole = np.frombuffer(fh.read(size), dtype=dtype).reshape(shape[::-1]).T
             return (whole if keep is None else whole[keep]).copy()
         row_bytes = dtype.itemsize * int(np.prod(shape[1:], dtype=np.int64))
         parts = [b.copy() for b in npy_blocks(fh, shape, dtype, max(1, (64 << 20) // max(row_bytes, 1)), keep)] \
