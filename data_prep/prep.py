@@ -246,6 +246,8 @@ def _summary(m: Manifest, out: Path, results: list, n_rows: int, seconds: float)
     for name, counts in m.quarantine["by_source"].items():
         log.info("prep: source %s: kept %d of %d windows; quarantined %s", name, counts["kept"], counts["rows"],
                  counts["quarantined"] or "none")
+    for name, counts in m.categories.items():
+        log.info("prep: category %s: %s (training signals)", name, ", ".join(f"{v} {n}" for v, n in counts.items()))
     nbytes = sum(s.bytes for info in m.splits.values() for s in info.shards)
     log.info("prep: %s -> %s | train %d, val %d, test %d | quarantined %d %s | %.1f MB in %d shards "
              "(%d resumed) | %.1f s, %.0f signals/s", m.source["kind"], out, m.splits["train"].count,
