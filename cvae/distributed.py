@@ -69,6 +69,11 @@ def max_allreduce(flags):
     return hvd_tf.allreduce(flags, op=hvd_tf.Max, name="step_flags")
 
 
+def mean_allreduce(value):
+    """The mean of a scalar over the ranks (the calibrated likelihood's batch statistic)."""
+    return hvd_tf.allreduce(value, op=hvd_tf.Average, name="calibrated_mean_sse")
+
+
 def weights_digest(model) -> str:
     """sha256 over the trainable weights: equal on every rank when gradients really were averaged."""
     digest = hashlib.sha256()

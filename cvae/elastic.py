@@ -84,7 +84,7 @@ def train_elastic(cfg: Config, data_dir: str | Path, run_dir: str | Path, resume
         model.lr_schedule.target.assign(job.lr)
         if job.ranks.rank == 0:
             log.warning("elastic reset: %d -> %d rank(s); %d steps/epoch x %d per rank, learning rate %.2e; "
-                        "continuing at epoch %d, step %d", was, job.ranks.size, job.steps, cfg.train.batch_size,
+                        "continuing at epoch %d, step %d", was, job.ranks.size, job.steps, job.batch,
                         float(model.lr_schedule.target.numpy()), int(progress.epoch.numpy()) + 1,
                         steps_done(state.epoch_share, job.steps))
 

@@ -46,14 +46,17 @@ class CVAE(keras.Model):
     """Trains encoder + decoder on (signal, condition) batches: loss = reconstruction + beta * KL."""
 
     def __init__(self, cfg: ModelConfig, length: int, n_cond: int, seed: int = 0, step_hooks=(),
-                 jit_compile: bool = False, **kwargs):
+                 jit_compile: bool = False, rank_mean=None, **kwargs):
         """`seed` (one per rank) keys the latent noise. `step_hooks` are called with the loss inside every
         training step (the trainer agrees on stopping there). `jit_compile` XLA-compiles the loss computation
-        (forward and backward); the allreduce stays outside."""
+        (forward and backward); the allreduce stays outside. `rank_mean` averages a scalar over the ranks (the
+        calibrated sigma's statistic, so that R ranks of batch b train as one of batch R x b; None: this process's
+        batch alone)."""
         super().__init__(**kwargs)
         self.encoder = build_encoder(cfg, length, n_cond)
         self.decoder = build_decoder(cfg, length, n_cond)
         self.likelihood = cfg.likelihood
+        self.rank_mean = rank_mean
         # log of the shared observation noise sigma: learned (gaussian), or its optimum for the last training batch
         # (calibrated); exported with the model
         self.log_sigma = tf.Variable(-1.0 if cfg.likelihood == "gaussian" else 0.0,
@@ -89,7 +92,7 @@ class CVAE(keras.Model):
         """Per-batch means of the reconstruction term and of the KL divergence. The reconstruction term is the
         summed squared error (sse), or the Gaussian negative log-likelihood (sum over samples of
         0.5 * err^2 / sigma^2 + log sigma, without the constant) with one sigma shared by all samples: learned as
-        a weight (gaussian), or at its maximum-likelihood value for the batch, sqrt(mean squared error)
+        a weight (gaussian), or at its maximum-likelihood value for the global batch, sqrt(mean squared error)
         (calibrated: the "sigma-VAE" of Rybkin et al. 2021). A learned sigma falls at most about one Adam step
         (the learning rate, in log sigma) per update, which bounds how fast the loss can improve when updates are
         few (large batches); the calibrated sigma has no such bound.
@@ -105,7 +108,10 @@ class CVAE(keras.Model):
             length = tf.cast(tf.shape(signal)[1], tf.float32)
             log_sigma = self.log_sigma
             if self.likelihood == "calibrated":
-                log_sigma = 0.5 * tf.math.log(tf.stop_gradient(tf.reduce_mean(sse)) / length + 1e-12)
+                mean_sse = tf.stop_gradient(tf.reduce_mean(sse))
+                if training and self.rank_mean is not None:
+                    mean_sse = self.rank_mean(mean_sse)
+                log_sigma = 0.5 * tf.math.log(mean_sse / length + 1e-12)
                 if training:
                     self.log_sigma.assign(log_sigma)
             sse = 0.5 * sse * tf.exp(-2.0 * log_sigma) + length * log_sigma

@@ -24,7 +24,8 @@ def identity(cfg: Config, manifest: Manifest) -> dict:
     """What must not change within one run: the model's shape and conditions, the data set and its normalization."""
     fixed = {f"model.{k}": v for k, v in asdict(cfg.model).items() if k not in FREE_MODEL_KEYS}
     return {"dataset_id": manifest.dataset_id, "data.normalization": manifest.normalization,
-            "data.signal_length": manifest.signal_length, "data.fs": manifest.fs, **fixed}
+            "data.signal_length": manifest.signal_length, "data.fs": manifest.fs,
+            "train.global_batch_size": cfg.train.global_batch_size, **fixed}
 
 
 def digest(ident: dict) -> str:
@@ -51,7 +52,13 @@ def prepare(cfg: Config, data_dir: Path, run_dir: Path, manifest: Manifest, resu
                             f"{k}={ident.get(k)!r}; a checkpoint cannot continue under another model, data set or "
                             f"normalization: resume with {run_dir / 'config.yaml'} and its --data, or choose a new "
                             "--run-dir")
-        if old["plan"]["ranks"] != plan["ranks"]:
+        if old["plan"]["ranks"] != plan["ranks"] and old["plan"]["global_batch"] == plan["global_batch"]:
+            log.warning("resuming a run trained on %d rank(s) on %d: global batch %d kept (%d per rank), learning "
+                        "rate %.2e, steps per epoch %d -> %d; each rank reads other shards, so the data order differs "
+                        "from an uninterrupted run", old["plan"]["ranks"], plan["ranks"], plan["global_batch"],
+                        plan["global_batch"] // plan["ranks"], plan["learning_rate"],
+                        old["plan"]["steps_per_epoch"], plan["steps_per_epoch"])
+        elif old["plan"]["ranks"] != plan["ranks"]:
             was, now = old["plan"], plan
             log.warning("resuming a run trained on %d rank(s) on %d: global batch %d -> %d, learning rate %.2e -> "
                         "%.2e, steps per epoch %d -> %d; each rank reads other shards, so the data order differs "

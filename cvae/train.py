@@ -39,17 +39,33 @@ class Job:
     ranks: distributed.Ranks
     steps: int               # per epoch, the same on every rank
     lr: float                # the target learning rate (scaled by the number of ranks when train.scale_lr)
+    batch: int = 0           # per rank
 
     def replan(self, ranks: distributed.Ranks) -> None:
-        """Steps per epoch and learning rate for this set of ranks (at start, and after an elastic reset)."""
-        self.ranks = ranks
-        self.steps = rank_plan(self.manifest, ranks.rank, ranks.size, self.cfg.train.batch_size)[2]
-        self.lr = self.cfg.train.learning_rate * (ranks.size if self.cfg.train.scale_lr else 1)
+        """Per-rank batch, steps per epoch and learning rate for this set of ranks (at start, and after an elastic
+        reset). With train.global_batch_size the global batch and the learning rate stay what the config says."""
+        train, self.ranks = self.cfg.train, ranks
+        self.batch = per_rank_batch(train.batch_size, train.global_batch_size, ranks.size)
+        self.steps = rank_plan(self.manifest, ranks.rank, ranks.size, self.batch)[2]
+        scaled = train.scale_lr and not train.global_batch_size
+        self.lr = train.learning_rate * (ranks.size if scaled else 1)
 
     @property
     def plan(self) -> dict:
-        return {"ranks": self.ranks.size, "global_batch": self.cfg.train.batch_size * self.ranks.size,
+        return {"ranks": self.ranks.size, "global_batch": self.batch * self.ranks.size,
                 "learning_rate": self.lr, "steps_per_epoch": self.steps}
+
+
+def per_rank_batch(batch_size: int, global_batch_size: int, ranks: int) -> int:
+    """Each rank's batch: train.global_batch_size / ranks when it is set (refused unless it divides), else
+    train.batch_size."""
+    if not global_batch_size:
+        return batch_size
+    if global_batch_size % ranks:
+        raise UserError(f"train.global_batch_size {global_batch_size} does not divide over {ranks} ranks; choose a "
+                        f"multiple of {ranks} (e.g. {global_batch_size // ranks * ranks or ranks}) or another number "
+                        "of ranks")
+    return global_batch_size // ranks
 
 
 def setup(cfg: Config, data_dir: Path, run_dir: Path, resume: bool, prepare: bool = True) -> tuple[Job, list]:
@@ -86,8 +102,14 @@ def build(job: Job) -> tuple[CVAE, StepAgreement]:
         keras.mixed_precision.set_global_policy("mixed_float16")
     agreement = StepAgreement(distributed.max_allreduce)
     length, n_cond = job.manifest.signal_length, Conditions.from_manifest(job.manifest, cfg.model.conditions).width
+    across = cfg.model.likelihood == "calibrated"   # also on one rank: an elastic run may grow
+    if across and cfg.train.xla and size > 1 and rank == 0:
+        log.warning("train.xla with model.likelihood=calibrated: the noise sigma is each rank's own batch optimum "
+                    "(no collective inside an XLA-compiled loss), so the result depends slightly on the number of "
+                    "ranks; use train.xla=false for a rank-independent result")
     model = CVAE(cfg.model, length, n_cond, seed=cfg.train.seed * 1000 + rank, step_hooks=[agreement.hook],
-                 jit_compile=cfg.train.xla)
+                 jit_compile=cfg.train.xla, rank_mean=distributed.mean_allreduce if across and not cfg.train.xla
+                 else None)
     model.lr_schedule = WarmupLR(job.lr / size if cfg.train.warmup_epochs else job.lr, job.lr,
                                  cfg.train.warmup_epochs * job.steps)
     model.compile(optimizer=hvd.DistributedOptimizer(
@@ -153,11 +175,11 @@ def callbacks(job: Job, agreement: StepAgreement, state, last, best, elastic: bo
     items += [hvd.callbacks.MetricAverageCallback(), KLWarmup(cfg.model.beta, cfg.model.kl_warmup_epochs),
               agreement, validation, timer]
     if rank == 0:
-        hparams = {"ranks": job.ranks.size, "batch_per_rank": cfg.train.batch_size, "lr_scaled": job.lr,
+        hparams = {"ranks": job.ranks.size, "batch_per_rank": job.batch, "lr_scaled": job.lr,
                    "latent_dim": cfg.model.latent_dim, "beta": cfg.model.beta, "dense": str(cfg.model.dense_units),
                    "filters": str(cfg.model.filters), "conditions": ",".join(conditions)}
         items += [cb.Checkpointer(last, best, validation),
-                  cb.TensorBoardLogger(str(job.run_dir / "tensorboard"), cfg.train.batch_size * job.ranks.size,
+                  cb.TensorBoardLogger(str(job.run_dir / "tensorboard"), job.batch * job.ranks.size,
                                        job.steps, job.manifest.fs, cfg.train.image_every,
                                        tensorboard_inputs.reconstruction_batch(job.data_dir, job.manifest, conditions),
                                        tensorboard_inputs.age_encodings(job.data_dir, job.manifest, conditions),
@@ -173,7 +195,7 @@ def fit(job: Job, model: CVAE, items: list, state, done_steps: int = 0) -> dict:
     cfg, start = job.cfg, int(state.epoch.numpy())
     if job.ranks.rank == 0:
         log.info("training on %d rank(s) [%s], %d steps/epoch x %d per rank, lr %.2e, epochs %d..%d", job.ranks.size,
-                 job.ranks.device, job.steps, cfg.train.batch_size, job.lr, start + 1, cfg.train.epochs)
+                 job.ranks.device, job.steps, job.batch, job.lr, start + 1, cfg.train.epochs)
     if start >= cfg.train.epochs or int(state.wait.numpy()) > cfg.train.patience:
         return {}
     epochs, val_loss = 0, []
@@ -181,7 +203,7 @@ def fit(job: Job, model: CVAE, items: list, state, done_steps: int = 0) -> dict:
                               else [(start, cfg.train.epochs, 0)]):
         if first >= last or model.stop_training:
             continue
-        ds, _ = train_dataset(job.data_dir, job.manifest, cfg.model.conditions, cfg.train.batch_size,
+        ds, _ = train_dataset(job.data_dir, job.manifest, cfg.model.conditions, job.batch,
                               job.ranks.rank, job.ranks.size, cfg.train.shuffle_buffer, cfg.train.seed, first, last,
                               cache=cfg.train.cache, local_ranks=job.ranks.local_size,
                               condition_noise=cfg.train.condition_noise,
@@ -201,7 +223,7 @@ def report(job: Job, model: CVAE, agreement: StepAgreement, state, result: dict,
         "epochs_run": result.get("epochs_run", 0), "stop_epoch": int(state.epoch.numpy()),
         "preempted": agreement.preempted, "weights_sha256": distributed.weights_digest(model),
         "val_loss_history": result.get("val_loss", []), "epoch_seconds": seconds,
-        "signals_per_epoch": job.steps * job.cfg.train.batch_size * job.ranks.size})
+        "signals_per_epoch": job.steps * job.batch * job.ranks.size})
 
 
 def train(cfg: Config, data_dir: str | Path, run_dir: str | Path, resume: bool = False) -> int:

@@ -106,7 +106,10 @@ class ModelConfig:
 class TrainConfig:
     """Horovod training loop, validation, early stopping, checkpoints and TensorBoard."""
     epochs: int = 20
-    batch_size: int = 64             # per rank
+    batch_size: int = 64             # per rank (when global_batch_size is 0)
+    global_batch_size: int = 0       # signals per update over all ranks (0 = batch_size x ranks): each rank takes
+    #                                  global / ranks, so the result does not depend on the number of ranks; the
+    #                                  learning rate is then the global batch's, not scaled by the ranks
     learning_rate: float = 1e-3      # per rank; scaled by world size when scale_lr
     scale_lr: bool = True
     warmup_epochs: int = 1           # LR warm-up to the scaled value
@@ -207,7 +210,7 @@ RANGES = {
     "model.latent_dim": COUNT, "model.filters": COUNT, "model.kernel_size": COUNT, "model.stride": COUNT,
     "model.dense_units": COUNT, "model.beta": NON_NEGATIVE, "model.kl_warmup_epochs": NON_NEGATIVE,
     "model.posterior_mixture": NON_NEGATIVE, "model.posterior_mixture_rows": COUNT,
-    "train.epochs": COUNT, "train.batch_size": COUNT, "train.elastic_commit_steps": COUNT,
+    "train.epochs": COUNT, "train.batch_size": COUNT, "train.global_batch_size": NON_NEGATIVE, "train.elastic_commit_steps": COUNT,
     "train.learning_rate": Range(0, 10, lo_open=True),
     "train.warmup_epochs": NON_NEGATIVE, "train.patience": NON_NEGATIVE, "train.min_delta": NON_NEGATIVE,
     "train.threads_per_rank": NON_NEGATIVE, "train.shuffle_buffer": COUNT, "train.backward_passes_per_step": COUNT,
