@@ -19,6 +19,7 @@ from cvae.conditions import Conditions
 from cvae.data import eval_dataset, rank_plan, train_dataset
 from cvae.finalize import finalize
 from cvae.keras2 import keras, require_keras2
+from cvae.lamb import LAMB
 from cvae.model import CVAE
 from cvae.schedules import KLWarmup, WarmupLR
 from cvae.step_agreement import EXIT_PREEMPTED, StepAgreement
@@ -113,7 +114,8 @@ def build(job: Job) -> tuple[CVAE, StepAgreement]:
     model.lr_schedule = WarmupLR(job.lr / size if cfg.train.warmup_epochs else job.lr, job.lr,
                                  cfg.train.warmup_epochs * job.steps)
     model.compile(optimizer=hvd.DistributedOptimizer(
-        keras.optimizers.Adam(model.lr_schedule), backward_passes_per_step=cfg.train.backward_passes_per_step,
+        (LAMB(model.lr_schedule, decay=cfg.train.weight_decay) if cfg.train.optimizer == "lamb"
+         else keras.optimizers.Adam(model.lr_schedule)), backward_passes_per_step=cfg.train.backward_passes_per_step,
         compression=hvd.Compression.fp16 if cfg.train.fp16_allreduce else hvd.Compression.none))
     model.build([(None, length), (None, n_cond)])
     model.optimizer.build(model.trainable_variables)   # slots exist before a restore, so they are restored too

@@ -112,6 +112,8 @@ class TrainConfig:
     #                                  learning rate is then the global batch's, not scaled by the ranks
     learning_rate: float = 1e-3      # per rank; scaled by world size when scale_lr
     scale_lr: bool = True
+    optimizer: str = "adam"          # adam | lamb (layer-wise trust ratio for large global batches: cvae/lamb.py)
+    weight_decay: float = 0.0        # lamb: decoupled weight decay
     warmup_epochs: int = 1           # LR warm-up to the scaled value
     patience: int = 5                # epochs without val improvement before stopping
     min_delta: float = 0.0           # smallest val_loss decrease that counts as improvement
@@ -169,6 +171,7 @@ CHOICES = {
     "model.likelihood": ("gaussian", "calibrated", "sse"),
     "generate.latent": ("fitted", "standard"),
     "train.verify_data": ("size", "sha256"),
+    "train.optimizer": ("adam", "lamb"),
     "condition.filter": ("cheby2", "butter", "none"),
     "condition.polarity": ("keep", "invert", "auto"),
 }
@@ -210,7 +213,8 @@ RANGES = {
     "model.latent_dim": COUNT, "model.filters": COUNT, "model.kernel_size": COUNT, "model.stride": COUNT,
     "model.dense_units": COUNT, "model.beta": NON_NEGATIVE, "model.kl_warmup_epochs": NON_NEGATIVE,
     "model.posterior_mixture": NON_NEGATIVE, "model.posterior_mixture_rows": COUNT,
-    "train.epochs": COUNT, "train.batch_size": COUNT, "train.global_batch_size": NON_NEGATIVE, "train.elastic_commit_steps": COUNT,
+    "train.epochs": COUNT, "train.batch_size": COUNT, "train.global_batch_size": NON_NEGATIVE,
+    "train.weight_decay": Range(0, 1), "train.elastic_commit_steps": COUNT,
     "train.learning_rate": Range(0, 10, lo_open=True),
     "train.warmup_epochs": NON_NEGATIVE, "train.patience": NON_NEGATIVE, "train.min_delta": NON_NEGATIVE,
     "train.threads_per_rank": NON_NEGATIVE, "train.shuffle_buffer": COUNT, "train.backward_passes_per_step": COUNT,

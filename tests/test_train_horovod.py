@@ -83,6 +83,7 @@ def test_two_ranks_at_batch_b_make_the_updates_of_one_rank_at_2b(smoke_data, tmp
 
 
 def test_a_global_batch_is_split_over_the_ranks_and_kept_when_resumed_on_fewer(smoke_data, tmp_path):
+    """With LAMB, whose update goes through Horovod's DistributedOptimizer and whose moments the checkpoint keeps."""
     from conftest import cli
     from cvae.train import per_rank_batch
     from data_prep.errors import UserError
@@ -91,13 +92,15 @@ def test_a_global_batch_is_split_over_the_ranks_and_kept_when_resumed_on_fewer(s
         per_rank_batch(64, 30, 4)
     run = tmp_path / "run"
     result = horovodrun(2, "train", "--config", str(SMOKE), "--data", str(smoke_data), "--run-dir", str(run),
-                        "train.epochs=1", "train.global_batch_size=32")
+                        "train.epochs=1", "train.global_batch_size=32", "train.optimizer=lamb")
     assert result.returncode == 0, (result.stdout + result.stderr)[-4000:]
+    reports = rank_reports(run)
+    assert reports[0]["weights_sha256"] == reports[1]["weights_sha256"]
     plan = json.loads((run / "run.json").read_text())["plan"]
     assert plan["global_batch"] == 32 and plan["learning_rate"] == 1e-3          # not scaled by the ranks
     assert "x 16 per rank" in result.stderr
     result = cli("train", "--config", str(SMOKE), "--data", str(smoke_data), "--run-dir", str(run), "--resume",
-                 "train.epochs=2", "train.global_batch_size=32")
+                 "train.epochs=2", "train.global_batch_size=32", "train.optimizer=lamb")
     assert result.returncode == 0, result.stderr[-3000:]
     assert "global batch 32 kept (32 per rank)" in result.stderr and "x 32 per rank" in result.stderr
     result = cli("train", "--config", str(SMOKE), "--data", str(smoke_data), "--run-dir", str(run), "--resume",

@@ -155,3 +155,22 @@ def test_cvae_refuses_to_run_on_a_tf_keras_resolved_to_keras3():
                             env=dict(os.environ, TF_USE_LEGACY_KERAS="0"))
     assert result.returncode != 0
     assert "ImportError: tf.keras is Keras 3 in this process: set TF_USE_LEGACY_KERAS=1" in result.stderr
+
+
+def test_lamb_steps_follow_the_paper_and_scale_each_layer_by_its_trust_ratio():
+    """Algorithm 2 of You et al. 2020 on two variables, checked against the formula written out in numpy."""
+    from cvae.lamb import LAMB
+    w0, g = np.array([3.0, -4.0], np.float32), np.array([0.5, 0.1], np.float32)
+    w, bias = tf.Variable(w0), tf.Variable(np.zeros(2, np.float32))
+    opt = LAMB(0.1, decay=0.01)
+    m = v = np.zeros(2)
+    expected = w0.astype(np.float64)
+    for t in (1, 2, 3):
+        opt.apply_gradients([(tf.constant(g), w), (tf.constant(g), bias)])
+        m, v = 0.9 * m + 0.1 * g, 0.999 * v + 0.001 * g ** 2
+        r = (m / (1 - 0.9 ** t)) / (np.sqrt(v / (1 - 0.999 ** t)) + 1e-6) + 0.01 * expected
+        expected = expected - 0.1 * np.linalg.norm(expected) / np.linalg.norm(r) * r
+    np.testing.assert_allclose(w.numpy(), expected, rtol=1e-5)
+    # a zero-initialized bias takes Adam's step (trust ratio 1) at first: about the learning rate per element
+    np.testing.assert_array_less(np.abs(bias.numpy()), 0.31)
+    assert abs(np.linalg.norm(w.numpy() - w0) - 3 * 0.1 * 5.0) < 0.2   # ~lr x ||w|| per step, whatever |g| is
