@@ -111,7 +111,7 @@ def main() -> None:
     print("| global batch | epochs | updates | best val loss (gap to 64) | first epoch within 2% | Spearman ratio | "
           "linear judge (floor) | TSTR/TRTR | GPU time 1 H200 | 8 H200 |\n|---|---|---|---|---|---|---|---|---|---|")
     for b, r in rows.items():
-        target = base["best_val_loss"] - 0.02 * abs(base["best_val_loss"])
+        target = base["best_val_loss"] + 0.02 * abs(base["best_val_loss"])
         within = next((e + 1 for e, v in enumerate(r["val_loss_history"]) if v <= target), None)
         signals = r["signals_per_epoch"] * r["epochs"]
         r |= {"gap": (r["best_val_loss"] - base["best_val_loss"]) / abs(base["best_val_loss"]),
