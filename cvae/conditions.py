@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from data_prep.categories import to_codes
 from data_prep.errors import UserError
 from data_prep.manifest import Manifest
 
@@ -75,13 +76,5 @@ class Conditions:
         """Raw labels [n, len(names)] from a table holding categorical values as text (generate's labels)."""
         out = np.empty((len(labels), len(self.names)), np.float32)
         for j, c in enumerate(self.names):
-            out[:, j] = labels[c].map({v: k for k, v in enumerate(self.categories[c])}).to_numpy(np.float32) \
-                if c in self.categories else labels[c].to_numpy(np.float32)
+            out[:, j] = to_codes(labels[c], self.categories[c]) if c in self.categories else labels[c]
         return out
-
-    def code(self, name: str, value: str) -> int:
-        """The code of one categorical value, refused with the known values when it is not one."""
-        if value not in self.categories[name]:
-            raise UserError(f"--label {name}={value}: not one of this model's {name} values "
-                            f"({', '.join(self.categories[name])})")
-        return self.categories[name].index(value)

@@ -113,7 +113,8 @@ def train_dataset(data_dir, manifest: Manifest, conditions: list[str], batch_siz
                           deterministic=True)
     per_epoch = steps * batch_size
     rows = rank_rows(manifest, rank, size)
-    length, n_cond = manifest.signal_length, Conditions.from_manifest(manifest, conditions).width
+    encoding = Conditions.from_manifest(manifest, conditions)
+    length, n_cond = manifest.signal_length, encoding.width
     fits, need = cache_fits(rows, length, n_cond, local_ranks)
     if cache and not fits:
         log.warning("train.cache: this rank's %d training signals need %d MiB, more than half the available "
@@ -140,7 +141,7 @@ def train_dataset(data_dir, manifest: Manifest, conditions: list[str], batch_siz
             return records.shuffle(shuffle_buffer, seed=epoch_seed(e), reshuffle_each_iteration=False) \
                 .take(per_epoch).batch(batch_size, drop_remainder=True)
 
-    noise = tf.constant(condition_noise * Conditions.from_manifest(manifest, conditions).numeric_mask())
+    noise = tf.constant(condition_noise * encoding.numeric_mask())
 
     def jittered(e):
         batches = epoch(e)

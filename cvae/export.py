@@ -10,18 +10,20 @@ from pathlib import Path
 
 import numpy as np
 
+from cvae import label_summary
 from cvae.conditions import Conditions
 from cvae.latent_prior import FILE as LATENT_PRIOR_FILE
 from data_prep.manifest import Manifest, write_json_atomic
 from data_prep.config import Config
 
 
-def export_model(model, cfg: Config, manifest: Manifest, run_dir: Path, best_val_loss: float,
-                 noise_sigma: float, equalizer: dict | None = None, latent_prior: dict | None = None) -> Path:
-    """Write RUN/model/{decoder.keras, encoder.keras, meta.json[, latent_prior.npz]}; the directory appears
-    complete or not at all. `noise_sigma` is the white-noise level that generation adds to the decoder mean
-    (0 = none); `equalizer` the decoder's spectral gain generation applies (cvae.equalizer; None: none);
-    `latent_prior` the mixture generation draws z from (None: N(0, I))."""
+def export_model(model, cfg: Config, manifest: Manifest, run_dir: Path, best_val_loss: float, noise_sigma: float,
+                 labels: dict, equalizer: dict | None = None, latent_prior: dict | None = None) -> Path:
+    """Write RUN/model/{decoder.keras, encoder.keras, meta.json, label_summary.json[, latent_prior.npz]}; the
+    directory appears complete or not at all. `noise_sigma` is the white-noise level that generation adds to the
+    decoder mean (0 = none); `labels` the summary generation draws open labels from (cvae.label_summary);
+    `equalizer` the decoder's spectral gain generation applies (cvae.equalizer; None: none); `latent_prior` the
+    mixture generation draws z from (None: N(0, I))."""
     final, tmp = run_dir / "model", Path(tempfile.mkdtemp(prefix=".model.", dir=run_dir))
     model.decoder.save(tmp / "decoder.keras")
     model.encoder.save(tmp / "encoder.keras")
@@ -47,6 +49,7 @@ def export_model(model, cfg: Config, manifest: Manifest, run_dir: Path, best_val
     }
     if latent_prior is not None:
         np.savez(tmp / LATENT_PRIOR_FILE, **latent_prior)
+    label_summary.save(labels, tmp)
     write_json_atomic(tmp / "meta.json", meta)
     old = Path(tempfile.mkdtemp(prefix=".model-old.", dir=run_dir))
     if final.exists():

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
+from cvae import label_summary
 from cvae.callbacks import weights_finite
 from cvae.data import eval_dataset
 from cvae.equalizer import measure_equalizer
@@ -82,6 +83,6 @@ def finalize(model, cfg: Config, data_dir: Path, run_dir: Path, manifest: Manife
         prior = fit_latent_prior(z, cond, cfg.model.posterior_mixture, cfg.train.seed)
         log.info("latent prior: %d-component mixture fit to %d training encodings in %.1f s",
                  len(prior["weights"]), len(z), time.time() - t)
-    return export_model(model, cfg, manifest, run_dir, best_val_loss=best_val_loss,
-                        noise_sigma=noise_sigma, equalizer=equalizer,
+    return export_model(model, cfg, manifest, run_dir, best_val_loss=best_val_loss, noise_sigma=noise_sigma,
+                        labels=label_summary.from_dataset(data_dir, manifest), equalizer=equalizer,
                         latent_prior=prior)

@@ -13,20 +13,20 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
+from cvae import label_summary
 from cvae.beats import beat_templates, decade_of
 from cvae.sampler import Generator
 from cvae.plots import waveform_figure
+from data_prep.categories import to_codes
 from data_prep.config import CATEGORY_NAME
 from data_prep.errors import UserError
 from data_prep.files import temp_beside
 
 log = logging.getLogger(__name__)
-NEAR_AGE = 2.5          # years: other labels are drawn from training subjects this close to the age
-MIN_NEIGHBOURS = 20     # widen the window until at least this many training rows qualify
-UNCONDITIONED_NOTE = (f"not conditions of the model: copied from training subjects within {NEAR_AGE} years of the "
-                      f"requested age (window doubled until {MIN_NEIGHBOURS} rows); the signals do not depend on them")
-DRAWN_NOTE = ("conditions of the model not fixed with --label: copied, like the unconditioned labels, from training "
-              f"subjects within {NEAR_AGE} years of the requested age; the signals depend on them")
+SUMMARY_NOTE = (f"drawn from the model's label summary (cells of at least {label_summary.MIN_CELL} training subjects "
+                "by age band and discrete labels; continuous labels from each cell's Gaussian)")
+UNCONDITIONED_NOTE = f"not conditions of the model: {SUMMARY_NOTE}; the signals do not depend on them"
+DRAWN_NOTE = f"conditions of the model not fixed with --label: {SUMMARY_NOTE}; the signals depend on them"
 
 
 def parse_ages(text: str) -> np.ndarray:
@@ -114,43 +114,16 @@ class DecadeBeats:
                                       for d in shown], self.fs, spread=sd)
 
 
-def training_labels(run_dir: Path, meta: dict) -> pd.DataFrame:
-    """The model's labels of the training signals (RUN/labels-train.csv.gz), the pool other labels are drawn from;
-    refused unless every label the model knows is there, numeric and finite (categorical ones: known values)."""
-    path = Path(run_dir) / "labels-train.csv.gz"
-    try:
-        pool = pd.read_csv(path)
-    except (OSError, ValueError, EOFError, pd.errors.ParserError) as exc:
-        raise UserError(f"{path} is missing or unreadable ({exc}); pass a finished training run as --model") from None
-    columns, categorical = list(meta["label_stats"]), meta.get("category_counts") or {}
-    missing = [c for c in columns + list(categorical) if c not in pool.columns]
-    if missing or pool.empty:
-        raise UserError(f"{path}: {'no rows' if pool.empty else f'no column {missing}'}; the run's training labels "
-                        "are damaged: copy them again from the data set (its labels-train.csv.gz)")
-    values = pool[columns].apply(pd.to_numeric, errors="coerce")
-    unknown = [c for c, known in categorical.items() if not pool[c].astype(str).isin(list(known)).all()]
-    if not np.isfinite(values.to_numpy(np.float64)).all() or unknown:
-        raise UserError(f"{path}: non-numeric or non-finite values in {columns}, or unknown values in {unknown}; the "
-                        "run's training labels are damaged: copy them again from the data set (its "
-                        "labels-train.csv.gz)")
-    return values.join(pool[list(categorical)].astype(str))
-
-
-def _label_rows(pool: pd.DataFrame, ages: np.ndarray, n: int, fixed: dict, rng) -> pd.DataFrame:
-    """Labels for n signals per age: the other labels of training subjects near that age, then overrides."""
-    out = []
-    for age in ages:
-        window = NEAR_AGE
-        near = pool[(pool["age"] - age).abs() <= window]
-        while len(near) < MIN_NEIGHBOURS and window < 100:
-            window *= 2
-            near = pool[(pool["age"] - age).abs() <= window]
-        rows = near.iloc[rng.integers(0, len(near), n)].reset_index(drop=True)
-        rows["age"] = float(age)
-        for key, value in fixed.items():
-            rows[key] = value
-        out.append(rows)
-    return pd.concat(out, ignore_index=True)
+def open_labels(gen, ages: np.ndarray, n: int, fixed: dict, rng) -> pd.DataFrame:
+    """Labels for n signals per age: drawn from the model's label summary (cvae.label_summary), then overrides."""
+    meta = gen.meta
+    categories = {c: list(v) for c, v in (meta.get("category_counts") or {}).items()}
+    summary = label_summary.load(gen.model_dir, list(meta["label_stats"]) + list(categories), categories)
+    ranges = {k: (s["min"], s["max"]) for k, s in meta["label_stats"].items()}
+    rows = label_summary.draw(summary, ages, n, ranges, rng)
+    for key, value in fixed.items():
+        rows[key] = value
+    return rows
 
 
 def check_request(meta: dict, ages: np.ndarray, n_per_age: int, out: Path, fixed: dict,
@@ -208,7 +181,7 @@ def label_codes(labels: pd.DataFrame, categories: dict[str, list[str]]) -> pd.Da
     """The labels with each categorical column as its code (the index of its value in `categories`)."""
     coded = labels.copy()
     for name, values in categories.items():
-        coded[name] = labels[name].map({v: k for k, v in enumerate(values)})
+        coded[name] = to_codes(labels[name], values)
     return coded
 
 
@@ -258,9 +231,8 @@ def generate(run_dir: str | Path, ages: np.ndarray, n_per_age: int, out: str | P
     check_request(meta, ages, n_per_age, out, fixed, allow_extrapolation)
     out.parent.mkdir(parents=True, exist_ok=True)
     log.info("generate: %s", check_size(len(ages) * n_per_age, meta["signal_length"], len(meta["label_stats"]), out))
-    pool = training_labels(run_dir, meta)
     rng = np.random.default_rng(seed)
-    labels = _label_rows(pool, ages, n_per_age, fixed, rng)
+    labels = open_labels(gen, ages, n_per_age, fixed, rng)
     n, length = len(labels), meta["signal_length"]
     drawn = [c for c in labels.columns if c not in meta["conditions"]]
     drawn_conditions = [c for c in meta["conditions"] if c != "age" and c not in fixed]

@@ -10,7 +10,7 @@ from pathlib import Path
 from data_prep.manifest import Manifest, write_json_atomic
 from data_prep.config import Config, save_config
 from data_prep.errors import UserError
-from data_prep.files import lock_directory, write_bytes_atomic
+from data_prep.files import lock_directory
 
 log = logging.getLogger(__name__)
 RUN_JSON = "run.json"
@@ -71,14 +71,13 @@ def prepare(cfg: Config, data_dir: Path, run_dir: Path, manifest: Manifest, resu
 
 
 def record(cfg: Config, data_dir: Path, run_dir: Path, manifest: Manifest, plan: dict) -> None:
-    """Write the run's config, identity, launch plan and training label table (a new run, or a resumed one once
-    its checkpoint has been restored: a refused or failed resume leaves the run directory as it was)."""
+    """Write the run's config, identity and launch plan (a new run, or a resumed one once its checkpoint has been
+    restored: a refused or failed resume leaves the run directory as it was)."""
     save_config(cfg, run_dir / "config.yaml")
     ident = identity(cfg, manifest)
     write_json_atomic(run_dir / RUN_JSON, {
         "identity": ident, "digest": digest(ident), "plan": plan, "data_dir": str(data_dir.resolve()),
         "manifest_sha256": hashlib.sha256((data_dir / "manifest.json").read_bytes()).hexdigest()})
-    write_bytes_atomic(run_dir / "labels-train.csv.gz", (data_dir / manifest.label_table).read_bytes())
 
 
 def _read_run_json(run_dir: Path) -> dict | None:

@@ -100,7 +100,7 @@ class Generator:
     """The exported decoder and its condition scaling."""
 
     def __init__(self, run_dir: str | Path):
-        model_dir = Path(run_dir) / "model"
+        self.model_dir = model_dir = Path(run_dir) / "model"
         if not (model_dir / "meta.json").is_file():
             raise UserError(f"{model_dir} holds no exported model; pass a finished training run "
                             "(ppg-cvae train ... --run-dir RUN) as --model")

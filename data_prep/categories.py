@@ -33,11 +33,16 @@ def encode_categories(table: pd.DataFrame, names: list[str], where: str) -> dict
         if not found or len(found) > MAX_VALUES:
             raise UserError(f"{where}: data.categories column {name!r} has {len(found)} distinct values; a condition "
                             f"category needs 1 to {MAX_VALUES} (a device, site or source, not an identifier)")
-        table[name] = text.map({v: float(k) for k, v in enumerate(found)}).astype(np.float64)
+        table[name] = to_codes(text, found)
         values[name] = found
     return values
 
 
-def decode(codes: pd.Series, values: list[str]) -> pd.Series:
+def to_codes(text: pd.Series, values: list[str]) -> pd.Series:
+    """Each value's code (float; NaN for a value not among `values`)."""
+    return text.map({v: float(k) for k, v in enumerate(values)}).astype(np.float64)
+
+
+def decode(codes, values: list[str]) -> np.ndarray:
     """Codes back to their values."""
-    return codes.astype(int).map(dict(enumerate(values)))
+    return np.asarray(values, dtype=object)[np.asarray(codes).astype(np.int64)]

@@ -163,6 +163,11 @@ def test_evaluate_writes_the_report(trained_run, smoke_data, tmp_path):
     assert all(set(v) == {"floor", "requested", "label_matched"} for v in saved["judges"].values())
     assert saved["headline_judge"]["judge"] in ("linear", "cnn") and "Worst judge:" in report
     assert {v["verdict"] for v in saved["verdicts"]} <= {"pass", "fail", "n/a"} and "## Verdicts" in report
+    audit = saved["membership"]   # members: the training subjects in the sample; non-members: every test subject
+    assert audit["non_members"] == saved["counts"]["real_test_subjects"] and audit["members"] >= 2
+    assert audit["reference_windows"] == saved["counts"]["real_val"] > 0
+    assert set(audit["attacks"]) == {"dcr", "domias"} and "## Privacy: membership inference" in report
+    assert sum(v["check"].startswith("membership inference") for v in saved["verdicts"]) == 2
     with np.load(tmp_path / "s.npz") as npz:
         np.savez(tmp_path / "other.npz", **{k: npz[k] for k in npz.files if k != "model_id"}, model_id=np.array("x"))
     with pytest.raises(UserError, match="was made by model x; pass the run that made the file"):
@@ -213,7 +218,8 @@ def test_large_sets_are_sampled_in_one_streaming_pass_and_the_report_says_so(tra
     counts = json.loads((tmp_path / "report" / "metrics.json").read_text())["counts"]
     assert counts["synthetic"] == 50 and counts["real_train"] == 60
     train_total = load_manifest(smoke_data).splits["train"].count
-    assert counts["sampled_from"] == {"real_train": train_total, "real_test": counts["real_test"], "synthetic": 120}
+    assert counts["sampled_from"] == {"real_train": train_total, "real_val": counts["real_val"],
+                                      "real_test": counts["real_test"], "synthetic": 120}
     text = (tmp_path / "report" / "report.md").read_text()
     assert f"Sampled at random (seed 0) to bound memory: 60 of {train_total} real train, 50 of 120 synthetic" in text
 

@@ -1,10 +1,12 @@
 """Generation from an exported model (no Horovod): determinism, label overrides, requests, outputs."""
 import json
+import shutil
 
 import numpy as np
 import pandas as pd
 import pytest
 
+from cvae import label_summary
 from cvae.equalizer import equalizer_problem
 from cvae.generate import generate, parse_ages, parse_labels
 from data_prep.errors import UserError
@@ -54,12 +56,24 @@ def test_generation_is_deterministic_and_records_how_labels_were_made(trained_ru
     assert set(ref) == {"labels", "samples"} and len(ref["samples"]) == 10
 
 
-def test_other_labels_come_from_subjects_near_the_age(trained_run, tmp_path):
-    pool = pd.read_csv(trained_run / "labels-train.csv.gz")
-    generate(trained_run, np.array([pool["age"].min() + 1]), 30, tmp_path / "g.npz", seed=0)
+def test_generation_needs_the_model_directory_alone_which_holds_no_training_row(trained_run, smoke_data, tmp_path):
+    """A copy of RUN/model, without the run or the data set, generates; its open labels follow the training labels
+    near the age (sex mix and height of the training subjects 30-50) and no file in it holds a training row."""
+    shared = tmp_path / "shared"
+    shutil.copytree(trained_run / "model", shared / "model")
+    generate(shared, np.array([40.0]), 400, tmp_path / "g.npz", seed=0)
     with np.load(tmp_path / "g.npz") as g:
-        heights = g["labels"][:, list(g["label_names"]).index("height")]
-    assert set(np.round(heights, 3)) <= set(np.round(pool["height"].astype(np.float32), 3))
+        drawn = pd.DataFrame(g["labels"], columns=list(g["label_names"]))
+    table = pd.read_csv(smoke_data / "labels-train.csv.gz")
+    near = table[(table["age"] >= 30) & (table["age"] < 50)].drop_duplicates("subject_id")
+    assert set(drawn["sex"]) <= {0.0, 1.0} and abs(drawn["sex"].mean() - near["sex"].mean()) < 0.15
+    assert abs(drawn["height"].mean() - near["height"].mean()) < 0.5 * near["height"].std()
+    assert drawn["height"].between(table["height"].min() - 1e-3, table["height"].max() + 1e-3).all()   # float32
+    text = "".join(f.read_bytes().decode("latin-1") for f in (shared / "model").iterdir())
+    assert not any(sid in text for sid in table["subject_id"])
+    for column in ("height", "weight"):   # no training value but the range's ends (docs/SECURITY.md) is stored
+        inside = table[column][table[column].between(table[column].min(), table[column].max(), inclusive="neither")]
+        assert not any(f"{v:.6g}" in text for v in inside), column
 
 
 def test_out_of_range_requests_are_refused(trained_run, tmp_path):
@@ -83,7 +97,6 @@ def test_a_request_too_large_for_memory_is_refused_with_its_size_before_any_work
 
 def test_a_fixed_condition_reaches_the_decoder_and_the_labels(smoke_data, tmp_path):
     """A model conditioned on age and bmi (exported untrained: the wiring, not the quality, is under test)."""
-    import shutil
 
     from conftest import SMOKE
     from cvae.export import export_model
@@ -97,8 +110,8 @@ def test_a_fixed_condition_reaches_the_decoder_and_the_labels(smoke_data, tmp_pa
     model.build([(None, manifest.signal_length), (None, 2)])
     run = tmp_path / "run"
     run.mkdir()
-    shutil.copyfile(smoke_data / manifest.label_table, run / "labels-train.csv.gz")
-    export_model(model, cfg, manifest, run, best_val_loss=0.0, noise_sigma=0.0)
+    export_model(model, cfg, manifest, run, best_val_loss=0.0, noise_sigma=0.0,
+                 labels=label_summary.from_dataset(smoke_data, manifest))
     bmi = manifest.labels["bmi"]
     low, high = bmi.min + 1, bmi.max - 1
     for value in (low, high):
@@ -146,7 +159,6 @@ def test_latent_draws_follow_the_training_encodings_of_the_requested_age(trained
 
 
 def test_a_missing_or_broken_latent_prior_is_a_clear_error(trained_run, tmp_path):
-    import shutil
 
     from cvae.sampler import Generator
 
@@ -165,7 +177,6 @@ def test_band_limit_and_equalizer_travel_from_export_to_the_signals(smoke_data, 
     records a 10 Hz Chebyshev II band-pass generates signals without their power above 10 Hz; exported with an
     equalizer of amplitude gain 2 at 2-6 Hz, its signals have 4 times the power there relative to 8-20 Hz."""
     import dataclasses
-    import shutil
 
     from tensorflow import keras
 
@@ -188,8 +199,8 @@ def test_band_limit_and_equalizer_travel_from_export_to_the_signals(smoke_data, 
     for name, m, eq in (("plain", manifest, None), ("banded", banded, None), ("equalized", manifest, equalizer)):
         run = tmp_path / name
         run.mkdir()
-        shutil.copyfile(smoke_data / manifest.label_table, run / "labels-train.csv.gz")
-        export_model(model, cfg, m, run, best_val_loss=0.0, noise_sigma=0.0, equalizer=eq)
+        export_model(model, cfg, m, run, best_val_loss=0.0, noise_sigma=0.0, equalizer=eq,
+                     labels=label_summary.from_dataset(smoke_data, manifest))
         generate(run, np.array([40.0, 60.0]), 8, tmp_path / f"{name}.npz", seed=2)
         with np.load(tmp_path / f"{name}.npz") as g:
             spectra[name] = np.abs(np.fft.rfft(g["signals"], axis=1)) ** 2

@@ -109,11 +109,9 @@ def world(smoke_data, trained_run, tmp_path_factory):
     edit_json(w / "model-badband" / "model" / "meta.json",
               lambda m: m.update(band_limit={"filter": "os.system", "order": 4, "stopband_db": 20, "high_hz": 10}))
     edit_json(w / "model-badeq" / "model" / "meta.json", lambda m: m["equalizer"]["gain"].__setitem__(3, 100.0))
-    (w / "model-nolabels" / "labels-train.csv.gz").unlink()
-    labels = pd.read_csv(w / "model-badlabels" / "labels-train.csv.gz")
-    labels["age"] = labels["age"].astype(object)   # pandas 3 refuses a string in a float column
-    labels.loc[0, "age"] = "__import__('os')"
-    labels.to_csv(w / "model-badlabels" / "labels-train.csv.gz", index=False)
+    (w / "model-nolabels" / "model" / "label_summary.json").unlink()
+    edit_json(w / "model-badlabels" / "model" / "label_summary.json",   # one subject's row, as a cell
+              lambda m: m["bands"][0]["cells"][0].update(subjects=1, mean="__import__('os')"))
     (w / "model-notzip" / "model" / "decoder.keras").write_text("not a zip")
     decoder = w / "model-lambda" / "model" / "decoder.keras"
     with zipfile.ZipFile(decoder) as zf:
@@ -206,8 +204,8 @@ def cases(w, out):
         ("model-lambda-layer", gen + ["--model", str(w / "model-lambda")], "refused to load keras.layers.Lambda"),
         ("model-bad-prior", gen + ["--model", str(w / "model-badprior")], "latent_prior.npz is unreadable"),
         ("model-meta-equalizer", gen + ["--model", str(w / "model-badeq")], "meta.json: equalizer"),
-        ("model-no-labels", gen + ["--model", str(w / "model-nolabels")], "labels-train.csv.gz is missing"),
-        ("model-bad-labels", gen + ["--model", str(w / "model-badlabels")], "non-numeric or non-finite values"),
+        ("model-no-labels", gen + ["--model", str(w / "model-nolabels")], "label_summary.json is missing"),
+        ("model-bad-labels", gen + ["--model", str(w / "model-badlabels")], "a cell that is not a count of 10"),
         ("generate-unconditioned-label", gen + ["--model", str(w / "run"), "--label", "sex=F"],
          "conditioned on age only"),
         ("generate-unknown-category", gen + ["--model", str(w / "run"), "--label", "source=x"],

@@ -11,12 +11,13 @@ import pandas as pd
 
 from cvae.evaluate.features import spectral_features, waveform_features
 from cvae.evaluate.figures import age_figure, beats_by_age_figure
-from cvae.evaluate import judges
+from cvae.evaluate import judges, membership
 from cvae.evaluate.judges import discriminative_score
 from cvae.evaluate.verdicts import headline, verdicts
 from cvae.evaluate.metrics import (DIVERSITY_CAP, conditioning_and_utility, disjoint_sources,
                                    diversity_and_copies, feature_distances, feature_trends, source_of,
                                    within_source)
+from data_prep.categories import decode
 from data_prep.manifest import Manifest, load_manifest, shard_paths, write_json_atomic
 from data_prep.read_arrays import npy_blocks, npy_header
 from data_prep.shards import read_arrays
@@ -27,7 +28,7 @@ log = logging.getLogger(__name__)
 
 
 FORTRAN_MAX_BYTES = 64 << 20   # a column-major .npz member is read whole: label tables only
-SAMPLE = {"train": 40_000, "test": 20_000, "synthetic": 40_000}   # most signals evaluated per set, drawn at random
+SAMPLE = {"train": 40_000, "val": 20_000, "test": 20_000, "synthetic": 40_000}   # most signals evaluated per set, drawn at random
 
 
 def sample_rows(total: int, cap: int, rng: np.random.Generator) -> np.ndarray | None:
@@ -86,14 +87,15 @@ def load_synthetic(path: str | Path, rng: np.random.Generator) -> tuple[np.ndarr
         if not isinstance(values, list) or not np.isin(codes, np.arange(len(values))).all():
             raise UserError(f"--synthetic {path}: its source labels do not match the values its request lists; "
                             "generate it again with ppg-cvae generate")
-        sources = np.array(values, dtype=object)[codes.astype(int)]
+        sources = decode(codes, values)
     return signals, labels[:, names.index("age")], sources, request, keep["total"]
 
 
 def _sample_line(counts: dict, seed: int) -> str:
     """Which sets were sampled, from how many, with which seed ('' when every signal was used)."""
     total = counts.get("sampled_from", {})
-    drawn = [f"{counts[k]:,} of {total[k]:,} {k.replace('_', ' ')}" for k in ("real_train", "real_test", "synthetic")
+    drawn = [f"{counts[k]:,} of {total[k]:,} {k.replace('_', ' ')}" for k in ("real_train", "real_val", "real_test",
+                                                                              "synthetic")
              if k in total and total[k] > counts[k]]
     return (f"Sampled at random (seed {seed}) to bound memory: {', '.join(drawn)} signals; within each age decade "
             f"diversity uses at most {DIVERSITY_CAP:,} signals per set.\n") if drawn else ""
@@ -169,6 +171,29 @@ def _source_section(metrics: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _interval(v: dict) -> str:
+    return f"{v['value']:.3f} ({v['ci95'][0]:.3f}-{v['ci95'][1]:.3f})"
+
+
+def _membership_section(metrics: dict) -> str:
+    """The membership-inference audit: each attack's AUC and true-positive rates with their intervals."""
+    a = metrics["membership"]
+    if a is None:
+        return ("n/a: the audit needs 2 or more training and test subjects and a validation split of "
+                f"{membership.COMPONENTS + 2} or more signals.")
+    lines = ["| attack | AUC (95% interval) | TPR at 1% FPR | TPR at 10% FPR |", "|---|---|---|---|"]
+    lines += [f"| {k} | {_interval(v['auc'])} | {_interval(v['tpr_at_1pct_fpr'])} | {_interval(v['tpr_at_10pct_fpr'])} |"
+              for k, v in a["attacks"].items()]
+    coarse = "" if a["non_members"] >= 100 else (f" With {a['non_members']} non-members the rate at 1% false "
+                                                 "positives is not resolved (one false positive is more than 1%).")
+    return (f"Members: {a['members']:,} training subjects; non-members: {a['non_members']:,} test subjects; the "
+            f"attacker holds the {a['synthetic_windows']:,} synthetic signals and {a['reference_windows']:,} "
+            "validation signals as a sample of the population. A subject's score is the mean over its windows; "
+            "intervals: 2.5-97.5th percentiles over subjects resampled. An AUC of 0.5 is a guess; a true-positive "
+            f"rate equal to the false-positive rate likewise.{coarse} The audit judges the synthetic set only: "
+            "whoever holds the model directory can attack more directly.\n\n" + "\n".join(lines))
+
+
 def _feature_table(metrics: dict) -> str:
     w = metrics["feature_wasserstein"]
     cols = list(w["overall"])
@@ -189,7 +214,7 @@ def read_real(data_dir, manifest: Manifest, split: str, rng: np.random.Generator
     labels = list(manifest.labels) + list(manifest.categories)
     keep = sample_rows(manifest.splits[split].count, SAMPLE[split], rng)
     x, y, ids = read_arrays(files, labels, manifest.signal_length, manifest.compression, with_ids=True, keep=keep)
-    src = np.array(list(manifest.categories["source"]), dtype=object)[y[:, labels.index("source")].astype(int)] \
+    src = decode(y[:, labels.index("source")], list(manifest.categories["source"])) \
         if "source" in manifest.categories else source_of(ids)
     return x, y[:, labels.index("age")], ids, src, pd.DataFrame(y, columns=labels)
 
@@ -239,10 +264,11 @@ def _source_judged(inside: tuple, train: tuple, test: tuple, matched: tuple, see
 
 
 def compute(train: tuple, test: tuple, synthetic: tuple, fs: float, seed: int,
-            matched: np.ndarray | None = None) -> tuple[dict, dict]:
+            matched: np.ndarray | None = None, reference: np.ndarray | None = None) -> tuple[dict, dict]:
     """Every metric of the report from real train and real test (signals, ages, subject ids, sources), synthetic
-    (signals, ages, sources or None), and the label-matched synthetic signals (one per test signal, at its labels)
-    when given; returns (metrics, the age predictions the figure draws)."""
+    (signals, ages, sources or None), the label-matched synthetic signals (one per test signal, at its labels)
+    when given, and the reference signals of the membership audit (the validation split) when given; returns
+    (metrics, the age predictions the figure draws)."""
     (train_x, train_age, train_ids, train_src), (test_x, test_age, test_ids, test_src) = train, test
     syn_x, syn_age, syn_src = synthetic
     f_train, f_test, f_syn = (spectral_features(x) for x in (train_x, test_x, syn_x))
@@ -266,6 +292,8 @@ def compute(train: tuple, test: tuple, synthetic: tuple, fs: float, seed: int,
                                     (train_x, f_train, train_age, train_ids), (test_x, f_test, test_age, test_ids),
                                     (matched, f_matched), seed))
     metrics = {k: v for k, v in cond.items() if not k.startswith("predicted")}
+    metrics["membership"] = None if reference is None or not len(reference) else membership.audit(
+        (f_train, train_ids), (f_test, test_ids), f_syn, spectral_features(reference), seed)
     metrics.update(within_source=per_source,
                    sources_age_disjoint=bool(per_source) and disjoint_sources((f_train, train_age, train_src)),
                    feature_wasserstein=feature_distances(w_test, w_syn, test_age, syn_age),
@@ -278,6 +306,7 @@ def compute(train: tuple, test: tuple, synthetic: tuple, fs: float, seed: int,
                    discriminative_score_real_vs_real=verdict_judges["linear"]["floor"],
                    judges=verdict_judges,
                    counts={"real_train": len(train_x), "real_test": len(test_x), "synthetic": len(syn_x),
+                           "real_val": 0 if reference is None else len(reference),
                            "label_matched": 0 if matched is None else len(matched),
                            "real_test_subjects": len(set(test_ids)), "discriminator_folds": disc.get("folds")})
     metrics.update(headline_judge=headline(metrics), verdicts=verdicts(metrics))
@@ -301,9 +330,12 @@ def evaluate(synthetic_path: str | Path, data_dir: str | Path, out: str | Path, 
     if syn_x.shape[1] != manifest.signal_length:
         raise UserError(f"--synthetic signals have length {syn_x.shape[1]}, the dataset {manifest.signal_length}")
     train, test = read_real(data_dir, manifest, "train", rng), read_real(data_dir, manifest, "test", rng)
+    reference = read_real(data_dir, manifest, "val", rng)[0] if manifest.splits["val"].count else None
     matched = None if gen is None else draw_matched(gen, test[4], manifest, request, seed)
-    metrics, predicted = compute(train[:4], test[:4], (syn_x, syn_age, syn_src), manifest.fs, seed, matched)
+    metrics, predicted = compute(train[:4], test[:4], (syn_x, syn_age, syn_src), manifest.fs, seed, matched,
+                                 reference)
     metrics["counts"].update(sampled_from={"real_train": manifest.splits["train"].count,
+                                           "real_val": manifest.splits["val"].count,
                                            "real_test": manifest.splits["test"].count, "synthetic": syn_total},
                              sample_cap=SAMPLE)
     metrics.update(seed=seed, dataset_id=manifest.dataset_id, synthetic=str(synthetic_path), synthetic_request=request)
@@ -361,6 +393,14 @@ other subjects (its floor). The label-matched set has one synthetic signal per r
 
 ![age conditioning](age_conditioning.png)
 {_source_section(metrics)}
+## Privacy: membership inference
+
+Could someone holding this synthetic set tell who was in the training data? Attacks (docs/EVALUATION.md): `dcr`,
+distance to the closest synthetic signal; `domias`, the synthetic density over the population's (van Breugel et al.
+2023).
+
+{_membership_section(metrics)}
+
 ## Mean beats by age group
 
 ![real and synthetic mean beats per age decade](beats_by_age.png)

@@ -9,6 +9,7 @@ JUDGE_ABOVE_FLOOR_MAX = 0.10    # discriminative score minus the same judge's re
 TSTR_TRTR_MAX = 1.2             # MAE trained on synthetic / MAE trained on real, both tested on real
 WITHIN_SOURCE_GAP_MAX = 0.2     # |synthetic - real| age Spearman inside one source
 TREND_MIN_RHO = 0.1             # a feature's real age trend counts when |Spearman(feature, age)| reaches this
+MEMBERSHIP_AUC_MAX = 0.55      # subject-level membership-inference AUC, training vs test subjects (0.5: chance)
 COPY_FRACTION_MAX = 0.05        # synthetic signals closer to training than 99% of real test signals (1% by chance)
 
 
@@ -57,6 +58,10 @@ def verdicts(m: dict) -> list[dict]:
                              np.sign(t["slope_synthetic"]) == np.sign(t["slope_real"])))
     rows.append(_row("copies: share of synthetic closer to training than 99% of real test", m["copy_fraction"],
                      0.01, f"<= {COPY_FRACTION_MAX}", m["copy_fraction"] <= COPY_FRACTION_MAX))
+    for attack, numbers in ((m.get("membership") or {}).get("attacks") or {}).items():
+        auc = numbers["auc"]["value"]
+        rows.append(_row(f"membership inference ({attack} attack): AUC training vs test subjects", auc, 0.5,
+                         f"<= {MEMBERSHIP_AUC_MAX}", auc <= MEMBERSHIP_AUC_MAX))
     return rows
 
 

@@ -1,0 +1,155 @@
+"""The labels a model draws for what a request leaves open, as a summary that identifies no one.
+
+Training subjects are grouped into cells: an age band and one combination of the discrete labels (categorical
+columns and numeric ones with at most DISCRETE_MAX whole values, such as sex). A cell is kept only when it holds
+at least MIN_CELL subjects; age bands start AGE_BAND years wide and are merged with a neighbour until each band
+keeps a cell. A kept cell stores its subject count, its discrete values and the mean and covariance of its
+continuous labels (one row per subject); nothing about a single subject. Drawing picks a cell of the requested
+age's band in proportion to its subjects and draws the continuous labels from its Gaussian, clipped to the
+training range.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+FILE = "label_summary.json"
+MIN_CELL = 10        # fewest subjects a stored cell describes
+AGE_BAND = 10.0      # years: the narrowest age band
+DISCRETE_MAX = 10    # a numeric label with at most this many distinct whole values is discrete
+MAX_BYTES = 4 << 20  # a summary file larger than this is refused unread
+MAX_CELLS = 5_000
+
+
+def _discrete(table: pd.DataFrame, columns: list[str], categorical: list[str]) -> list[str]:
+    def whole(c):
+        v = table[c].to_numpy(np.float64)
+        return len(np.unique(v)) <= DISCRETE_MAX and np.array_equal(v, np.round(v))
+    return [c for c in columns if c in categorical or (c != "age" and whole(c))]
+
+
+def _cells(band: pd.DataFrame, discrete: list[str], continuous: list[str]) -> list[dict]:
+    out = []
+    groups = band.groupby(discrete, sort=True) if discrete else [((), band)]
+    for key, group in groups:
+        if len(group) < MIN_CELL:
+            continue
+        key = key if isinstance(key, tuple) else (key,)
+        values = group[continuous].to_numpy(np.float64)
+        cov = np.cov(values, rowvar=False).reshape(len(continuous), len(continuous)) if continuous else np.zeros((0, 0))
+        out.append({"subjects": int(len(group)), "discrete": [v if isinstance(v, str) else float(v) for v in key],
+                    "mean": values.mean(axis=0).tolist(), "cov": cov.tolist()})
+    return out
+
+
+def summarize(table: pd.DataFrame, columns: list[str], categorical: list[str]) -> dict:
+    """The summary of a training label table (one row per window, with subject_id): see the module docstring.
+    Band edges are multiples of AGE_BAND, so no edge is a subject's age."""
+    subjects = table.drop_duplicates("subject_id")
+    discrete = _discrete(subjects, columns, categorical)
+    continuous = [c for c in columns if c not in discrete and c != "age"]
+    age = subjects["age"].to_numpy(np.float64)
+    edges = np.arange(np.floor(age.min() / AGE_BAND), np.floor(age.max() / AGE_BAND) + 2) * AGE_BAND
+
+    def cells(a, b):
+        return _cells(subjects[(age >= a) & (age < b)], discrete, continuous)
+
+    spans, start = [], edges[0]
+    for stop in edges[1:]:
+        if cells(start, stop):
+            spans.append([float(start), float(stop)])
+            start = stop
+    if spans and start < edges[-1]:   # a last stretch without a cell of its own joins the band before it
+        spans[-1][1] = float(edges[-1])
+    bands = [{"age": span, "cells": cells(*span)} for span in spans]
+    return {"min_cell": MIN_CELL, "discrete": discrete, "continuous": continuous, "bands": bands,
+            "suppressed_subjects": int(len(subjects) - sum(c["subjects"] for b in bands for c in b["cells"]))}
+
+
+def from_dataset(data_dir: Path, manifest) -> dict:
+    """The summary of a prepared data set's training labels (its label table)."""
+    table = pd.read_csv(Path(data_dir) / manifest.label_table, dtype={c: str for c in manifest.categories})
+    return summarize(table, list(manifest.labels) + list(manifest.categories), list(manifest.categories))
+
+
+def draw(summary: dict, ages: np.ndarray, n: int, ranges: dict, rng: np.random.Generator) -> pd.DataFrame:
+    """n label rows per age: a cell of the age's band (the nearest band outside them) in proportion to its subjects,
+    its discrete values, and continuous values from its Gaussian clipped to `ranges` ({column: (min, max)})."""
+    bands = summary["bands"]
+    centres = np.array([(b["age"][0] + b["age"][1]) / 2 for b in bands])
+    out = []
+    for age in ages:
+        inside = [b for b in bands if b["age"][0] <= age < b["age"][1]]
+        band = inside[0] if inside else bands[int(np.argmin(np.abs(centres - age)))]
+        weights = np.array([c["subjects"] for c in band["cells"]], np.float64)
+        picks = rng.choice(len(weights), n, p=weights / weights.sum())
+        rows = pd.DataFrame({"age": np.full(n, float(age))})
+        for j, column in enumerate(summary["discrete"]):
+            rows[column] = [band["cells"][k]["discrete"][j] for k in picks]
+        values = np.zeros((n, len(summary["continuous"])))
+        for k in np.unique(picks):
+            cell = band["cells"][k]
+            values[picks == k] = rng.multivariate_normal(cell["mean"], cell["cov"], int((picks == k).sum()),
+                                                         method="eigh")
+        for j, column in enumerate(summary["continuous"]):
+            rows[column] = np.clip(values[:, j], *ranges[column])
+        out.append(rows)
+    return pd.concat(out, ignore_index=True)
+
+
+def save(summary: dict, model_dir: Path) -> None:
+    from data_prep.manifest import write_json_atomic
+
+    write_json_atomic(Path(model_dir) / FILE, summary)
+
+
+def _problem(s, columns: list[str], categories: dict[str, list[str]]) -> str | None:
+    """What is wrong with a loaded summary for a model of these label columns and categorical values, or None."""
+    if not isinstance(s, dict) or not isinstance(s.get("bands"), list) or not s["bands"]:
+        return "no age bands"
+    discrete, continuous = s.get("discrete"), s.get("continuous")
+    if not isinstance(discrete, list) or not isinstance(continuous, list) \
+            or sorted(discrete + continuous + ["age"]) != sorted(columns):
+        return f"its columns are not the model's labels {columns}"
+    if sum(len(b.get("cells", [])) if isinstance(b, dict) else 0 for b in s["bands"]) > MAX_CELLS:
+        return f"more than {MAX_CELLS} cells"
+    k = len(continuous)
+    for b in s["bands"]:
+        if not isinstance(b, dict) or not isinstance(b.get("age"), list) or len(b["age"]) != 2 \
+                or not all(isinstance(a, (int, float)) and np.isfinite(a) for a in b["age"]) \
+                or not b["age"][0] < b["age"][1] or not isinstance(b.get("cells"), list) or not b["cells"]:
+            return "an age band without a range or cells"
+        for c in b["cells"]:
+            try:
+                ok = (isinstance(c, dict) and isinstance(c["subjects"], int) and c["subjects"] >= MIN_CELL
+                      and len(c["discrete"]) == len(discrete)
+                      and all(v in categories[d] if d in categories else isinstance(v, (int, float))
+                              for d, v in zip(discrete, c["discrete"]))
+                      and np.isfinite(np.array(c["mean"], np.float64)).all() and len(c["mean"]) == k
+                      and np.array(c["cov"], np.float64).shape == (k, k) and np.isfinite(np.array(c["cov"])).all())
+            except (KeyError, TypeError, ValueError):
+                ok = False
+            if not ok:
+                return f"a cell that is not a count of {MIN_CELL} or more subjects, known values and a Gaussian"
+    return None
+
+
+def load(model_dir: Path, columns: list[str], categories: dict[str, list[str]]) -> dict:
+    """The model directory's label summary, refused (UserError) unless it is small, well formed and about the
+    model's labels."""
+    from data_prep.errors import UserError
+
+    path = Path(model_dir) / FILE
+    try:
+        if path.stat().st_size > MAX_BYTES:
+            raise ValueError(f"larger than {MAX_BYTES >> 20} MiB")
+        summary = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise UserError(f"{path} is missing or unreadable ({exc}); pass a finished training run as --model") from None
+    problem = _problem(summary, columns, categories)
+    if problem:
+        raise UserError(f"{path}: {problem}; the model directory is damaged: re-export the run")
+    return summary
