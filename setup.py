@@ -29,6 +29,7 @@ setup(
         "neurokit2==0.3.0",  # PPG beat detection and quality
         "pyarrow==26.0.1",  # Parquet label tables
         "google-crc32c==1.9.0",  # TFRecord checksums, written without TensorFlow
+        "dp-accounting==0.6.0",  # the privacy spent by DP-SGD (train.privacy)
         "setuptools==81.0.0",  # neurokit2 0.3 requires setuptools < 82
     ],
     extras_require={

@@ -7,7 +7,7 @@ Batch 64 trains --epochs with Adam (the reference); every larger batch trains --
 `recipe()`. No early stopping. Each generates 1,000 signals per age 18:98:8, evaluated against the same test split.
 Per batch: updates, best validation loss, the first epoch within 2% of batch 64's best, Spearman ratio, the linear
 judge (score and floor), TSTR/TRTR, and the projected GPU time of the whole run on 1 and on 8 H200s.
-Usage: python bench/large_batch.py [--batches 64,1024,4096,8192] [--epochs 12] [--large-epochs 48]
+Usage: python bench/large_batch.py [--batches 64,1024,4096,8192] [--epochs 12] [--large-epochs 48|B:E,...]
                                    [--subjects 8400] [--dir DIR] [--set KEY=VALUE ...]
 """
 from __future__ import annotations
@@ -52,6 +52,27 @@ def h200_seconds(global_batch: int, gpus: int, signals: int) -> float:
     return signals / (rate * gpus)
 
 
+def gpu_table(global_batch: int, epochs: int) -> None:
+    """How many GPUs for how much data: the projected H200 time of `epochs` epochs at `global_batch` for training
+    splits of several sizes on 1-8 GPUs (the same global batch on each, so the same model)."""
+    gpus = [g for g in (1, 2, 4, 8) if global_batch % g == 0]
+    print(f"\n| training signals | {' | '.join(f'{g} H200' for g in gpus)} |\n|---{'|---' * len(gpus)}|")
+    for n in (40_000, 261_643, 1_000_000, 4_000_000):
+        cells = [h200_seconds(global_batch, g, n * epochs) for g in gpus]
+        print(f"| {n:,} | " + " | ".join(f"{c / 60:.1f} min" if c >= 60 else f"{c:.0f} s" for c in cells) + " |")
+
+
+def large_epochs(text: str, batches: list[int]) -> dict[int, int]:
+    """--large-epochs as {batch: epochs} for every batch above 64: one number for all, or BATCH:EPOCHS pairs."""
+    if ":" not in text:
+        return {b: int(text) for b in batches if b > 64}
+    pairs = {int(b): int(e) for b, e in (item.split(":") for item in text.split(","))}
+    missing = [b for b in batches if b > 64 and b not in pairs]
+    if missing:
+        sys.exit(f"--large-epochs names no epochs for batch {missing[0]}: give BATCH:EPOCHS for every batch above 64")
+    return pairs
+
+
 def cli(*args: str) -> None:
     result = subprocess.run([sys.executable, "-m", "launch.cli", *args], cwd=REPO, capture_output=True, text=True)
     if result.returncode:
@@ -93,20 +114,23 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--batches", default="64,1024,4096,8192")
     ap.add_argument("--epochs", type=int, default=12, help="epochs of batch 64")
-    ap.add_argument("--large-epochs", type=int, default=48, help="epochs of every larger batch")
+    ap.add_argument("--large-epochs", default="48",
+                    help="epochs of every larger batch: one number, or BATCH:EPOCHS pairs (1024:48,8192:96)")
     ap.add_argument("--subjects", type=int, default=8400)
     ap.add_argument("--dir", default=None, help="work directory (kept; default a temporary one)")
+    ap.add_argument("--gpu-table", default=None, metavar="BATCH:EPOCHS",
+                    help="also print the projected H200 time of EPOCHS epochs at global batch BATCH by data size and GPUs")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                     help="an override for every batch above 64 (to try another recipe)")
     args = ap.parse_args()
     batches = sorted({int(b) for b in args.batches.split(",")} | {64})
+    epochs = large_epochs(args.large_epochs, batches) | {64: args.epochs}
     if args.dir:
         Path(args.dir).mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=args.dir) as tmp:
         work = Path(args.dir or tmp)
         data = simulated_data(work, args.subjects)
-        rows = {b: variant(b, data, work, args.epochs if b == 64 else args.large_epochs, [] if b == 64 else args.set)
-                for b in batches}
+        rows = {b: variant(b, data, work, epochs[b], [] if b == 64 else args.set) for b in batches}
     base = rows[64]
     print("| global batch | epochs | updates | best val loss (gap to 64) | first epoch within 2% | Spearman ratio | "
           "linear judge (floor) | TSTR/TRTR | GPU time 1 H200 | 8 H200 |\n|---|---|---|---|---|---|---|---|---|---|")
@@ -121,6 +145,8 @@ def main() -> None:
               f"{within or 'not reached'} | {r['spearman_ratio']:.3f} | {r['linear_judge']:.3f} ({r['linear_floor']:.3f}) "
               f"| {r['tstr_trtr']:.2f} | {r['h200_1_s']:.0f} s | "
               + ("n/a" if r["h200_8_s"] is None else f"{r['h200_8_s']:.0f} s") + " |")
+    if args.gpu_table:
+        gpu_table(*(int(v) for v in args.gpu_table.split(":")))
     report("large_batch", {str(b): {k: v for k, v in r.items() if k != "val_loss_history"} for b, r in rows.items()})
 
 

@@ -203,6 +203,8 @@ class TensorBoardLogger(keras.callbacks.Callback):
             tf.summary.scalar("perf/signals_per_s", self.global_batch * self.steps / seconds)
             tf.summary.scalar("perf/epoch_time_s", seconds)
             tf.summary.scalar("perf/step_time_ms", 1000 * seconds / self.steps)
+            if "privacy_epsilon" in logs:
+                tf.summary.scalar("privacy/epsilon", logs["privacy_epsilon"])
             if self.image_every and (epoch + 1) % self.image_every == 0 or epoch == 0:
                 self._images()
         self.writer.flush()

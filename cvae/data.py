@@ -25,14 +25,14 @@ def _serialized(files: list[Path], manifest: Manifest) -> tf.data.Dataset:
                          cycle_length=min(4, max(len(files), 1)), num_parallel_calls=AUTOTUNE, deterministic=True)
 
 
-def _parser(manifest: Manifest, conditions: list[str]):
-    """serialized Example -> (signal, the model's condition vector: cvae.conditions)."""
+def _parser(manifest: Manifest, conditions: list[str], with_ids: bool = False):
+    """serialized Example -> (signal, the model's condition vector: cvae.conditions[, subject id])."""
     encoding = Conditions.from_manifest(manifest, conditions)
-    parse = parse_fn(conditions, manifest.signal_length)
+    parse = parse_fn(conditions, manifest.signal_length, with_ids)
 
     def fn(serialized):
-        signal, labels = parse(serialized)
-        return signal, encoding.encode_tf(labels[None])[0]
+        signal, labels, *subject = parse(serialized)
+        return (signal, encoding.encode_tf(labels[None])[0], *subject)
 
     return fn
 
@@ -51,20 +51,30 @@ def rank_rows(manifest: Manifest, rank: int, size: int) -> int:
     return _deal(manifest, size)[1][rank]
 
 
-def rank_plan(manifest: Manifest, rank: int, size: int, batch_size: int) -> tuple[str, list[int], int]:
+def rank_plan(manifest: Manifest, rank: int, size: int, batch_size: int,
+              per_subject: bool = False) -> tuple[str, list[int], int]:
     """How this rank reads the train split and the common steps per epoch.
 
     Files are dealt to ranks when there are at least as many shards as ranks, else every rank reads
     every file and keeps one element in `size`. Steps = the smallest rank's full batches, so every
-    rank runs exactly the same number of steps and no collective waits on a rank that ran dry.
+    rank runs exactly the same number of steps and no collective waits on a rank that ran dry. With
+    `per_subject` (private training: an epoch is one window per subject) a batch is of distinct subjects, each
+    rank's subjects are those of its whole shards, and steps count the smallest rank's subjects.
     """
     mode, per_rank = _deal(manifest, size)
-    n_files = len(manifest.splits["train"].shards)
-    files = list(range(rank, n_files, size)) if mode == "files" else list(range(n_files))
+    shards = manifest.splits["train"].shards
+    files = list(range(rank, len(shards), size)) if mode == "files" else list(range(len(shards)))
+    if per_subject:
+        if mode != "files" or any(s.count and not s.subjects for s in shards):
+            raise UserError("train.privacy needs each subject's windows on one rank and the subjects of each shard "
+                            f"in the manifest: at least as many train shards as ranks (data.train_shards, now "
+                            f"{len(shards)} for {size} ranks), prepared by this version of ppg-cvae prep")
+        per_rank = [sum(s.subjects for s in shards[r::size]) for r in range(size)]
     steps = min(per_rank) // batch_size
     if steps < 1:
-        raise UserError(f"the train split gives a rank only {min(per_rank)} signals, fewer than one batch of "
-                        f"{batch_size}; lower train.batch_size, use fewer ranks or prepare more data")
+        raise UserError(f"the train split gives a rank only {min(per_rank)} {'subjects' if per_subject else 'signals'}"
+                        f", fewer than one batch of {batch_size}; lower train.batch_size, use fewer ranks or prepare "
+                        "more data")
     return mode, files, steps
 
 
@@ -76,25 +86,37 @@ def cache_fits(rows: int, length: int, n_cond: int, local_ranks: int) -> tuple[b
     return need <= available // (2 * max(local_ranks, 1)), need
 
 
-def _in_memory(records: tf.data.Dataset, rows: int, length: int, n_cond: int) -> tuple[tf.Variable, tf.Variable]:
-    """Decode every record once into two CPU variables (signals [rows, L], conditions [rows, C])."""
+def _in_memory(records: tf.data.Dataset, rows: int, length: int, n_cond: int) -> tuple[tf.Variable, tf.Variable,
+                                                                                     np.ndarray]:
+    """Decode every record once into two CPU variables (signals [rows, L], conditions [rows, C]); also each
+    record's subject as a code 0..subjects-1."""
     signals = np.empty((rows, length), np.float32)
     conds = np.empty((rows, n_cond), np.float32)
+    ids = np.empty(rows, object)
     at = 0
-    for x, c in records.batch(4096).as_numpy_iterator():
-        signals[at:at + len(x)], conds[at:at + len(x)] = x, c
+    for x, c, i in records.batch(4096).as_numpy_iterator():
+        signals[at:at + len(x)], conds[at:at + len(x)], ids[at:at + len(x)] = x, c, i
         at += len(x)
     if at != rows:
         raise UserError(f"the train shards hold {at} records for this rank where the manifest counts {rows}; "
                         f"re-run prep or check the data with `train.verify_data=sha256`")
     with tf.device("/cpu:0"):   # variables are captured by reference: no 2 GB graph constant
-        return tf.Variable(signals, trainable=False), tf.Variable(conds, trainable=False)
+        return (tf.Variable(signals, trainable=False), tf.Variable(conds, trainable=False),
+                np.unique(ids, return_inverse=True)[1].astype(np.int32))
+
+
+def _one_per_subject(key: tf.Tensor, subject: tf.Tensor, subjects: int) -> tf.Tensor:
+    """For each subject 0..subjects-1, the index of its record with the largest key (the lowest index on a tie)."""
+    best = tf.math.unsorted_segment_max(key, subject, subjects)
+    index = tf.range(tf.shape(key)[0])
+    candidate = tf.where(tf.equal(key, tf.gather(best, subject)), index, tf.shape(key)[0])
+    return tf.math.unsorted_segment_min(candidate, subject, subjects)
 
 
 def train_dataset(data_dir, manifest: Manifest, conditions: list[str], batch_size: int, rank: int, size: int,
                   shuffle_buffer: int, seed: int, start_epoch: int, epochs: int,
                   cache: bool = False, input_threads: int = 0, local_ranks: int = 1,
-                  condition_noise: float = 0.0) -> tuple[tf.data.Dataset, int]:
+                  condition_noise: float = 0.0, per_subject: bool = False) -> tuple[tf.data.Dataset, int]:
     """This rank's batches for epochs start_epoch..epochs-1, and the steps per epoch.
 
     With `cache` and when it fits (`cache_fits`), the rank's records are decoded once into memory and each
@@ -102,38 +124,55 @@ def train_dataset(data_dir, manifest: Manifest, conditions: list[str], batch_siz
     buffer. Either way each epoch's order is a function of (seed, rank, epoch), so a run resumed at epoch k
     sees exactly the batches an uninterrupted run would have seen from epoch k on. `condition_noise` (train.
     condition_noise) adds N(0, noise^2) to the numeric conditions (standardized units), drawn from (seed, rank,
-    epoch, step) as well.
+    epoch, step) as well. With `per_subject` (private training) each epoch takes one window of each subject, at
+    random, in batches of distinct subjects (rank_plan); the records must be in memory.
     """
-    mode, file_idx, steps = rank_plan(manifest, rank, size, batch_size)
-    paths = shard_paths(data_dir, manifest, "train")
-    records = _serialized([paths[i] for i in file_idx], manifest)
-    if mode == "elements":
-        records = records.shard(size, rank)
-    records = records.map(_parser(manifest, conditions), num_parallel_calls=input_threads or AUTOTUNE,
-                          deterministic=True)
-    per_epoch = steps * batch_size
+    mode, file_idx, steps = rank_plan(manifest, rank, size, batch_size, per_subject)
     rows = rank_rows(manifest, rank, size)
     encoding = Conditions.from_manifest(manifest, conditions)
     length, n_cond = manifest.signal_length, encoding.width
     fits, need = cache_fits(rows, length, n_cond, local_ranks)
+    if per_subject and not (cache and fits):
+        raise UserError(f"train.privacy needs each rank's training windows in memory: train.cache, with room for "
+                        f"{need >> 20} MiB per rank (half the available memory per local rank)")
     if cache and not fits:
         log.warning("train.cache: this rank's %d training signals need %d MiB, more than half the available "
                     "memory per local rank; streaming them from the shards", rows, need >> 20)
+    paths = shard_paths(data_dir, manifest, "train")
+    records = _serialized([paths[i] for i in file_idx], manifest)
+    if mode == "elements":
+        records = records.shard(size, rank)
+    records = records.map(_parser(manifest, conditions, with_ids=cache and fits),
+                          num_parallel_calls=input_threads or AUTOTUNE, deterministic=True)
 
     def epoch_seed(e):
         return tf.cast(seed, tf.int64) * 1_000_003 + rank * 10_007 + e
 
     if cache and fits:
-        signals, conds = _in_memory(records, rows, length, n_cond)
+        signals, conds, subject = _in_memory(records, rows, length, n_cond)
         log.info("train.cache: %d training signals held in memory (%d MiB)", rows, need >> 20)
+        subjects = int(subject.max()) + 1
+        counted = sum(manifest.splits["train"].shards[i].subjects for i in file_idx)
+        if per_subject and subjects != counted:
+            raise UserError(f"this rank's train shards hold {subjects} subjects where the manifest counts {counted}; "
+                            "re-run prep")
+        per_epoch = steps * batch_size
 
-        def epoch(e):   # a full permutation of the rank's records, gathered batch by batch
+        def epoch(e):   # a full permutation of the rank's records (or of one window per subject), batch by batch
             key = tf.random.stateless_uniform([rows], seed=tf.stack([epoch_seed(e), tf.constant(0, tf.int64)]))
-            order = tf.reshape(tf.argsort(key)[:per_epoch], [steps, batch_size])
+            if not per_subject:
+                order = tf.argsort(key)
+            else:
+                order = _one_per_subject(key, tf.constant(subject), subjects)
+                order = tf.gather(order, tf.argsort(tf.random.stateless_uniform(
+                    [subjects], seed=tf.stack([epoch_seed(e), tf.constant(1, tf.int64)]))))
+            order = tf.reshape(order[:per_epoch], [steps, batch_size])
             return tf.data.Dataset.from_tensor_slices(order).map(
                 lambda idx: (tf.gather(signals, idx), tf.gather(conds, idx)),
                 num_parallel_calls=input_threads or AUTOTUNE, deterministic=True)
     else:
+        per_epoch = steps * batch_size
+
         def epoch(e):   # per_epoch is whole batches: no batch spans two epochs
             # the op seed is a tensor; with the function graph's seed pinned TensorFlow never compares it with the
             # global one (which fails when that is 0: train.seed=0 on rank 0), and the order ignores global state

@@ -74,6 +74,11 @@ def mean_allreduce(value):
     return hvd_tf.allreduce(value, op=hvd_tf.Average, name="calibrated_mean_sse")
 
 
+def grouped_mean_allreduce(tensors: list) -> list:
+    """Each tensor's mean over the ranks, in one grouped collective (DP-SGD's noisy gradients)."""
+    return hvd_tf.grouped_allreduce(tensors, op=hvd_tf.Average, name="private_gradients")
+
+
 def weights_digest(model) -> str:
     """sha256 over the trainable weights: equal on every rank when gradients really were averaged."""
     digest = hashlib.sha256()

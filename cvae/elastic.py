@@ -15,6 +15,7 @@ from cvae import callbacks as cb
 from cvae import distributed
 from cvae.keras2 import keras
 from cvae.train import build, callbacks, finish, fit, prepare_run, restore, resume_latest, setup
+from data_prep.errors import UserError
 from data_prep.config import Config
 
 log = logging.getLogger(__name__)
@@ -72,6 +73,9 @@ def train_elastic(cfg: Config, data_dir: str | Path, run_dir: str | Path, resume
     """Elastic training; returns the process exit code. A worker that joins later runs this too: it builds the
     model, then receives everything from rank 0 before its first step."""
     t0 = time.time()
+    if cfg.train.privacy.enabled:
+        raise UserError("train --elastic does not train privately (the subjects per rank change with the ranks); "
+                        "drop --elastic or train.privacy.enabled")
     job, _ = setup(cfg, Path(data_dir), Path(run_dir), resume, prepare=False)
     model, agreement = build(job)
     progress, last, best = restore(job, model, resume=False)

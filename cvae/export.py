@@ -18,10 +18,12 @@ from data_prep.config import Config
 
 
 def export_model(model, cfg: Config, manifest: Manifest, run_dir: Path, best_val_loss: float, noise_sigma: float,
-                 labels: dict, equalizer: dict | None = None, latent_prior: dict | None = None) -> Path:
+                 labels: dict | None, equalizer: dict | None = None, latent_prior: dict | None = None,
+                 privacy: dict | None = None) -> Path:
     """Write RUN/model/{decoder.keras, encoder.keras, meta.json, label_summary.json[, latent_prior.npz]}; the
     directory appears complete or not at all. `noise_sigma` is the white-noise level that generation adds to the
-    decoder mean (0 = none); `labels` the summary generation draws open labels from (cvae.label_summary);
+    decoder mean (0 = none); `labels` the summary generation draws open labels from (cvae.label_summary; None:
+    none, a private run); `privacy` a private run's guarantee (cvae.privacy.PrivacyLedger.record);
     `equalizer` the decoder's spectral gain generation applies (cvae.equalizer; None: none); `latent_prior` the
     mixture generation draws z from (None: N(0, I))."""
     final, tmp = run_dir / "model", Path(tempfile.mkdtemp(prefix=".model.", dir=run_dir))
@@ -46,10 +48,12 @@ def export_model(model, cfg: Config, manifest: Manifest, run_dir: Path, best_val
         "equalizer": equalizer,
         "latent_prior": f"{len(latent_prior['weights'])}-component mixture fit to {int(latent_prior['rows'])} "
                         "training encodings" if latent_prior is not None else "standard normal",
+        "privacy": privacy,
     }
     if latent_prior is not None:
         np.savez(tmp / LATENT_PRIOR_FILE, **latent_prior)
-    label_summary.save(labels, tmp)
+    if labels is not None:
+        label_summary.save(labels, tmp)
     write_json_atomic(tmp / "meta.json", meta)
     old = Path(tempfile.mkdtemp(prefix=".model-old.", dir=run_dir))
     if final.exists():

@@ -60,9 +60,11 @@ def reconstruct_training(model, data_dir, manifest: Manifest, conditions: list[s
 
 
 def finalize(model, cfg: Config, data_dir: Path, run_dir: Path, manifest: Manifest, best_checkpoint: str | None,
-             best_val_loss: float, val_data) -> Path:
-    """Restore the best weights, refuse non-finite ones, measure the equalizer, fit the latent prior, export
-    RUN/model."""
+             best_val_loss: float, val_data, privacy: dict | None = None) -> Path:
+    """Restore the best weights, refuse non-finite ones, measure the equalizer, fit the latent prior, summarize
+    the training labels, export RUN/model. A private run (`privacy`: its guarantee, cvae.privacy) reads no
+    training data here: no equalizer, no latent prior (z ~ N(0, I)), no label summary; the noise floor comes from
+    validation signals either way."""
     if best_checkpoint:
         tf.train.Checkpoint(model=model).restore(best_checkpoint).expect_partial()
     if not weights_finite(model):
@@ -70,6 +72,10 @@ def finalize(model, cfg: Config, data_dir: Path, run_dir: Path, manifest: Manife
                         "train.learning_rate and train again")
     val_signals = np.concatenate([s.numpy() for s, _ in val_data.take(8)])
     noise_sigma = noise_floor_sigma(val_signals, manifest.fs)
+    if privacy is not None:
+        log.info("private run: no equalizer, latent prior or label summary (each would read training data)")
+        return export_model(model, cfg, manifest, run_dir, best_val_loss=best_val_loss, noise_sigma=noise_sigma,
+                            labels=None, privacy=privacy)
     equalizer = measure_equalizer(*reconstruct_training(model, data_dir, manifest, cfg.model.conditions,
                                                         EQUALIZER_ROWS), manifest.fs, noise_sigma)
     corrected = [(h, g) for h, g in zip(equalizer["hz"], equalizer["gain"]) if g != 1.0]

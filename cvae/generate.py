@@ -25,8 +25,11 @@ from data_prep.files import temp_beside
 log = logging.getLogger(__name__)
 SUMMARY_NOTE = (f"drawn from the model's label summary (cells of at least {label_summary.MIN_CELL} training subjects "
                 "by age band and discrete labels; continuous labels from each cell's Gaussian)")
-UNCONDITIONED_NOTE = f"not conditions of the model: {SUMMARY_NOTE}; the signals do not depend on them"
-DRAWN_NOTE = f"conditions of the model not fixed with --label: {SUMMARY_NOTE}; the signals depend on them"
+LEGACY_TABLE = "labels-train.csv.gz"   # the training labels a run exported before label summaries carries
+NEAR_AGE = 2.5          # years: such a run draws other labels from training subjects this close to the age
+MIN_NEIGHBOURS = 20     # widen the window until at least this many training rows qualify
+POOL_NOTE = (f"copied from training subjects within {NEAR_AGE} years of the requested age (window doubled until "
+             f"{MIN_NEIGHBOURS} rows; a run exported before label summaries)")
 
 
 def parse_ages(text: str) -> np.ndarray:
@@ -114,16 +117,67 @@ class DecadeBeats:
                                       for d in shown], self.fs, spread=sd)
 
 
-def open_labels(gen, ages: np.ndarray, n: int, fixed: dict, rng) -> pd.DataFrame:
-    """Labels for n signals per age: drawn from the model's label summary (cvae.label_summary), then overrides."""
+def open_labels(gen, run_dir: Path, ages: np.ndarray, n: int, fixed: dict, rng) -> tuple[pd.DataFrame, str]:
+    """Labels for n signals per age, and how the open ones were drawn: from the model's label summary
+    (cvae.label_summary), then overrides. A privately trained model has no summary: its signals carry the age and
+    the --label values only, and every condition besides age must be given. A run exported before summaries
+    draws from its copy of the training labels, as it did then (so it generates what it generated)."""
     meta = gen.meta
+    if not (gen.model_dir / label_summary.FILE).exists() and (Path(run_dir) / LEGACY_TABLE).is_file():
+        return _pool_rows(_legacy_pool(run_dir, meta), ages, n, fixed, rng), POOL_NOTE
+    if meta.get("privacy"):
+        open_conditions = [c for c in meta["conditions"] if c != "age" and c not in fixed]
+        if open_conditions:
+            raise UserError(f"--label {open_conditions[0]}=...: this model was trained privately and carries no "
+                            f"summary of its training labels to draw {', '.join(open_conditions)} from; give each")
+        return pd.DataFrame({"age": np.repeat(ages.astype(np.float64), n), **fixed}), "none"
     categories = {c: list(v) for c, v in (meta.get("category_counts") or {}).items()}
     summary = label_summary.load(gen.model_dir, list(meta["label_stats"]) + list(categories), categories)
     ranges = {k: (s["min"], s["max"]) for k, s in meta["label_stats"].items()}
     rows = label_summary.draw(summary, ages, n, ranges, rng)
     for key, value in fixed.items():
         rows[key] = value
-    return rows
+    return rows, SUMMARY_NOTE
+
+
+def _legacy_pool(run_dir: Path, meta: dict) -> pd.DataFrame:
+    """A run exported before label summaries: its copy of the training labels (RUN/labels-train.csv.gz), the pool
+    its open labels are drawn from as they were then; refused unless every label the model knows is there,
+    numeric and finite (categorical ones: known values)."""
+    path = Path(run_dir) / LEGACY_TABLE
+    try:
+        pool = pd.read_csv(path)
+    except (OSError, ValueError, EOFError, pd.errors.ParserError) as exc:
+        raise UserError(f"{path} is missing or unreadable ({exc}); pass a finished training run as --model") from None
+    columns, categorical = list(meta["label_stats"]), meta.get("category_counts") or {}
+    missing = [c for c in columns + list(categorical) if c not in pool.columns]
+    if missing or pool.empty:
+        raise UserError(f"{path}: {'no rows' if pool.empty else f'no column {missing}'}; the run's training labels "
+                        "are damaged: copy them again from the data set (its labels-train.csv.gz)")
+    values = pool[columns].apply(pd.to_numeric, errors="coerce")
+    unknown = [c for c, known in categorical.items() if not pool[c].astype(str).isin(list(known)).all()]
+    if not np.isfinite(values.to_numpy(np.float64)).all() or unknown:
+        raise UserError(f"{path}: non-numeric or non-finite values in {columns}, or unknown values in {unknown}; the "
+                        "run's training labels are damaged: copy them again from the data set (its "
+                        "labels-train.csv.gz)")
+    return values.join(pool[list(categorical)].astype(str))
+
+
+def _pool_rows(pool: pd.DataFrame, ages: np.ndarray, n: int, fixed: dict, rng) -> pd.DataFrame:
+    """Labels for n signals per age: the other labels of training subjects near that age, then overrides."""
+    out = []
+    for age in ages:
+        window = NEAR_AGE
+        near = pool[(pool["age"] - age).abs() <= window]
+        while len(near) < MIN_NEIGHBOURS and window < 100:
+            window *= 2
+            near = pool[(pool["age"] - age).abs() <= window]
+        rows = near.iloc[rng.integers(0, len(near), n)].reset_index(drop=True)
+        rows["age"] = float(age)
+        for key, value in fixed.items():
+            rows[key] = value
+        out.append(rows)
+    return pd.concat(out, ignore_index=True)
 
 
 def check_request(meta: dict, ages: np.ndarray, n_per_age: int, out: Path, fixed: dict,
@@ -232,18 +286,20 @@ def generate(run_dir: str | Path, ages: np.ndarray, n_per_age: int, out: str | P
     out.parent.mkdir(parents=True, exist_ok=True)
     log.info("generate: %s", check_size(len(ages) * n_per_age, meta["signal_length"], len(meta["label_stats"]), out))
     rng = np.random.default_rng(seed)
-    labels = open_labels(gen, ages, n_per_age, fixed, rng)
+    labels, how = open_labels(gen, run_dir, ages, n_per_age, fixed, rng)
     n, length = len(labels), meta["signal_length"]
     drawn = [c for c in labels.columns if c not in meta["conditions"]]
     drawn_conditions = [c for c in meta["conditions"] if c != "age" and c not in fixed]
     request = {"ages": ages.tolist(), "n_per_age": n_per_age, "seed": seed, "fixed": fixed, "add_noise": add_noise,
                "band_limit": meta.get("band_limit"), "equalizer": meta.get("equalizer"),
                "conditions": meta["conditions"],
-               "unconditioned_labels": {"columns": drawn, "how": UNCONDITIONED_NOTE} if drawn else None,
-               "drawn_conditions": {"columns": drawn_conditions, "how": DRAWN_NOTE} if drawn_conditions else None,
+               "unconditioned_labels": {"columns": drawn, "how": f"not conditions of the model: {how}; the signals "
+                                        "do not depend on them"} if drawn else None,
+               "drawn_conditions": {"columns": drawn_conditions, "how": f"conditions of the model not fixed with "
+                                    f"--label: {how}; the signals depend on them"} if drawn_conditions else None,
                "categories": {c: list(v) for c, v in (meta.get("category_counts") or {}).items()},
                "latent": "fitted" if fitted_latent and gen.prior is not None else "standard",
-               "allow_extrapolation": allow_extrapolation, "model": str(run_dir)}
+               "allow_extrapolation": allow_extrapolation, "model": str(run_dir), "privacy": meta.get("privacy")}
     cond = gen.conditions.raw(labels)
     decade = decade_of(labels["age"].to_numpy())
     figure = DecadeBeats(sorted(set(decade)), meta["fs"])

@@ -46,12 +46,12 @@ class CVAE(keras.Model):
     """Trains encoder + decoder on (signal, condition) batches: loss = reconstruction + beta * KL."""
 
     def __init__(self, cfg: ModelConfig, length: int, n_cond: int, seed: int = 0, step_hooks=(),
-                 jit_compile: bool = False, rank_mean=None, **kwargs):
+                 jit_compile: bool = False, rank_mean=None, private=None, **kwargs):
         """`seed` (one per rank) keys the latent noise. `step_hooks` are called with the loss inside every
         training step (the trainer agrees on stopping there). `jit_compile` XLA-compiles the loss computation
         (forward and backward); the allreduce stays outside. `rank_mean` averages a scalar over the ranks (the
         calibrated sigma's statistic, so that R ranks of batch b train as one of batch R x b; None: this process's
-        batch alone)."""
+        batch alone). `private` (a cvae.privacy.PrivateStep) trains with DP-SGD instead."""
         super().__init__(**kwargs)
         self.encoder = build_encoder(cfg, length, n_cond)
         self.decoder = build_decoder(cfg, length, n_cond)
@@ -68,17 +68,22 @@ class CVAE(keras.Model):
         self.beta = tf.Variable(cfg.beta, trainable=False, dtype=tf.float32, name="beta")
         self.trackers = {name: keras.metrics.Mean(name=name) for name in ("loss", "recon", "kl")}
         self.step_hooks = list(step_hooks)
+        self.private = private
 
     @property
     def metrics(self):
         return list(self.trackers.values())
 
-    def sample_z(self, z_mean, z_log_var):
-        """The reparameterization trick, z = mean + exp(log_var / 2) * eps, with eps a stateless function of
-        (seed, step counter): the counter is checkpointed, so a resumed run draws the same noise."""
+    def latent_noise(self, shape, dtype=tf.float32):
+        """eps ~ N(0, I) of `shape`, a stateless function of (seed, step counter): the counter is checkpointed, so a
+        resumed run draws the same noise."""
         step = self.noise_step.assign_add(1)
         seed = tf.stack([tf.constant(self.noise_seed, tf.int64), step])
-        eps = tf.random.stateless_normal(tf.shape(z_mean), seed=seed, dtype=z_mean.dtype)
+        return tf.random.stateless_normal(shape, seed=seed, dtype=dtype)
+
+    def sample_z(self, z_mean, z_log_var, eps=None):
+        """The reparameterization trick, z = mean + exp(log_var / 2) * eps (eps: latent_noise unless given)."""
+        eps = self.latent_noise(tf.shape(z_mean), z_mean.dtype) if eps is None else tf.cast(eps, z_mean.dtype)
         return z_mean + tf.exp(0.5 * z_log_var) * eps
 
     def call(self, inputs, training=False):
@@ -88,7 +93,7 @@ class CVAE(keras.Model):
         z = self.sample_z(z_mean, z_log_var) if training else z_mean
         return self.decoder([z, cond], training=training)
 
-    def losses_for(self, signal, cond, training=False):
+    def losses_for(self, signal, cond, training=False, eps=None):
         """Per-batch means of the reconstruction term and of the KL divergence. The reconstruction term is the
         summed squared error (sse), or the Gaussian negative log-likelihood (sum over samples of
         0.5 * err^2 / sigma^2 + log sigma, without the constant) with one sigma shared by all samples: learned as
@@ -97,10 +102,11 @@ class CVAE(keras.Model):
         (the learning rate, in log sigma) per update, which bounds how fast the loss can improve when updates are
         few (large batches); the calibrated sigma has no such bound.
 
-        Training samples z; evaluation decodes z_mean, so validation (and early stopping) is deterministic.
+        Training samples z (with `eps` when given); evaluation decodes z_mean, so validation (and early stopping) is
+        deterministic.
         """
         z_mean, z_log_var = self.encoder([signal, cond], training=training)
-        z = self.sample_z(z_mean, z_log_var) if training else z_mean
+        z = self.sample_z(z_mean, z_log_var, eps) if training else z_mean
         recon = self.decoder([z, cond], training=training)
         z_mean, z_log_var = tf.cast(z_mean, tf.float32), tf.cast(z_log_var, tf.float32)
         sse = tf.reduce_sum(tf.square(signal - recon), axis=1)
@@ -127,11 +133,14 @@ class CVAE(keras.Model):
 
     def train_step(self, data):
         signal, cond = data
-        with tf.GradientTape() as tape:
-            loss = self._update(*self.losses_for(signal, cond, training=True))
-        # minimize() routes through the (Horovod-wrapped) optimizer's gradient computation, so the
-        # gradients are allreduced; tape.gradient + apply_gradients would silently skip that.
-        self.optimizer.minimize(loss, self.trainable_weights, tape=tape)
+        if self.private is not None:
+            loss = self._update(*self.private.step(self, signal, cond))
+        else:
+            with tf.GradientTape() as tape:
+                loss = self._update(*self.losses_for(signal, cond, training=True))
+            # minimize() routes through the (Horovod-wrapped) optimizer's gradient computation, so the
+            # gradients are allreduced; tape.gradient + apply_gradients would silently skip that.
+            self.optimizer.minimize(loss, self.trainable_weights, tape=tape)
         for hook in self.step_hooks:
             hook(loss)
         return {name: t.result() for name, t in self.trackers.items()}

@@ -21,11 +21,14 @@ FREE_MODEL_KEYS = {"beta", "kl_warmup_epochs", "posterior_mixture", "posterior_m
 
 
 def identity(cfg: Config, manifest: Manifest) -> dict:
-    """What must not change within one run: the model's shape and conditions, the data set and its normalization."""
+    """What must not change within one run: the model's shape and conditions, the data set and its normalization,
+    the global batch and the privacy settings (a private run resumed without them would spend an unaccounted
+    budget)."""
     fixed = {f"model.{k}": v for k, v in asdict(cfg.model).items() if k not in FREE_MODEL_KEYS}
     return {"dataset_id": manifest.dataset_id, "data.normalization": manifest.normalization,
             "data.signal_length": manifest.signal_length, "data.fs": manifest.fs,
-            "train.global_batch_size": cfg.train.global_batch_size, **fixed}
+            "train.global_batch_size": cfg.train.global_batch_size, "train.privacy": asdict(cfg.train.privacy),
+            **fixed}
 
 
 def digest(ident: dict) -> str:

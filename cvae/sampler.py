@@ -77,11 +77,18 @@ def _meta_problem(meta: dict) -> str | None:
               and 0 < meta["fs"] <= 100_000 and meta["normalization"] in ("maxabs", "zscore", "minmax")
               and (meta.get("noise_sigma") or 0) >= 0 and np.isfinite(meta.get("noise_sigma") or 0)
               and isinstance(meta["model_id"], str) and isinstance(meta["label_stats"], dict)
-              and _categories_ok(meta))
+              and _categories_ok(meta) and _privacy_ok(meta.get("privacy")))
         return (band_limit_problem(meta.get("band_limit")) or equalizer_problem(meta.get("equalizer"), meta["fs"])) \
             if ok else "a value is missing, of the wrong type or out of range"
     except (KeyError, TypeError, ValueError) as exc:
         return f"{type(exc).__name__}: {exc}"
+
+
+def _privacy_ok(p) -> bool:
+    """A private run's guarantee: finite non-negative numbers and a whole number of steps (None: not private)."""
+    return p is None or isinstance(p, dict) and isinstance(p.get("steps"), int) and all(
+        isinstance(p.get(k), (int, float)) and not isinstance(p.get(k), bool) and np.isfinite(p[k]) and p[k] >= 0
+        for k in ("epsilon", "delta", "noise_multiplier", "clip_norm", "sample_rate"))
 
 
 def _categories_ok(meta: dict) -> bool:

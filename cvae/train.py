@@ -4,6 +4,7 @@ averaging -> rank-0 validation, early stopping, checkpoints and TensorBoard -> o
 from __future__ import annotations
 
 import logging
+import secrets
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +22,7 @@ from cvae.finalize import finalize
 from cvae.keras2 import keras, require_keras2
 from cvae.lamb import LAMB
 from cvae.model import CVAE
+from cvae.privacy import PrivacyLedger, PrivateStep, public_view, sampling
 from cvae.schedules import KLWarmup, WarmupLR
 from cvae.step_agreement import EXIT_PREEMPTED, StepAgreement
 from data_prep.config import Config
@@ -41,15 +43,19 @@ class Job:
     steps: int               # per epoch, the same on every rank
     lr: float                # the target learning rate (scaled by the number of ranks when train.scale_lr)
     batch: int = 0           # per rank
+    sample_rate: float = 0.0  # private training: the share of training subjects in a global batch
 
     def replan(self, ranks: distributed.Ranks) -> None:
         """Per-rank batch, steps per epoch and learning rate for this set of ranks (at start, and after an elastic
         reset). With train.global_batch_size the global batch and the learning rate stay what the config says."""
         train, self.ranks = self.cfg.train, ranks
         self.batch = per_rank_batch(train.batch_size, train.global_batch_size, ranks.size)
-        self.steps = rank_plan(self.manifest, ranks.rank, ranks.size, self.batch)[2]
+        self.steps = rank_plan(self.manifest, ranks.rank, ranks.size, self.batch, train.privacy.enabled)[2]
         scaled = train.scale_lr and not train.global_batch_size
         self.lr = train.learning_rate * (ranks.size if scaled else 1)
+        if train.privacy.enabled:
+            self.sample_rate = sampling(self.batch * ranks.size, self.manifest.splits["train"].subjects,
+                                        train.privacy.delta)
 
     @property
     def plan(self) -> dict:
@@ -73,6 +79,8 @@ def setup(cfg: Config, data_dir: Path, run_dir: Path, resume: bool, prepare: boo
     """Horovod, the device, the manifest and this rank's plan; with `prepare`, `prepare_run`."""
     ranks = distributed.init(cfg.train.threads_per_rank)
     manifest = load_manifest(data_dir)
+    if cfg.train.privacy.enabled:   # condition scaling and ranges that read no training data
+        manifest = public_view(manifest)
     job = Job(cfg, data_dir, run_dir, manifest, ranks, 0, 0.0)
     job.replan(ranks)
     return job, prepare_run(job, resume) if prepare else []
@@ -108,9 +116,12 @@ def build(job: Job) -> tuple[CVAE, StepAgreement]:
         log.warning("train.xla with model.likelihood=calibrated: the noise sigma is each rank's own batch optimum "
                     "(no collective inside an XLA-compiled loss), so the result depends slightly on the number of "
                     "ranks; use train.xla=false for a rank-independent result")
+    p = cfg.train.privacy
+    private = PrivateStep(p.clip_norm, p.noise_multiplier, job.batch * size, size, secrets.randbits(62),
+                          distributed.grouped_mean_allreduce) if p.enabled else None
     model = CVAE(cfg.model, length, n_cond, seed=cfg.train.seed * 1000 + rank, step_hooks=[agreement.hook],
                  jit_compile=cfg.train.xla, rank_mean=distributed.mean_allreduce if across and not cfg.train.xla
-                 else None)
+                 else None, private=private)
     model.lr_schedule = WarmupLR(job.lr / size if cfg.train.warmup_epochs else job.lr, job.lr,
                                  cfg.train.warmup_epochs * job.steps)
     model.compile(optimizer=hvd.DistributedOptimizer(
@@ -176,6 +187,10 @@ def callbacks(job: Job, agreement: StepAgreement, state, last, best, elastic: bo
         items.append(hvd.callbacks.BroadcastGlobalVariablesCallback(0))
     items += [hvd.callbacks.MetricAverageCallback(), KLWarmup(cfg.model.beta, cfg.model.kl_warmup_epochs),
               agreement, validation, timer]
+    p = cfg.train.privacy
+    ledger = PrivacyLedger(p.noise_multiplier, job.sample_rate, p.delta, rank) if p.enabled else None
+    if ledger:
+        items.append(ledger)
     if rank == 0:
         hparams = {"ranks": job.ranks.size, "batch_per_rank": job.batch, "lr_scaled": job.lr,
                    "latent_dim": cfg.model.latent_dim, "beta": cfg.model.beta, "dense": str(cfg.model.dense_units),
@@ -187,7 +202,7 @@ def callbacks(job: Job, agreement: StepAgreement, state, last, best, elastic: bo
                                        tensorboard_inputs.age_encodings(job.data_dir, job.manifest, conditions),
                                        hparams, timer)]
     require_keras2(callbacks=items)
-    return items, {"validation": validation, "timer": timer}
+    return items, {"validation": validation, "timer": timer, "ledger": ledger}
 
 
 def fit(job: Job, model: CVAE, items: list, state, done_steps: int = 0) -> dict:
@@ -208,7 +223,7 @@ def fit(job: Job, model: CVAE, items: list, state, done_steps: int = 0) -> dict:
         ds, _ = train_dataset(job.data_dir, job.manifest, cfg.model.conditions, job.batch,
                               job.ranks.rank, job.ranks.size, cfg.train.shuffle_buffer, cfg.train.seed, first, last,
                               cache=cfg.train.cache, local_ranks=job.ranks.local_size,
-                              condition_noise=cfg.train.condition_noise,
+                              condition_noise=cfg.train.condition_noise, per_subject=cfg.train.privacy.enabled,
                               input_threads=cfg.train.threads_per_rank if job.ranks.on_cpu else 0)
         history = model.fit(ds.skip(skip), epochs=last, initial_epoch=first, steps_per_epoch=job.steps - skip,
                             callbacks=items, verbose=2 if job.ranks.rank == 0 else 0)
@@ -259,8 +274,10 @@ def finish(job: Job, model: CVAE, agreement: StepAgreement, state, last, best, r
                         int(state.epoch.numpy()), job.run_dir / "checkpoints", EXIT_PREEMPTED)
         return EXIT_PREEMPTED
     if job.ranks.rank == 0:
+        ledger = named["ledger"]
         final = finalize(model, job.cfg, job.data_dir, job.run_dir, job.manifest, best.latest_checkpoint,
-                         float(state.best.numpy()), named["validation"].val_data)
+                         float(state.best.numpy()), named["validation"].val_data,
+                         ledger and ledger.record(job.cfg.train.privacy.clip_norm))
         log.info("trained %d epoch(s) on %d rank(s) in %.1f s; best val_loss %.4f; model in %s",
                  result.get("epochs_run", 0), job.ranks.size, time.time() - t0, float(state.best.numpy()), final)
     return 0

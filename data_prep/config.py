@@ -103,6 +103,15 @@ class ModelConfig:
 
 
 @dataclass
+class PrivacyConfig:
+    """Differentially private training (DP-SGD, the subject as the privacy unit): cvae/privacy.py."""
+    enabled: bool = False
+    noise_multiplier: float = 1.0    # Gaussian noise std over clip_norm, added once per global step
+    clip_norm: float = 1.0           # L2 bound of each window's gradient (one window per subject per step)
+    delta: float = 1e-5              # epsilon is reported at this delta; must stay below 1 / training subjects
+
+
+@dataclass
 class TrainConfig:
     """Horovod training loop, validation, early stopping, checkpoints and TensorBoard."""
     epochs: int = 20
@@ -136,6 +145,7 @@ class TrainConfig:
     #                                  is over; then 10 x the slowest step or epoch boundary seen, within these two)
     step_timeout_floor_s: float = 60.0  # lower bound of that limit
     seed: int = 42
+    privacy: PrivacyConfig = field(default_factory=PrivacyConfig)
 
 
 @dataclass
@@ -328,7 +338,29 @@ def _validate(cfg: Config, source: str) -> Config:
         raise UserError(f"{source}: quality.hr_min must be below quality.hr_max")
     if not cfg.simulate.age_min < cfg.simulate.age_max:
         raise UserError(f"{source}: simulate.age_min must be below simulate.age_max")
+    _check_privacy(cfg, source)
     return cfg
+
+
+def _check_privacy(cfg: Config, source: str) -> None:
+    """train.privacy: its numbers, and nothing enabled beside it that would break the per-subject bound."""
+    p = cfg.train.privacy
+    for key, value, ok in (("noise_multiplier", p.noise_multiplier, Range(0, 1e6, lo_open=True)),
+                           ("clip_norm", p.clip_norm, Range(0, 1e6, lo_open=True)),
+                           ("delta", p.delta, Range(0, 1, lo_open=True, hi_open=True))):
+        if value not in ok:
+            raise UserError(f"{source}: 'train.privacy.{key}' is {value!r}; it must lie in {ok}")
+    if not p.enabled:
+        return
+    clash = {"model.likelihood=calibrated (its sigma is a statistic of the whole batch)":
+             cfg.model.likelihood == "calibrated",
+             "train.backward_passes_per_step > 1": cfg.train.backward_passes_per_step > 1,
+             "train.xla": cfg.train.xla, "train.mixed_precision": cfg.train.mixed_precision,
+             "train.fp16_allreduce": cfg.train.fp16_allreduce}
+    for what, on in clash.items():
+        if on:
+            raise UserError(f"{source}: train.privacy.enabled does not combine with {what}; turn that off or "
+                            "train without privacy")
 
 
 CATEGORY_NAME = re.compile(r"[a-z][a-z0-9_]{0,31}")

@@ -38,6 +38,7 @@ class Shard:
     count: int
     bytes: int
     sha256: str
+    subjects: int = 0   # distinct subjects in the shard (0: not recorded by the prep that wrote it)
 
 
 @dataclass
@@ -71,7 +72,8 @@ class Manifest:
         return cls(**{**m, "labels": {k: LabelStats(**{f: v[f] for f in ("mean", "std", "min", "max")})
                                       for k, v in m["labels"].items()},
                       "splits": {k: Split(v["count"], v.get("subjects", 0),
-                                          [Shard(**{f: s[f] for f in ("file", "count", "bytes", "sha256")})
+                                          [Shard(**{f: s[f] for f in ("file", "count", "bytes", "sha256")},
+                                                 subjects=s.get("subjects", 0))
                                            for s in v["shards"]]) for k, v in m["splits"].items()}})
 
     def to_dict(self) -> dict:
@@ -152,9 +154,10 @@ def _problem(m: dict) -> str | None:
             name = shard.get("file") if isinstance(shard, dict) else shard
             if not plain_name(name):
                 return f"split '{split}' lists a shard {str(name)[:80]!r}, not a plain file name in the data directory"
-            sizes_ok = all(_number(shard.get(k), 0) for k in ("count", "bytes"))
+            sizes_ok = all(_number(shard.get(k), 0) for k in ("count", "bytes")) \
+                and _number(shard.get("subjects", 0), 0, shard.get("count", 0))
             if not sizes_ok or not isinstance(shard.get("sha256"), str):
-                return f"shard {shard['file']} lacks count/bytes/sha256"
+                return f"shard {shard['file']} lacks count/bytes/sha256 (or counts more subjects than records)"
         if sum(s["count"] for s in info["shards"]) != info["count"]:
             return f"split '{split}' count {info['count']} is not the sum of its shards' counts"
     problem = _categories_problem(m.get("categories", {}), m["labels"])

@@ -196,7 +196,8 @@ def build_manifest(cfg: Config, ident: str, source, rows: pd.DataFrame, results:
     train = good[good["split"] == "train"]
     splits = {split: Split(int(sum(e["count"] for t, e in results if t.split == split)),
                            int(good.loc[good["split"] == split, "subject_id"].nunique()),
-                           [Shard(**{k: e[k] for k in ("file", "count", "bytes", "sha256")})
+                           [Shard(**{k: e[k] for k in ("file", "count", "bytes", "sha256")},
+                                  subjects=int(good.loc[good["row"].isin(t.rows["row"]), "subject_id"].nunique()))
                             for t, e in results if t.split == split]) for split in SPLITS}
     return Manifest(
         schema_version=SCHEMA_VERSION, dataset_id=ident, created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),

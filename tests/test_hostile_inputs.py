@@ -99,7 +99,8 @@ def world(smoke_data, trained_run, tmp_path_factory):
     (w / "data-nomanifest" / "manifest.json").unlink()
 
     for name in ("run", "run-badrunjson", "run-badckpt", "model-badmeta", "model-nanmeta", "model-notzip",
-                 "model-lambda", "model-badprior", "model-badband", "model-nolabels", "model-badlabels", "model-badeq"):
+                 "model-lambda", "model-badprior", "model-badband", "model-nolabels", "model-badlabels", "model-badeq",
+                 "model-badprivacy"):
         shutil.copytree(trained_run, w / name)
     (w / "run-badrunjson" / "run.json").write_text("[]")
     for f in (w / "run-badckpt" / "checkpoints").glob("ckpt-*.data-*"):
@@ -109,6 +110,9 @@ def world(smoke_data, trained_run, tmp_path_factory):
     edit_json(w / "model-badband" / "model" / "meta.json",
               lambda m: m.update(band_limit={"filter": "os.system", "order": 4, "stopband_db": 20, "high_hz": 10}))
     edit_json(w / "model-badeq" / "model" / "meta.json", lambda m: m["equalizer"]["gain"].__setitem__(3, 100.0))
+    edit_json(w / "model-badprivacy" / "model" / "meta.json",   # a guarantee the model never had
+              lambda m: m.update(privacy={"epsilon": "0.1", "delta": 1e-5, "steps": 1, "noise_multiplier": 1,
+                                          "clip_norm": 1, "sample_rate": 0.1}))
     (w / "model-nolabels" / "model" / "label_summary.json").unlink()
     edit_json(w / "model-badlabels" / "model" / "label_summary.json",   # one subject's row, as a cell
               lambda m: m["bands"][0]["cells"][0].update(subjects=1, mean="__import__('os')"))
@@ -204,6 +208,7 @@ def cases(w, out):
         ("model-lambda-layer", gen + ["--model", str(w / "model-lambda")], "refused to load keras.layers.Lambda"),
         ("model-bad-prior", gen + ["--model", str(w / "model-badprior")], "latent_prior.npz is unreadable"),
         ("model-meta-equalizer", gen + ["--model", str(w / "model-badeq")], "meta.json: equalizer"),
+        ("model-meta-privacy", gen + ["--model", str(w / "model-badprivacy")], "meta.json: a value is missing"),
         ("model-no-labels", gen + ["--model", str(w / "model-nolabels")], "label_summary.json is missing"),
         ("model-bad-labels", gen + ["--model", str(w / "model-badlabels")], "a cell that is not a count of 10"),
         ("generate-unconditioned-label", gen + ["--model", str(w / "run"), "--label", "sex=F"],

@@ -175,6 +175,22 @@ def _interval(v: dict) -> str:
     return f"{v['value']:.3f} ({v['ci95'][0]:.3f}-{v['ci95'][1]:.3f})"
 
 
+def _guarantee(request: dict) -> str:
+    """The model's differential-privacy guarantee as its generate request records it."""
+    from cvae.privacy import SAMPLING_NOTE
+
+    p = request.get("privacy")
+    if not p:
+        return "The model was trained without differential privacy: no guarantee beyond what the audit measures."
+    try:
+        return (f"The model was trained with differential privacy, the subject as the unit: **epsilon "
+                f"{float(p['epsilon']):.2f} at delta {float(p['delta']):g}** after {int(p['steps']):,} steps (noise "
+                f"multiplier {float(p['noise_multiplier']):g}, clipping norm {float(p['clip_norm']):g}; "
+                f"{SAMPLING_NOTE}).")
+    except (KeyError, TypeError, ValueError):
+        return "The file's request names a privacy guarantee without its numbers: no guarantee is claimed here."
+
+
 def _membership_section(metrics: dict) -> str:
     """The membership-inference audit: each attack's AUC and true-positive rates with their intervals."""
     a = metrics["membership"]
@@ -398,6 +414,8 @@ other subjects (its floor). The label-matched set has one synthetic signal per r
 Could someone holding this synthetic set tell who was in the training data? Attacks (docs/EVALUATION.md): `dcr`,
 distance to the closest synthetic signal; `domias`, the synthetic density over the population's (van Breugel et al.
 2023).
+
+{_guarantee(request)}
 
 {_membership_section(metrics)}
 

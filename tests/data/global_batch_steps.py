@@ -40,7 +40,7 @@ def main(data: str, out: str, likelihood: str, global_batch: int, steps: int) ->
     mine = slice(hvd.rank() * per, (hvd.rank() + 1) * per)
     keras.utils.set_random_seed(7)
     model = CVAE(cfg.model, manifest.signal_length, 1, rank_mean=distributed.mean_allreduce)
-    model.sample_z = lambda z_mean, z_log_var: z_mean
+    model.sample_z = lambda z_mean, z_log_var, eps=None: z_mean
     model.build([(None, manifest.signal_length), (None, 1)])
     optimizer = hvd.DistributedOptimizer(keras.optimizers.Adam(1e-3))
     hvd_tf.broadcast_variables(model.variables, root_rank=0)
