@@ -25,12 +25,18 @@ BOOTSTRAP = 200          # resamples of the subjects for the intervals
 FPRS = {"tpr_at_1pct_fpr": 0.01, "tpr_at_10pct_fpr": 0.10}
 
 
-def _projection(reference: np.ndarray, seed: int):
-    """The reference's first COMPONENTS principal components, whitened (unscaled log spectra keep the pulse
-    harmonics' weight: standardizing would lift the noise-only bins to the same variance)."""
+def components(reference: np.ndarray, synthetic: np.ndarray) -> int:
+    """How many principal components the attacks use: COMPONENTS, fewer when the reference or the synthetic set
+    has under 4 points per dimension (a density needs more points than dimensions)."""
+    return min(COMPONENTS, reference.shape[1], len(reference) // 4, len(synthetic) // 4)
+
+
+def _projection(reference: np.ndarray, n: int, seed: int):
+    """The reference's first n principal components, whitened (unscaled log spectra keep the pulse harmonics'
+    weight: standardizing would lift the noise-only bins to the same variance)."""
     from sklearn.decomposition import PCA
 
-    return PCA(min(COMPONENTS, reference.shape[1], len(reference) - 1), whiten=True, random_state=seed).fit(reference)
+    return PCA(n, whiten=True, random_state=seed).fit(reference)
 
 
 def _kde(points: np.ndarray, rng: np.random.Generator):
@@ -45,7 +51,7 @@ def window_scores(candidates: np.ndarray, synthetic: np.ndarray, reference: np.n
     """Each attack's score of each candidate window (features), from the synthetic and reference features."""
     from sklearn.neighbors import NearestNeighbors
 
-    space = _projection(reference, seed)
+    space = _projection(reference, components(reference, synthetic), seed)
     cand, syn, ref = (space.transform(x) for x in (candidates, synthetic, reference))
     distance = NearestNeighbors(n_neighbors=1).fit(syn).kneighbors(cand)[0][:, 0]
     rng = np.random.default_rng([seed, 0xD0])
@@ -83,15 +89,15 @@ def audit(members: tuple, non_members: tuple, synthetic: np.ndarray, reference: 
     """Each attack's AUC and true-positive rates at 1% and 10% false positives over subjects, with 95% bootstrap
     intervals (subjects resampled); members and non_members are (features, subject ids), at most SUBJECTS of each
     scored. None when either side has
-    fewer than 2 subjects or the reference fewer than COMPONENTS + 2 windows."""
+    fewer than 2 subjects, or the reference or the synthetic set fewer than 8 windows."""
     rng = np.random.default_rng([seed, 0xB007])
     members, non_members = _some_subjects(*members, rng), _some_subjects(*non_members, rng)
     n_in, n_out = len(set(members[1])), len(set(non_members[1]))
-    if min(n_in, n_out) < 2 or len(reference) < COMPONENTS + 2 or len(synthetic) < 2:
+    if min(n_in, n_out) < 2 or components(reference, synthetic) < 2:
         return None
     windows = window_scores(np.concatenate([members[0], non_members[0]]), synthetic, reference, seed)
     out = {"members": n_in, "non_members": n_out, "reference_windows": len(reference),
-           "synthetic_windows": len(synthetic), "attacks": {}}
+           "synthetic_windows": len(synthetic), "components": components(reference, synthetic), "attacks": {}}
     for attack, scores in windows.items():
         s_in = subject_scores(scores[:len(members[0])], members[1])
         s_out = subject_scores(scores[len(members[0]):], non_members[1])

@@ -195,8 +195,8 @@ def _membership_section(metrics: dict) -> str:
     """The membership-inference audit: each attack's AUC and true-positive rates with their intervals."""
     a = metrics["membership"]
     if a is None:
-        return ("n/a: the audit needs 2 or more training and test subjects and a validation split of "
-                f"{membership.COMPONENTS + 2} or more signals.")
+        return ("n/a: the audit needs 2 or more training and test subjects, and 8 or more validation and synthetic "
+                "signals.")
     lines = ["| attack | AUC (95% interval) | TPR at 1% FPR | TPR at 10% FPR |", "|---|---|---|---|"]
     lines += [f"| {k} | {_interval(v['auc'])} | {_interval(v['tpr_at_1pct_fpr'])} | {_interval(v['tpr_at_10pct_fpr'])} |"
               for k, v in a["attacks"].items()]
@@ -204,7 +204,8 @@ def _membership_section(metrics: dict) -> str:
                                                  "positives is not resolved (one false positive is more than 1%).")
     return (f"Members: {a['members']:,} training subjects; non-members: {a['non_members']:,} test subjects; the "
             f"attacker holds the {a['synthetic_windows']:,} synthetic signals and {a['reference_windows']:,} "
-            "validation signals as a sample of the population. A subject's score is the mean over its windows; "
+            f"validation signals as a sample of the population, in {a['components']} principal components of their "
+            "log spectra. A subject's score is the mean over its windows; "
             "intervals: 2.5-97.5th percentiles over subjects resampled. An AUC of 0.5 is a guess; a true-positive "
             f"rate equal to the false-positive rate likewise.{coarse} The audit judges the synthetic set only: "
             "whoever holds the model directory can attack more directly.\n\n" + "\n".join(lines))
