@@ -57,14 +57,15 @@ def summarize(table: pd.DataFrame, columns: list[str], categorical: list[str]) -
     def cells(a, b):
         return _cells(subjects[(age >= a) & (age < b)], discrete, continuous)
 
-    spans, start = [], edges[0]
+    bands, start = [], edges[0]
     for stop in edges[1:]:
-        if cells(start, stop):
-            spans.append([float(start), float(stop)])
+        kept = cells(start, stop)
+        if kept:
+            bands.append({"age": [float(start), float(stop)], "cells": kept})
             start = stop
-    if spans and start < edges[-1]:   # a last stretch without a cell of its own joins the band before it
-        spans[-1][1] = float(edges[-1])
-    bands = [{"age": span, "cells": cells(*span)} for span in spans]
+    if bands and start < edges[-1]:   # a last stretch without a cell of its own joins the band before it
+        bands[-1]["age"][1] = float(edges[-1])
+        bands[-1]["cells"] = cells(*bands[-1]["age"])
     return {"min_cell": MIN_CELL, "discrete": discrete, "continuous": continuous, "bands": bands,
             "suppressed_subjects": int(len(subjects) - sum(c["subjects"] for b in bands for c in b["cells"]))}
 
