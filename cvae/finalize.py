@@ -90,5 +90,5 @@ def finalize(model, cfg: Config, data_dir: Path, run_dir: Path, manifest: Manife
         log.info("latent prior: %d-component mixture fit to %d training encodings in %.1f s",
                  len(prior["weights"]), len(z), time.time() - t)
     return export_model(model, cfg, manifest, run_dir, best_val_loss=best_val_loss, noise_sigma=noise_sigma,
-                        labels=label_summary.from_dataset(data_dir, manifest), equalizer=equalizer,
-                        latent_prior=prior)
+                        labels=label_summary.from_dataset(data_dir, manifest, cfg.model.conditions),
+                        equalizer=equalizer, latent_prior=prior)

@@ -24,7 +24,8 @@ from data_prep.files import temp_beside
 
 log = logging.getLogger(__name__)
 SUMMARY_NOTE = (f"drawn from the model's label summary (cells of at least {label_summary.MIN_CELL} training subjects "
-                "by age band and discrete labels; continuous labels from each cell's Gaussian)")
+                "by age band and discrete labels, fewer labels where cells were small; continuous labels from each "
+                "cell's Gaussian)")
 LEGACY_TABLE = "labels-train.csv.gz"   # the training labels a run exported before label summaries carries
 NEAR_AGE = 2.5          # years: such a run draws other labels from training subjects this close to the age
 MIN_NEIGHBOURS = 20     # widen the window until at least this many training rows qualify

@@ -2,11 +2,13 @@
 
 Training subjects are grouped into cells: an age band and one combination of the discrete labels (categorical
 columns and numeric ones with at most DISCRETE_MAX whole values, such as sex). A cell is kept only when it holds
-at least MIN_CELL subjects; age bands start AGE_BAND years wide and are merged with a neighbour until each band
-keeps a cell. A kept cell stores its subject count, its discrete values and the mean and covariance of its
-continuous labels (one row per subject); nothing about a single subject. Drawing picks a cell of the requested
-age's band in proportion to its subjects and draws the continuous labels from its Gaussian, clipped to the
-training range.
+at least MIN_CELL subjects. Within a band, subjects left in smaller cells are grouped again by fewer discrete labels
+(the model's conditions are dropped last); a label a cell no longer fixes is drawn from its overall frequency (only
+values held by MIN_CELL or more subjects are stored). Age bands start AGE_BAND years wide and are merged with a
+neighbour until each band keeps a cell. A kept cell stores its subject count, the discrete values it fixes and the
+mean and covariance of its continuous labels (one row per subject); nothing about a single subject. Drawing picks
+a cell of the requested age's band in proportion to its subjects and draws the continuous labels from its
+Gaussian, clipped to the training range.
 """
 from __future__ import annotations
 
@@ -31,31 +33,50 @@ def _discrete(table: pd.DataFrame, columns: list[str], categorical: list[str]) -
     return [c for c in columns if c in categorical or (c != "age" and whole(c))]
 
 
-def _cells(band: pd.DataFrame, discrete: list[str], continuous: list[str]) -> list[dict]:
-    out = []
-    groups = band.groupby(discrete, sort=True) if discrete else [((), band)]
-    for key, group in groups:
-        if len(group) < MIN_CELL:
-            continue
-        key = key if isinstance(key, tuple) else (key,)
-        values = group[continuous].to_numpy(np.float64)
-        cov = np.cov(values, rowvar=False).reshape(len(continuous), len(continuous)) if continuous else np.zeros((0, 0))
-        out.append({"subjects": int(len(group)), "discrete": [v if isinstance(v, str) else float(v) for v in key],
-                    "mean": values.mean(axis=0).tolist(), "cov": cov.tolist()})
+def _cells(band: pd.DataFrame, discrete: list[str], levels: int, continuous: list[str]) -> list[dict]:
+    """Cells of MIN_CELL or more subjects fixing discrete[:k], for k from all discrete labels down to `levels` less;
+    each pass groups only the subjects no earlier pass placed."""
+    out, left = [], band
+    for k in range(len(discrete), len(discrete) - levels - 1, -1):
+        groups = left.groupby(discrete[:k], sort=True) if k else [((), left)]
+        placed = []
+        for key, group in groups:
+            if len(group) < MIN_CELL:
+                continue
+            key = key if isinstance(key, tuple) else (key,)
+            values = group[continuous].to_numpy(np.float64)
+            cov = np.cov(values, rowvar=False).reshape(len(continuous), len(continuous)) if continuous \
+                else np.zeros((0, 0))
+            fixed = [v if isinstance(v, str) else float(v) for v in key] + [None] * (len(discrete) - k)
+            out.append({"subjects": int(len(group)), "discrete": fixed, "mean": values.mean(axis=0).tolist(),
+                        "cov": cov.tolist()})
+            placed.append(group.index)
+        if placed:
+            left = left.drop(index=np.concatenate(placed))
     return out
 
 
-def summarize(table: pd.DataFrame, columns: list[str], categorical: list[str]) -> dict:
+def summarize(table: pd.DataFrame, columns: list[str], categorical: list[str], keep: list[str] = ()) -> dict:
     """The summary of a training label table (one row per window, with subject_id): see the module docstring.
-    Band edges are multiples of AGE_BAND, so no edge is a subject's age."""
-    subjects = table.drop_duplicates("subject_id")
-    discrete = _discrete(subjects, columns, categorical)
-    continuous = [c for c in columns if c not in discrete and c != "age"]
+    `keep`: discrete labels to drop last when regrouping (the model's conditions). Band edges are multiples of
+    AGE_BAND, so no edge is a subject's age."""
+    subjects = table.drop_duplicates("subject_id").reset_index(drop=True)
+    found = _discrete(subjects, columns, categorical)
+    discrete = [c for c in keep if c in found] + [c for c in found if c not in keep]
+    continuous = [c for c in columns if c not in found and c != "age"]
+    values = {}
+    for c in discrete:
+        counts = subjects[c].value_counts()
+        values[c] = [[v if isinstance(v, str) else float(v), int(n)] for v, n in counts.sort_index().items()
+                     if n >= MIN_CELL]
+    levels = 0   # a label can be left open only when some of its values are stored
+    while levels < len(discrete) and values[discrete[len(discrete) - 1 - levels]]:
+        levels += 1
     age = subjects["age"].to_numpy(np.float64)
     edges = np.arange(np.floor(age.min() / AGE_BAND), np.floor(age.max() / AGE_BAND) + 2) * AGE_BAND
 
     def cells(a, b):
-        return _cells(subjects[(age >= a) & (age < b)], discrete, continuous)
+        return _cells(subjects[(age >= a) & (age < b)], discrete, levels, continuous)
 
     bands, start = [], edges[0]
     for stop in edges[1:]:
@@ -66,14 +87,16 @@ def summarize(table: pd.DataFrame, columns: list[str], categorical: list[str]) -
     if bands and start < edges[-1]:   # a last stretch without a cell of its own joins the band before it
         bands[-1]["age"][1] = float(edges[-1])
         bands[-1]["cells"] = cells(*bands[-1]["age"])
-    return {"min_cell": MIN_CELL, "discrete": discrete, "continuous": continuous, "bands": bands,
+    return {"min_cell": MIN_CELL, "discrete": discrete, "continuous": continuous, "values": values, "bands": bands,
             "suppressed_subjects": int(len(subjects) - sum(c["subjects"] for b in bands for c in b["cells"]))}
 
 
-def from_dataset(data_dir: Path, manifest) -> dict:
-    """The summary of a prepared data set's training labels (its label table)."""
+def from_dataset(data_dir: Path, manifest, conditions: list[str] = ()) -> dict:
+    """The summary of a prepared data set's training labels (its label table), keeping the model's `conditions`
+    fixed in cells longest."""
     table = pd.read_csv(Path(data_dir) / manifest.label_table, dtype={c: str for c in manifest.categories})
-    return summarize(table, list(manifest.labels) + list(manifest.categories), list(manifest.categories))
+    return summarize(table, list(manifest.labels) + list(manifest.categories), list(manifest.categories),
+                     list(conditions))
 
 
 def draw(summary: dict, ages: np.ndarray, n: int, ranges: dict, rng: np.random.Generator) -> pd.DataFrame:
@@ -89,7 +112,14 @@ def draw(summary: dict, ages: np.ndarray, n: int, ranges: dict, rng: np.random.G
         picks = rng.choice(len(weights), n, p=weights / weights.sum())
         rows = pd.DataFrame({"age": np.full(n, float(age))})
         for j, column in enumerate(summary["discrete"]):
-            rows[column] = [band["cells"][k]["discrete"][j] for k in picks]
+            fixed = [band["cells"][k]["discrete"][j] for k in picks]
+            open_ = np.array([v is None for v in fixed])
+            if open_.any():
+                known, counts = zip(*summary["values"][column])
+                drawn = rng.choice(len(known), int(open_.sum()), p=np.array(counts) / sum(counts))
+                fixed = np.array(fixed, object)
+                fixed[open_] = [known[i] for i in drawn]
+            rows[column] = list(fixed)
         values = np.zeros((n, len(summary["continuous"])))
         for k in np.unique(picks):
             cell = band["cells"][k]
@@ -115,6 +145,16 @@ def _problem(s, columns: list[str], categories: dict[str, list[str]]) -> str | N
     if not isinstance(discrete, list) or not isinstance(continuous, list) \
             or sorted(discrete + continuous + ["age"]) != sorted(columns):
         return f"its columns are not the model's labels {columns}"
+    stored = s.get("values")
+    try:
+        ok = isinstance(stored, dict) and sorted(stored) == sorted(discrete) and all(
+            isinstance(n, int) and n >= MIN_CELL and (v in categories[d] if d in categories
+                                                      else isinstance(v, (int, float)))
+            for d in discrete for v, n in stored[d])
+    except (TypeError, ValueError):
+        ok = False
+    if not ok:
+        return f"its label values are not known values of {MIN_CELL} or more subjects"
     if sum(len(b.get("cells", [])) if isinstance(b, dict) else 0 for b in s["bands"]) > MAX_CELLS:
         return f"more than {MAX_CELLS} cells"
     k = len(continuous)
@@ -127,8 +167,8 @@ def _problem(s, columns: list[str], categories: dict[str, list[str]]) -> str | N
             try:
                 ok = (isinstance(c, dict) and isinstance(c["subjects"], int) and c["subjects"] >= MIN_CELL
                       and len(c["discrete"]) == len(discrete)
-                      and all(v in categories[d] if d in categories else isinstance(v, (int, float))
-                              for d, v in zip(discrete, c["discrete"]))
+                      and all(stored[d] if v is None else v in categories[d] if d in categories
+                              else isinstance(v, (int, float)) for d, v in zip(discrete, c["discrete"]))
                       and np.isfinite(np.array(c["mean"], np.float64)).all() and len(c["mean"]) == k
                       and np.array(c["cov"], np.float64).shape == (k, k) and np.isfinite(np.array(c["cov"])).all())
             except (KeyError, TypeError, ValueError):

@@ -15,6 +15,10 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ["TF_USE_LEGACY_KERAS"] = "1"   # as cvae sets it, for test code that imports TensorFlow first
 
 
+def pytest_configure(config):
+    config.addinivalue_line("markers", "slow: a long end-to-end check, run by `make test-full`, not by `make test`")
+
+
 def cli(*args: str, timeout: int = 600, env: dict | None = None) -> subprocess.CompletedProcess:
     """Run `python -m launch.cli ARGS` in a fresh process; returns the completed process (text output)."""
     return subprocess.run([sys.executable, "-m", "launch.cli", *args], cwd=REPO, capture_output=True, text=True,

@@ -4,9 +4,12 @@ config's seeds, so the numbers are those documented in docs/EVALUATION.md; the t
 measured values."""
 import json
 
+import pytest
+
 from conftest import cli
 
 
+@pytest.mark.slow
 def test_demo_runs_end_to_end_and_meets_the_fidelity_targets(tmp_path):
     out = tmp_path / "demo"
     result = cli("demo", "--out", str(out), timeout=1500)

@@ -51,6 +51,7 @@ def test_discriminator_holds_out_whole_subjects():
     assert discriminative_score((f[first], np.zeros(first.sum())), (f[second], None), seed=0) is None   # 1 subject
 
 
+@pytest.mark.slow
 def test_the_cnn_judge_sees_beat_shape_that_the_spectrum_judge_cannot(cohort):
     """Known answers for the neural judge: time-reversed windows have the same magnitude spectrum (the linear judge
     on spectra is blind to them, by construction) but beats that rise slowly and fall fast: the CNN tells them
@@ -198,6 +199,7 @@ def test_within_source_fidelity_has_known_answers():
     assert not disjoint_sources((train[0], np.where(train[2] == "a", train[1] + 30, train[1]), train[2]))
 
 
+@pytest.mark.slow
 def test_large_sets_are_sampled_in_one_streaming_pass_and_the_report_says_so(trained_run, smoke_data, tmp_path,
                                                                               monkeypatch):
     from cvae.evaluate import report as report_module

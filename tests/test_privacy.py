@@ -90,6 +90,30 @@ def test_the_label_summary_identifies_no_one_and_keeps_how_labels_go_together():
     assert abs(drawn.loc[drawn["age"] == 30, "sex"].mean() - young["sex"].mean()) < 0.05
 
 
+def test_subjects_of_small_label_combinations_are_regrouped_by_the_model_conditions_not_dropped():
+    """12 subjects per age band and source, spread over sex x site cells of 3: no full cell reaches MIN_CELL, so
+    the cells fix the source (the model's condition) and draw sex and site from their overall counts."""
+    rng = np.random.default_rng(0)
+    rows = [{"subject_id": f"{source}{band}{i}", "age": band + 1.0 + i * 0.5, "source": source,
+             "sex": float(i % 2), "site": "ward" if i % 4 < 2 else "clinic", "height": 160 + rng.normal(0, 5)}
+            for source, bands in (("a", (20, 30)), ("b", (60, 70))) for band in bands for i in range(12)]
+    table = pd.DataFrame(rows)
+    summary = label_summary.summarize(table, ["age", "sex", "height", "source", "site"], ["source", "site"],
+                                      keep=["age", "source"])
+    assert summary["discrete"][0] == "source" and summary["suppressed_subjects"] == 0
+    cells = [c for b in summary["bands"] for c in b["cells"]]
+    assert sorted(c["discrete"][0] for c in cells) == ["a", "a", "b", "b"] and all(c["subjects"] == 12 for c in cells)
+    assert all(v is None for c in cells for v in c["discrete"][1:])
+    assert summary["values"]["site"] == [["clinic", 24], ["ward", 24]]
+    drawn = label_summary.draw(summary, np.array([25.0, 65.0]), 2000, {"height": (140.0, 200.0)},
+                               np.random.default_rng(1))
+    assert set(drawn.loc[drawn["age"] == 25, "source"]) == {"a"} and set(drawn.loc[drawn["age"] == 65, "source"]) == {"b"}
+    assert abs(drawn["sex"].astype(float).mean() - 0.5) < 0.05 and set(drawn["site"]) == {"clinic", "ward"}
+    one = table[table["source"] == "a"].assign(site=lambda t: np.where(t.index == 0, "icu", t["site"]))
+    rare = label_summary.summarize(one, ["age", "sex", "height", "source", "site"], ["source", "site"], ["age"])
+    assert "icu" not in json.dumps(rare)   # a value held by one subject is not stored
+
+
 def test_each_example_is_clipped_to_the_norm_over_all_weights():
     import tensorflow as tf
 

@@ -11,11 +11,11 @@ from conftest import REPO, SMOKE, horovodrun
 from launch.horovod import horovodrun_command
 
 
-def start(*args, controller="gloo"):
+def start(*args, controller="gloo", env=None):
     return subprocess.Popen(horovodrun_command(2, list(args), controller=controller), cwd=REPO,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
                             env=dict(os.environ, PYTHONUNBUFFERED="1", OMPI_ALLOW_RUN_AS_ROOT="1",
-                                     OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1"))
+                                     OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1", **(env or {})))
 
 
 def wait_for_checkpoint(run, proc, timeout=180):

@@ -42,6 +42,7 @@ def log_of(info) -> str:
     return open(info["StdOut"]).read()
 
 
+@pytest.mark.slow
 def test_pipeline_runs_every_stage_on_two_tasks(slurm, tmp_path):
     env = dict(slurm, CONFIG="configs/smoke.yaml", DATA_DIR=str(tmp_path / "data"), RUN_DIR=str(tmp_path / "run"),
                OUT=str(tmp_path / "syn.npz"), REPORT_DIR=str(tmp_path / "report"), AGES="30:70:10", N_PER_AGE="20",
@@ -87,7 +88,7 @@ def wait_for_checkpoint(env, jobid, run, timeout=300):
         time.sleep(0.5)
 
 
-@pytest.mark.parametrize("launcher", ["srun", "horovodrun"])
+@pytest.mark.parametrize("launcher", ["srun", pytest.param("horovodrun", marks=pytest.mark.slow)])
 def test_preempted_training_checkpoints_requeues_and_resumes(slurm, smoke_prepared, tmp_path, launcher):
     run = tmp_path / "run"
     jobid = submit_training(slurm, smoke_prepared, run, launcher, tasks=2)
@@ -104,6 +105,7 @@ def test_preempted_training_checkpoints_requeues_and_resumes(slurm, smoke_prepar
     assert (run / "model" / "decoder.keras").is_file()
 
 
+@pytest.mark.slow
 def test_preempting_one_of_two_jobs_on_a_node_leaves_the_other_alone(slurm, smoke_prepared, tmp_path):
     """Two horovodrun training jobs of the same user on one node: USR1 to one reaches that job's rank only."""
     runs = [tmp_path / "a", tmp_path / "b"]

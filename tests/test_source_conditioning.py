@@ -93,6 +93,7 @@ def test_the_condition_vector_is_one_hot_and_the_same_in_tensorflow_and_numpy():
     np.testing.assert_array_equal(spec.raw(table), raw)
 
 
+@pytest.mark.slow
 def test_a_source_conditioned_model_generates_by_source_and_is_judged_per_source(tmp_path):
     (a, b), _ = two_devices(tmp_path)
     data, run = tmp_path / "data", tmp_path / "run"
