@@ -84,7 +84,10 @@ def submit_training(env, data, run, launcher, tasks, epochs=25) -> str:
 def wait_for_checkpoint(env, jobid, run, timeout=300):
     deadline = time.time() + timeout
     while not list((run / "checkpoints").glob("ckpt-*.index")):
-        assert time.time() < deadline and job(env, jobid)["JobState"] in ("PENDING", "RUNNING")
+        info = job(env, jobid)
+        if info["JobState"] not in ("PENDING", "RUNNING") or time.time() > deadline:
+            log = log_of(info)[-3000:] if os.path.isfile(info.get("StdOut", "")) else "(no log yet)"
+            raise AssertionError(f"job {jobid} {info['JobState']} with no checkpoint in {run}:\n{log}")
         time.sleep(0.5)
 
 
