@@ -121,7 +121,7 @@ def draw(summary: dict, ages: np.ndarray, n: int, ranges: dict, rng: np.random.G
                 fixed[open_] = [known[i] for i in drawn]
             rows[column] = list(fixed)
         values = np.zeros((n, len(summary["continuous"])))
-        for k in np.unique(picks):
+        for k in np.unique(picks) if summary["continuous"] else ():
             cell = band["cells"][k]
             values[picks == k] = rng.multivariate_normal(cell["mean"], cell["cov"], int((picks == k).sum()),
                                                          method="eigh")
@@ -170,7 +170,7 @@ def _problem(s, columns: list[str], categories: dict[str, list[str]]) -> str | N
                       and all(stored[d] if v is None else v in categories[d] if d in categories
                               else isinstance(v, (int, float)) for d, v in zip(discrete, c["discrete"]))
                       and np.isfinite(np.array(c["mean"], np.float64)).all() and len(c["mean"]) == k
-                      and np.array(c["cov"], np.float64).shape == (k, k) and np.isfinite(np.array(c["cov"])).all())
+                      and np.isfinite(np.array(c["cov"], np.float64).reshape(k, k)).all())
             except (KeyError, TypeError, ValueError):
                 ok = False
             if not ok:

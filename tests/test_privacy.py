@@ -90,7 +90,7 @@ def test_the_label_summary_identifies_no_one_and_keeps_how_labels_go_together():
     assert abs(drawn.loc[drawn["age"] == 30, "sex"].mean() - young["sex"].mean()) < 0.05
 
 
-def test_subjects_of_small_label_combinations_are_regrouped_by_the_model_conditions_not_dropped():
+def test_subjects_of_small_label_combinations_are_regrouped_by_the_model_conditions_not_dropped(tmp_path):
     """12 subjects per age band and source, spread over sex x site cells of 3: no full cell reaches MIN_CELL, so
     the cells fix the source (the model's condition) and draw sex and site from their overall counts."""
     rng = np.random.default_rng(0)
@@ -109,6 +109,11 @@ def test_subjects_of_small_label_combinations_are_regrouped_by_the_model_conditi
                                np.random.default_rng(1))
     assert set(drawn.loc[drawn["age"] == 25, "source"]) == {"a"} and set(drawn.loc[drawn["age"] == 65, "source"]) == {"b"}
     assert abs(drawn["sex"].astype(float).mean() - 0.5) < 0.05 and set(drawn["site"]) == {"clinic", "ward"}
+    label_summary.save(label_summary.summarize(table.drop(columns="height"), ["age", "sex", "source"], ["source"],
+                                               ["source"]),
+                       tmp_path)   # discrete labels only: no Gaussian to store or draw from
+    loaded = label_summary.load(tmp_path, ["age", "sex", "source"], {"source": ["a", "b"]})
+    assert set(label_summary.draw(loaded, np.array([65.0]), 50, {}, np.random.default_rng(2))["source"]) == {"b"}
     one = table[table["source"] == "a"].assign(site=lambda t: np.where(t.index == 0, "icu", t["site"]))
     rare = label_summary.summarize(one, ["age", "sex", "height", "source", "site"], ["source", "site"], ["age"])
     assert "icu" not in json.dumps(rare)   # a value held by one subject is not stored
