@@ -33,6 +33,11 @@ def _discrete(table: pd.DataFrame, columns: list[str], categorical: list[str]) -
     return [c for c in columns if c in categorical or (c != "age" and whole(c))]
 
 
+def _plain(value):
+    """A label value as the summary stores it: text stays text, a number becomes a float."""
+    return value if isinstance(value, str) else float(value)
+
+
 def _cells(band: pd.DataFrame, discrete: list[str], levels: int, continuous: list[str]) -> list[dict]:
     """Cells of MIN_CELL or more subjects fixing discrete[:k], for k from all discrete labels down to `levels` less;
     each pass groups only the subjects no earlier pass placed."""
@@ -47,7 +52,7 @@ def _cells(band: pd.DataFrame, discrete: list[str], levels: int, continuous: lis
             values = group[continuous].to_numpy(np.float64)
             cov = np.cov(values, rowvar=False).reshape(len(continuous), len(continuous)) if continuous \
                 else np.zeros((0, 0))
-            fixed = [v if isinstance(v, str) else float(v) for v in key] + [None] * (len(discrete) - k)
+            fixed = [_plain(v) for v in key] + [None] * (len(discrete) - k)
             out.append({"subjects": int(len(group)), "discrete": fixed, "mean": values.mean(axis=0).tolist(),
                         "cov": cov.tolist()})
             placed.append(group.index)
@@ -67,11 +72,9 @@ def summarize(table: pd.DataFrame, columns: list[str], categorical: list[str], k
     values = {}
     for c in discrete:
         counts = subjects[c].value_counts()
-        values[c] = [[v if isinstance(v, str) else float(v), int(n)] for v, n in counts.sort_index().items()
-                     if n >= MIN_CELL]
-    levels = 0   # a label can be left open only when some of its values are stored
-    while levels < len(discrete) and values[discrete[len(discrete) - 1 - levels]]:
-        levels += 1
+        values[c] = [[_plain(v), int(n)] for v, n in counts.sort_index().items() if n >= MIN_CELL]
+    # labels are left open from the last one back, and only while each has stored values to draw from
+    levels = next((i for i, c in enumerate(reversed(discrete)) if not values[c]), len(discrete))
     age = subjects["age"].to_numpy(np.float64)
     edges = np.arange(np.floor(age.min() / AGE_BAND), np.floor(age.max() / AGE_BAND) + 2) * AGE_BAND
 
@@ -112,14 +115,13 @@ def draw(summary: dict, ages: np.ndarray, n: int, ranges: dict, rng: np.random.G
         picks = rng.choice(len(weights), n, p=weights / weights.sum())
         rows = pd.DataFrame({"age": np.full(n, float(age))})
         for j, column in enumerate(summary["discrete"]):
-            fixed = [band["cells"][k]["discrete"][j] for k in picks]
+            fixed = np.array([band["cells"][k]["discrete"][j] for k in picks], object)
             open_ = np.array([v is None for v in fixed])
             if open_.any():
                 known, counts = zip(*summary["values"][column])
-                drawn = rng.choice(len(known), int(open_.sum()), p=np.array(counts) / sum(counts))
-                fixed = np.array(fixed, object)
-                fixed[open_] = [known[i] for i in drawn]
-            rows[column] = list(fixed)
+                fixed[open_] = [known[i] for i in rng.choice(len(known), int(open_.sum()),
+                                                             p=np.array(counts) / sum(counts))]
+            rows[column] = fixed.tolist()
         values = np.zeros((n, len(summary["continuous"])))
         for k in np.unique(picks) if summary["continuous"] else ():
             cell = band["cells"][k]
