@@ -7,7 +7,6 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 export PPG_CVAE_HOME=${PPG_CVAE_HOME:-$(dirname "$here")}
 cd "$PPG_CVAE_HOME"
-mkdir -p logs
 # Each submission trains into its own run directory unless RUN_DIR names one (same configuration to resume it).
 export CONFIG=${CONFIG:-configs/default.yaml} DATA_DIR=${DATA_DIR:-data}
 export RUN_DIR=${RUN_DIR:-runs/pipeline-$(date +%Y%m%d-%H%M%S)-$$}

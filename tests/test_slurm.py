@@ -42,6 +42,19 @@ def log_of(info) -> str:
     return open(info["StdOut"]).read()
 
 
+def test_every_batch_script_logs_into_a_folder_a_fresh_clone_has():
+    """Slurm fails a job at start when its --output folder is missing, so that folder is tracked by git."""
+    scripts = sorted((REPO / "slurm").glob("*.sbatch"))
+    assert scripts
+    for script in scripts:
+        outputs = [line.split("=", 1)[1].strip() for line in script.read_text().splitlines()
+                   if line.startswith("#SBATCH --output=")]
+        assert len(outputs) == 1, f"{script.name}: one #SBATCH --output line expected"
+        folder = os.path.dirname(outputs[0])
+        tracked = subprocess.run(["git", "ls-files", "--", folder], cwd=REPO, capture_output=True, text=True)
+        assert tracked.returncode == 0 and tracked.stdout.strip(), f"{script.name}: {folder}/ is not in git"
+
+
 @pytest.mark.slow
 def test_pipeline_runs_every_stage_on_two_tasks(slurm, tmp_path):
     env = dict(slurm, CONFIG="configs/smoke.yaml", DATA_DIR=str(tmp_path / "data"), RUN_DIR=str(tmp_path / "run"),
@@ -62,7 +75,7 @@ def test_pipeline_runs_every_stage_on_two_tasks(slurm, tmp_path):
     assert (tmp_path / "data" / "manifest.json").is_file() and (tmp_path / "syn.npz").is_file()
     assert (tmp_path / "syn.png").is_file()
     assert json.loads((tmp_path / "report" / "metrics.json").read_text())["counts"]["synthetic"] == 100
-    assert "logs/ppg-train-" in job(slurm, ids["train"])["StdOut"]
+    assert "slurm/logs/ppg-train-" in job(slurm, ids["train"])["StdOut"]
 
 
 @pytest.fixture(scope="module")
