@@ -35,6 +35,30 @@ def epsilon(noise_multiplier: float, sample_rate: float, steps: int, delta: floa
     return float(accountant.get_epsilon(delta))
 
 
+def noise_for_epsilon(target: float, sample_rate: float, steps: int, delta: float) -> float:
+    """The smallest noise multiplier (at least 0.1) whose `steps` Poisson-sampled Gaussian mechanisms spend at most
+    `target` epsilon at `delta`: dp-accounting's calibration with a coarser PLD grid than `epsilon` uses, whose
+    pessimistic estimate bounds the finer one from above."""
+    import dp_accounting
+    from dp_accounting.pld import pld_privacy_accountant
+
+    if steps <= 0:
+        raise UserError("train.privacy.target_epsilon needs at least one training step; raise train.epochs")
+    grid = min(1e-2, target / 1000)
+    accountant = lambda: pld_privacy_accountant.PLDAccountant(value_discretization_interval=grid)  # noqa: E731
+    event = lambda sigma: dp_accounting.SelfComposedDpEvent(  # noqa: E731
+        dp_accounting.PoissonSampledDpEvent(sample_rate, dp_accounting.GaussianDpEvent(sigma)), steps)
+    spent = lambda sigma: accountant().compose(event(sigma)).get_epsilon(delta)  # noqa: E731
+    low, high = 0.1, 1e4
+    if spent(low) <= target:
+        return low
+    sigma = dp_accounting.calibrate_dp_mechanism(accountant, event, target, delta,
+                                                 dp_accounting.ExplicitBracketInterval(low, high), tol=1e-4)
+    while spent(sigma) > target:   # Brent's method stops within its tolerance on either side of the target
+        sigma *= 1.0001
+    return float(sigma)
+
+
 def clipped_sum(per_example: list[tf.Tensor], clip_norm: float) -> list[tf.Tensor]:
     """The sum over examples of each example's gradient (a list over weights of [examples, ...] tensors) scaled
     to L2 norm at most `clip_norm` over all weights together."""

@@ -22,7 +22,7 @@ from cvae.finalize import finalize
 from cvae.keras2 import keras, require_keras2
 from cvae.lamb import LAMB
 from cvae.model import CVAE
-from cvae.privacy import PrivacyLedger, PrivateStep, public_view, sampling
+from cvae.privacy import PrivacyLedger, PrivateStep, noise_for_epsilon, public_view, sampling
 from cvae.schedules import KLWarmup, WarmupLR
 from cvae.step_agreement import EXIT_PREEMPTED, StepAgreement
 from data_prep.config import Config
@@ -44,6 +44,7 @@ class Job:
     lr: float                # the target learning rate (scaled by the number of ranks when train.scale_lr)
     batch: int = 0           # per rank
     sample_rate: float = 0.0  # private training: the share of training subjects in a global batch
+    noise_multiplier: float = 0.0  # private training: train.privacy's, or calibrated to its target_epsilon
 
     def replan(self, ranks: distributed.Ranks) -> None:
         """Per-rank batch, steps per epoch and learning rate for this set of ranks (at start, and after an elastic
@@ -56,11 +57,25 @@ class Job:
         if train.privacy.enabled:
             self.sample_rate = sampling(self.batch * ranks.size, self.manifest.splits["train"].subjects,
                                         train.privacy.delta)
+            self.noise_multiplier = self.noise_multiplier or private_noise(train, self.sample_rate, self.steps, ranks.rank)
 
     @property
     def plan(self) -> dict:
         return {"ranks": self.ranks.size, "global_batch": self.batch * self.ranks.size,
                 "learning_rate": self.lr, "steps_per_epoch": self.steps}
+
+
+def private_noise(train, sample_rate: float, steps: int, rank: int) -> float:
+    """The noise multiplier of a private run: train.privacy.noise_multiplier, or with target_epsilon the smallest
+    that keeps train.epochs x `steps` updates within it (fixed at start: budget spent is never recalibrated)."""
+    p = train.privacy
+    if not p.target_epsilon:
+        return p.noise_multiplier
+    sigma = noise_for_epsilon(p.target_epsilon, sample_rate, train.epochs * steps, p.delta)
+    if rank == 0:
+        log.info("privacy: noise multiplier %.4f keeps %d steps at sampling rate %.5f within epsilon %g at delta %g",
+                 sigma, train.epochs * steps, sample_rate, p.target_epsilon, p.delta)
+    return sigma
 
 
 def per_rank_batch(batch_size: int, global_batch_size: int, ranks: int) -> int:
@@ -117,7 +132,7 @@ def build(job: Job) -> tuple[CVAE, StepAgreement]:
                     "(no collective inside an XLA-compiled loss), so the result depends slightly on the number of "
                     "ranks; use train.xla=false for a rank-independent result")
     p = cfg.train.privacy
-    private = PrivateStep(p.clip_norm, p.noise_multiplier, job.batch * size, size, secrets.randbits(62),
+    private = PrivateStep(p.clip_norm, job.noise_multiplier, job.batch * size, size, secrets.randbits(62),
                           distributed.grouped_mean_allreduce) if p.enabled else None
     model = CVAE(cfg.model, length, n_cond, seed=cfg.train.seed * 1000 + rank, step_hooks=[agreement.hook],
                  jit_compile=cfg.train.xla, rank_mean=distributed.mean_allreduce if across and not cfg.train.xla
@@ -188,7 +203,7 @@ def callbacks(job: Job, agreement: StepAgreement, state, last, best, elastic: bo
     items += [hvd.callbacks.MetricAverageCallback(), KLWarmup(cfg.model.beta, cfg.model.kl_warmup_epochs),
               agreement, validation, timer]
     p = cfg.train.privacy
-    ledger = PrivacyLedger(p.noise_multiplier, job.sample_rate, p.delta, rank) if p.enabled else None
+    ledger = PrivacyLedger(job.noise_multiplier, job.sample_rate, p.delta, rank) if p.enabled else None
     if ledger:
         items.append(ledger)
     if rank == 0:

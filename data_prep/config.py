@@ -107,6 +107,8 @@ class PrivacyConfig:
     """Differentially private training (DP-SGD, the subject as the privacy unit): cvae/privacy.py."""
     enabled: bool = False
     noise_multiplier: float = 1.0    # Gaussian noise std over clip_norm, added once per global step
+    target_epsilon: float = 0.0      # > 0: the noise multiplier is the smallest that keeps train.epochs within this
+    #                                  epsilon (noise_multiplier is then not used); an early stop spends less
     clip_norm: float = 1.0           # L2 bound of each window's gradient (one window per subject per step)
     delta: float = 1e-5              # epsilon is reported at this delta; must stay below 1 / training subjects
 
@@ -347,6 +349,7 @@ def _check_privacy(cfg: Config, source: str) -> None:
     p = cfg.train.privacy
     for key, value, ok in (("noise_multiplier", p.noise_multiplier, Range(0, 1e6, lo_open=True)),
                            ("clip_norm", p.clip_norm, Range(0, 1e6, lo_open=True)),
+                           ("target_epsilon", p.target_epsilon, Range(0, 1e3)),
                            ("delta", p.delta, Range(0, 1, lo_open=True, hi_open=True))):
         if value not in ok:
             raise UserError(f"{source}: 'train.privacy.{key}' is {value!r}; it must lie in {ok}")

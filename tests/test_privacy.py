@@ -144,6 +144,22 @@ def test_epsilon_of_the_full_batch_gaussian_mechanism_matches_its_closed_form():
     assert subsampled < exact / 5 and epsilon(sigma, 0.01, 4 * steps, delta) > subsampled
 
 
+def test_the_noise_for_a_target_epsilon_is_the_smallest_that_keeps_it():
+    """Full batch: the noise whose single Gaussian mechanism (sensitivity sqrt(T) / sigma) has exactly the target
+    epsilon in closed form; subsampled: the accountant's epsilon is within the target and 1% less noise exceeds it."""
+    from scipy.optimize import brentq
+    from scipy.stats import norm
+
+    from cvae.privacy import epsilon, noise_for_epsilon
+    steps, delta, target = 16, 1e-5, 2.0
+    mu = brentq(lambda m: norm.cdf(-target / m + m / 2) - np.exp(target) * norm.cdf(-target / m - m / 2) - delta,
+                1e-3, 20)
+    assert noise_for_epsilon(target, 1.0, steps, delta) == pytest.approx(np.sqrt(steps) / mu, rel=0.01)
+    for target in (1.0, 10.0):
+        sigma = noise_for_epsilon(target, 0.05, 200, delta)
+        assert epsilon(sigma, 0.05, 200, delta) <= target < epsilon(0.99 * sigma, 0.05, 200, delta)
+
+
 @pytest.mark.parametrize("ranks", [1, 2])
 def test_the_noise_is_added_once_per_global_step_whatever_the_ranks(ranks, tmp_path):
     """Clipping at 1e-6 leaves the DP-SGD gradient of a global batch of 8 all noise: each coordinate's variance must
@@ -192,22 +208,23 @@ def test_private_batches_hold_distinct_subjects_one_window_each_per_epoch(smoke_
 
 
 def test_a_private_run_reads_no_training_data_after_training_and_states_its_epsilon(smoke_data, tmp_path):
-    """2 ranks of DP-SGD with the training label table gone (nothing may need it): the model directory has no
-    latent prior, equalizer or label summary, its condition scaling comes from the labels' plausible ranges, its
-    epsilon is the accountant's for the steps it ran, TensorBoard has it, and generate and evaluate carry it."""
+    """2 ranks of DP-SGD to a target epsilon with the training label table gone (nothing may need it): the model
+    directory has no latent prior, equalizer or label summary, its condition scaling comes from the labels'
+    plausible ranges, its noise keeps the target, its epsilon is the accountant's for the steps it ran, TensorBoard
+    has it, and generate and evaluate carry it."""
     import shutil
 
     from conftest import SMOKE, horovodrun
     from cvae.evaluate.report import evaluate
     from cvae.generate import generate
-    from cvae.privacy import epsilon
+    from cvae.privacy import epsilon, noise_for_epsilon
     from data_prep.errors import UserError
     from data_prep.manifest import load_manifest
     data, run = tmp_path / "data", tmp_path / "run"
     shutil.copytree(smoke_data, data)
     (data / "labels-train.csv.gz").unlink()
     result = horovodrun(2, "train", "--config", str(SMOKE), "--data", str(data), "--run-dir", str(run),
-                        "train.privacy.enabled=true", "train.privacy.noise_multiplier=1.5",
+                        "train.privacy.enabled=true", "train.privacy.target_epsilon=20",
                         "train.privacy.delta=0.001", "train.global_batch_size=8", "train.epochs=2")
     assert result.returncode == 0, result.stderr[-3000:]
     meta = json.loads((run / "model" / "meta.json").read_text())
@@ -216,7 +233,10 @@ def test_a_private_run_reads_no_training_data_after_training_and_states_its_epsi
     assert steps == min(s.subjects for s in load_manifest(data).splits["train"].shards) // 4
     p = meta["privacy"]
     assert p["steps"] == 2 * steps and p["sample_rate"] == pytest.approx(8 / subjects)
-    assert p["epsilon"] == pytest.approx(epsilon(1.5, 8 / subjects, 2 * steps, 0.001), rel=1e-6) and p["epsilon"] > 0
+    # the noise was calibrated to the target for the 2 epochs planned, and both ran
+    assert p["noise_multiplier"] == pytest.approx(noise_for_epsilon(20, 8 / subjects, 2 * steps, 0.001), rel=1e-6)
+    assert p["epsilon"] == pytest.approx(epsilon(p["noise_multiplier"], 8 / subjects, 2 * steps, 0.001), rel=1e-6)
+    assert 19 < p["epsilon"] <= 20
     assert meta["equalizer"] is None and meta["latent_prior"] == "standard normal"
     assert sorted(f.name for f in (run / "model").iterdir()) == ["decoder.keras", "encoder.keras", "meta.json"]
     assert meta["label_stats"]["age"] == {"mean": 60.0, "std": pytest.approx(120 / np.sqrt(12)), "min": 0.0,
