@@ -9,17 +9,31 @@ def report(name: str, rows: dict) -> None:
     print(f"BENCH {name} " + json.dumps(rows, default=lambda x: round(x, 4) if isinstance(x, float) else str(x)))
 
 
-def simulated_data(workdir, n_subjects: int, config: str = "configs/default.yaml"):
-    """Prep a simulated cohort of `n_subjects` x 6 signals into workdir/data-N (reused when already there)."""
+def cli(*args: str) -> None:
+    """Run `ppg-cvae ARGS` from the repository; exits with the tail of its stderr when it fails."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    result = subprocess.run([sys.executable, "-m", "launch.cli", *args], cwd=Path(__file__).resolve().parents[1],
+                            capture_output=True, text=True)
+    if result.returncode:
+        sys.exit(f"ppg-cvae {args[0]} failed:\n{result.stderr[-3000:]}")
+
+
+def simulated_data(workdir, n_subjects: int, config: str = "configs/default.yaml", segments: int = 6):
+    """Prep a simulated cohort of `n_subjects` x `segments` signals into workdir/data-N[xS] (reused when already
+    there)."""
     import subprocess
     import sys
     from pathlib import Path
 
     repo = Path(__file__).resolve().parents[1]
-    out = Path(workdir) / f"data-{n_subjects}"
+    out = Path(workdir) / (f"data-{n_subjects}" + ("" if segments == 6 else f"x{segments}"))
     if not (out / "manifest.json").exists():
         subprocess.run([sys.executable, "-m", "launch.cli", "prep", "--config", str(repo / config), "--out", str(out),
-                        f"simulate.n_subjects={n_subjects}", "data.train_shards=16", "data.val_shards=2",
+                        f"simulate.n_subjects={n_subjects}", f"simulate.segments_per_subject={segments}",
+                        "data.train_shards=16", "data.val_shards=2",
                         "data.test_shards=2"], cwd=repo, check=True, stdout=subprocess.DEVNULL)
     return out
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import subprocess
 import sys
 import tempfile
 import time
@@ -25,7 +24,7 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
-from bench.common import report, simulated_data  # noqa: E402
+from bench.common import cli, report, simulated_data  # noqa: E402
 
 # docs/CLUSTER.md: fp32 training signals/s of one H200 at each batch per GPU (a PyTorch model of the default shape)
 H200_RATE = {64: 14_067, 256: 54_510, 1024: 161_531, 4096: 192_985}
@@ -71,12 +70,6 @@ def large_epochs(text: str, batches: list[int]) -> dict[int, int]:
     if missing:
         sys.exit(f"--large-epochs names no epochs for batch {missing[0]}: give BATCH:EPOCHS for every batch above 64")
     return pairs
-
-
-def cli(*args: str) -> None:
-    result = subprocess.run([sys.executable, "-m", "launch.cli", *args], cwd=REPO, capture_output=True, text=True)
-    if result.returncode:
-        sys.exit(f"ppg-cvae {args[0]} failed:\n{result.stderr[-3000:]}")
 
 
 def variant(batch: int, data: Path, work: Path, epochs: int, extra: list[str]) -> dict:

@@ -13,18 +13,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-def cli(*args: str) -> None:
-    command = [sys.executable, "-m", "launch.cli", *args]
-    result = subprocess.run(command, cwd=REPO, capture_output=True, text=True)
-    if result.returncode:
-        sys.exit(f"ppg-cvae {args[0]} failed:\n{result.stderr[-3000:]}")
+sys.path.insert(0, str(REPO))
+from bench.common import cli  # noqa: E402
 
 
 def row(data: Path, work: Path, train_seed: int, gen_seed: int, overrides: list[str]) -> dict:
