@@ -23,12 +23,14 @@ FREE_MODEL_KEYS = {"beta", "kl_warmup_epochs", "posterior_mixture", "posterior_m
 def identity(cfg: Config, manifest: Manifest) -> dict:
     """What must not change within one run: the model's shape and conditions, the data set and its normalization,
     the global batch and the privacy settings (a private run resumed without them would spend an unaccounted
-    budget)."""
+    budget), and the epochs of a private run whose noise was calibrated to them (train.privacy.target_epsilon)."""
     fixed = {f"model.{k}": v for k, v in asdict(cfg.model).items() if k not in FREE_MODEL_KEYS}
+    p = cfg.train.privacy
+    calibrated = {"train.epochs": cfg.train.epochs} if p.enabled and p.target_epsilon else {}
     return {"dataset_id": manifest.dataset_id, "data.normalization": manifest.normalization,
             "data.signal_length": manifest.signal_length, "data.fs": manifest.fs,
             "train.global_batch_size": cfg.train.global_batch_size, "train.privacy": asdict(cfg.train.privacy),
-            **fixed}
+            **fixed, **calibrated}
 
 
 def digest(ident: dict) -> str:
@@ -52,8 +54,8 @@ def prepare(cfg: Config, data_dir: Path, run_dir: Path, manifest: Manifest, resu
         if differ:
             k = differ[0]
             raise UserError(f"{run_dir} was trained with {k}={old['identity'].get(k)!r}, this run has "
-                            f"{k}={ident.get(k)!r}; a checkpoint cannot continue under another model, data set or "
-                            f"normalization: resume with {run_dir / 'config.yaml'} and its --data, or choose a new "
+                            f"{k}={ident.get(k)!r}; a checkpoint cannot continue under another model, data set, "
+                            f"normalization or privacy budget: resume with {run_dir / 'config.yaml'} and its --data, or choose a new "
                             "--run-dir")
         if old["plan"]["ranks"] != plan["ranks"] and old["plan"]["global_batch"] == plan["global_batch"]:
             log.warning("resuming a run trained on %d rank(s) on %d: global batch %d kept (%d per rank), learning "

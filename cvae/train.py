@@ -57,7 +57,8 @@ class Job:
         if train.privacy.enabled:
             self.sample_rate = sampling(self.batch * ranks.size, self.manifest.splits["train"].subjects,
                                         train.privacy.delta)
-            self.noise_multiplier = self.noise_multiplier or private_noise(train, self.sample_rate, self.steps, ranks.rank)
+            self.noise_multiplier = self.noise_multiplier or private_noise(
+                train, self.manifest.splits["train"].subjects, self.batch * ranks.size, ranks.rank)
 
     @property
     def plan(self) -> dict:
@@ -65,16 +66,19 @@ class Job:
                 "learning_rate": self.lr, "steps_per_epoch": self.steps}
 
 
-def private_noise(train, sample_rate: float, steps: int, rank: int) -> float:
+def private_noise(train, subjects: int, global_batch: int, rank: int) -> float:
     """The noise multiplier of a private run: train.privacy.noise_multiplier, or with target_epsilon the smallest
-    that keeps train.epochs x `steps` updates within it (fixed at start: budget spent is never recalibrated)."""
+    that keeps train.epochs x (subjects // global batch) updates within it: as many as one rank makes, at least as
+    many as any number of ranks makes (each runs its smallest rank's full batches), so the noise is the same on
+    any number of ranks and the run never spends more than the target."""
     p = train.privacy
     if not p.target_epsilon:
         return p.noise_multiplier
-    sigma = noise_for_epsilon(p.target_epsilon, sample_rate, train.epochs * steps, p.delta)
+    steps = train.epochs * (subjects // global_batch)
+    sigma = noise_for_epsilon(p.target_epsilon, global_batch / subjects, steps, p.delta)
     if rank == 0:
-        log.info("privacy: noise multiplier %.4f keeps %d steps at sampling rate %.5f within epsilon %g at delta %g",
-                 sigma, train.epochs * steps, sample_rate, p.target_epsilon, p.delta)
+        log.info("privacy: noise multiplier %.4f keeps %d steps of %d of %d subjects within epsilon %g at delta %g",
+                 sigma, steps, global_batch, subjects, p.target_epsilon, p.delta)
     return sigma
 
 

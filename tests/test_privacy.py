@@ -210,11 +210,11 @@ def test_private_batches_hold_distinct_subjects_one_window_each_per_epoch(smoke_
 def test_a_private_run_reads_no_training_data_after_training_and_states_its_epsilon(smoke_data, tmp_path):
     """2 ranks of DP-SGD to a target epsilon with the training label table gone (nothing may need it): the model
     directory has no latent prior, equalizer or label summary, its condition scaling comes from the labels'
-    plausible ranges, its noise keeps the target, its epsilon is the accountant's for the steps it ran, TensorBoard
+    plausible ranges, its noise keeps the target (and its epochs cannot change on resume), its epsilon is the accountant's for the steps it ran, TensorBoard
     has it, and generate and evaluate carry it."""
     import shutil
 
-    from conftest import SMOKE, horovodrun
+    from conftest import SMOKE, cli, horovodrun
     from cvae.evaluate.report import evaluate
     from cvae.generate import generate
     from cvae.privacy import epsilon, noise_for_epsilon
@@ -233,10 +233,16 @@ def test_a_private_run_reads_no_training_data_after_training_and_states_its_epsi
     assert steps == min(s.subjects for s in load_manifest(data).splits["train"].shards) // 4
     p = meta["privacy"]
     assert p["steps"] == 2 * steps and p["sample_rate"] == pytest.approx(8 / subjects)
-    # the noise was calibrated to the target for the 2 epochs planned, and both ran
-    assert p["noise_multiplier"] == pytest.approx(noise_for_epsilon(20, 8 / subjects, 2 * steps, 0.001), rel=1e-6)
+    # the noise keeps the target over the 2 epochs of one rank's steps (at least as many as 2 ranks make)
+    assert p["noise_multiplier"] == pytest.approx(noise_for_epsilon(20, 8 / subjects, 2 * (subjects // 8), 0.001),
+                                                  rel=1e-6)
     assert p["epsilon"] == pytest.approx(epsilon(p["noise_multiplier"], 8 / subjects, 2 * steps, 0.001), rel=1e-6)
-    assert 19 < p["epsilon"] <= 20
+    assert 0 < p["epsilon"] <= 20
+    # more epochs would need other noise: the run cannot be continued with them
+    more = cli("train", "--config", str(SMOKE), "--data", str(data), "--run-dir", str(run), "--resume",
+               "train.privacy.enabled=true", "train.privacy.target_epsilon=20", "train.privacy.delta=0.001",
+               "train.global_batch_size=8", "train.epochs=3")
+    assert more.returncode == 2 and "was trained with train.epochs=2, this run has train.epochs=3" in more.stderr
     assert meta["equalizer"] is None and meta["latent_prior"] == "standard normal"
     assert sorted(f.name for f in (run / "model").iterdir()) == ["decoder.keras", "encoder.keras", "meta.json"]
     assert meta["label_stats"]["age"] == {"mean": 60.0, "std": pytest.approx(120 / np.sqrt(12)), "min": 0.0,
