@@ -105,7 +105,7 @@ def figure(rows: list[dict], path: Path) -> None:
         left.plot(x, [r["judges"][j]["score"] for r in rows], style, label=f"{j} judge (target <= 0.2)")
     left.axhline(TARGETS["spearman_ratio"], color="C0", lw=0.6, ls=":")
     left.axhline(TARGETS["judge"], color="grey", lw=0.6, ls=":")
-    left.set(xticks=list(x), xticklabels=labels, xlabel="epsilon at delta 1e-5", title="fidelity", ylim=(0, 1.1))
+    left.set(xticks=list(x), xticklabels=labels, xlabel="epsilon at delta 1e-5", title="fidelity", ylim=(-0.2, 1.1))
     left.legend(fontsize=7)
     for k, (a, marker) in enumerate((("dcr", "o"), ("domias", "s"))):
         values = [r["audit"][a]["value"] for r in rows]
