@@ -24,17 +24,13 @@ def cli(*args: str) -> None:
 def simulated_data(workdir, n_subjects: int, config: str = "configs/default.yaml", segments: int = 6):
     """Prep a simulated cohort of `n_subjects` x `segments` signals into workdir/data-N[xS] (reused when already
     there)."""
-    import subprocess
-    import sys
     from pathlib import Path
 
-    repo = Path(__file__).resolve().parents[1]
     out = Path(workdir) / (f"data-{n_subjects}" + ("" if segments == 6 else f"x{segments}"))
     if not (out / "manifest.json").exists():
-        subprocess.run([sys.executable, "-m", "launch.cli", "prep", "--config", str(repo / config), "--out", str(out),
-                        f"simulate.n_subjects={n_subjects}", f"simulate.segments_per_subject={segments}",
-                        "data.train_shards=16", "data.val_shards=2",
-                        "data.test_shards=2"], cwd=repo, check=True, stdout=subprocess.DEVNULL)
+        cli("prep", "--config", str(Path(__file__).resolve().parents[1] / config), "--out", str(out),
+            f"simulate.n_subjects={n_subjects}", f"simulate.segments_per_subject={segments}", "data.train_shards=16",
+            "data.val_shards=2", "data.test_shards=2")
     return out
 
 

@@ -53,7 +53,8 @@ def variant(name: str, overrides: list[str], data: Path, work: Path, n_per_age: 
     meta = json.loads((run / "model" / "meta.json").read_text())
     cli("generate", "--model", str(run), "--ages", "18:98:8", "--n-per-age", str(n_per_age), "--seed", "0",
         "--out", str(work / f"{name}.npz"))
-    cli("evaluate", "--synthetic", str(work / f"{name}.npz"), "--data", str(data), "--out", str(work / f"{name}-report"))
+    cli("evaluate", "--synthetic", str(work / f"{name}.npz"), "--data", str(data), "--out",
+        str(work / f"{name}-report"))
     m = json.loads((work / f"{name}-report" / "metrics.json").read_text())
     p = meta.get("privacy")
     row = {"name": name, "overrides": overrides, "train_seconds": seconds, "best_val_loss": meta["best_val_loss"],
@@ -146,7 +147,8 @@ def main() -> None:
         rows = [variant(f"eps-{eps:g}", [
                 "train.privacy.enabled=true", f"train.privacy.target_epsilon={eps}", f"train.privacy.delta={DELTA}",
                 f"train.global_batch_size={args.private_batch}", f"train.epochs={args.private_epochs}",
-                f"train.patience={args.private_epochs}", *PRIVATE_RECIPE, *args.set], data, work, args.n_per_age, args.private_ranks)
+                f"train.patience={args.private_epochs}", *PRIVATE_RECIPE, *args.set], data, work, args.n_per_age,
+                args.private_ranks)
                 for eps in epsilons]
         rows.append(variant("none", [f"train.epochs={args.epochs}", f"train.patience={args.epochs}"], data, work,
                             args.n_per_age))

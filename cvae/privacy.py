@@ -22,40 +22,47 @@ SAMPLING_NOTE = ("accounted as Poisson sampling of subjects at rate global batch
                  "draws shuffled batches of distinct subjects, each once per epoch, one window each")
 
 
-def epsilon(noise_multiplier: float, sample_rate: float, steps: int, delta: float) -> float:
-    """The epsilon at `delta` of `steps` Poisson-sampled Gaussian mechanisms (PLD accountant)."""
-    import dp_accounting
+def _accountant(grid: float):
+    """A PLD accountant whose privacy losses are discretized to `grid` (pessimistically: a coarser grid gives a
+    larger epsilon)."""
     from dp_accounting.pld import pld_privacy_accountant
 
+    return pld_privacy_accountant.PLDAccountant(value_discretization_interval=grid)
+
+
+def _training_event(noise_multiplier: float, sample_rate: float, steps: int):
+    """`steps` Poisson-sampled Gaussian mechanisms as one dp-accounting event."""
+    import dp_accounting
+
+    return dp_accounting.SelfComposedDpEvent(
+        dp_accounting.PoissonSampledDpEvent(sample_rate, dp_accounting.GaussianDpEvent(noise_multiplier)), steps)
+
+
+def epsilon(noise_multiplier: float, sample_rate: float, steps: int, delta: float, grid: float = 1e-4) -> float:
+    """The epsilon at `delta` of `steps` Poisson-sampled Gaussian mechanisms (PLD accountant on `grid`,
+    dp-accounting's default)."""
     if steps == 0:
         return 0.0
-    accountant = pld_privacy_accountant.PLDAccountant()
-    accountant.compose(dp_accounting.SelfComposedDpEvent(
-        dp_accounting.PoissonSampledDpEvent(sample_rate, dp_accounting.GaussianDpEvent(noise_multiplier)), steps))
-    return float(accountant.get_epsilon(delta))
+    return float(_accountant(grid).compose(_training_event(noise_multiplier, sample_rate, steps)).get_epsilon(delta))
 
 
 def noise_for_epsilon(target: float, sample_rate: float, steps: int, delta: float) -> float:
     """The smallest noise multiplier (at least 0.1) whose `steps` Poisson-sampled Gaussian mechanisms spend at most
-    `target` epsilon at `delta`: dp-accounting's calibration with a coarser PLD grid than `epsilon` uses, whose
+    `target` epsilon at `delta`: dp-accounting's calibration on a coarser PLD grid than `epsilon`'s default, whose
     pessimistic estimate bounds the finer one from above."""
     import dp_accounting
-    from dp_accounting.pld import pld_privacy_accountant
 
     if steps <= 0:
         raise UserError("train.privacy.target_epsilon needs at least one training step; raise train.epochs")
     grid = min(1e-2, target / 1000)
-    accountant = lambda: pld_privacy_accountant.PLDAccountant(value_discretization_interval=grid)  # noqa: E731
-    event = lambda sigma: dp_accounting.SelfComposedDpEvent(  # noqa: E731
-        dp_accounting.PoissonSampledDpEvent(sample_rate, dp_accounting.GaussianDpEvent(sigma)), steps)
-    spent = lambda sigma: accountant().compose(event(sigma)).get_epsilon(delta)  # noqa: E731
     low, high = 0.1, 1e4
-    if spent(low) <= target:
+    if epsilon(low, sample_rate, steps, delta, grid) <= target:
         return low
-    sigma = dp_accounting.calibrate_dp_mechanism(accountant, event, target, delta,
-                                                 dp_accounting.ExplicitBracketInterval(low, high), tol=1e-4)
-    while spent(sigma) > target:   # Brent's method stops within its tolerance on either side of the target
-        sigma *= 1.0001
+    sigma = dp_accounting.calibrate_dp_mechanism(
+        lambda: _accountant(grid), lambda noise: _training_event(noise, sample_rate, steps), target, delta,
+        dp_accounting.ExplicitBracketInterval(low, high), tol=1e-4)
+    while epsilon(sigma, sample_rate, steps, delta, grid) > target:   # Brent's method stops within its tolerance
+        sigma *= 1.0001                                               # on either side of the target
     return float(sigma)
 
 

@@ -55,8 +55,8 @@ def prepare(cfg: Config, data_dir: Path, run_dir: Path, manifest: Manifest, resu
             k = differ[0]
             raise UserError(f"{run_dir} was trained with {k}={old['identity'].get(k)!r}, this run has "
                             f"{k}={ident.get(k)!r}; a checkpoint cannot continue under another model, data set, "
-                            f"normalization or privacy budget: resume with {run_dir / 'config.yaml'} and its --data, or choose a new "
-                            "--run-dir")
+                            f"normalization or privacy budget: resume with {run_dir / 'config.yaml'} and its "
+                            "--data, or choose a new --run-dir")
         if old["plan"]["ranks"] != plan["ranks"] and old["plan"]["global_batch"] == plan["global_batch"]:
             log.warning("resuming a run trained on %d rank(s) on %d: global batch %d kept (%d per rank), learning "
                         "rate %.2e, steps per epoch %d -> %d; each rank reads other shards, so the data order differs "

@@ -55,10 +55,9 @@ class Job:
         scaled = train.scale_lr and not train.global_batch_size
         self.lr = train.learning_rate * (ranks.size if scaled else 1)
         if train.privacy.enabled:
-            self.sample_rate = sampling(self.batch * ranks.size, self.manifest.splits["train"].subjects,
-                                        train.privacy.delta)
-            self.noise_multiplier = self.noise_multiplier or private_noise(
-                train, self.manifest.splits["train"].subjects, self.batch * ranks.size, ranks.rank)
+            subjects, global_batch = self.manifest.splits["train"].subjects, self.batch * ranks.size
+            self.sample_rate = sampling(global_batch, subjects, train.privacy.delta)
+            self.noise_multiplier = self.noise_multiplier or private_noise(train, subjects, global_batch, ranks.rank)
 
     @property
     def plan(self) -> dict:

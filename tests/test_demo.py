@@ -1,7 +1,7 @@
 """`ppg-cvae demo` end to end on the demo cohort (about 9 minutes on 2 cores; marked slow: `make test-full`): every
-output is written and the fidelity report meets the demo's fidelity targets (docs/EVALUATION.md). Training on CPU is deterministic for the
-config's seeds, so the numbers are those documented in docs/EVALUATION.md; the thresholds are the targets, not the
-measured values."""
+output is written and the fidelity report meets the demo's fidelity targets (docs/EVALUATION.md). Training on CPU
+is deterministic for the config's seeds, so the numbers are those documented in docs/EVALUATION.md; the thresholds
+are the targets, not the measured values."""
 import json
 
 import pytest

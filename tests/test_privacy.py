@@ -107,7 +107,8 @@ def test_subjects_of_small_label_combinations_are_regrouped_by_the_model_conditi
     assert summary["values"]["site"] == [["clinic", 24], ["ward", 24]]
     drawn = label_summary.draw(summary, np.array([25.0, 65.0]), 2000, {"height": (140.0, 200.0)},
                                np.random.default_rng(1))
-    assert set(drawn.loc[drawn["age"] == 25, "source"]) == {"a"} and set(drawn.loc[drawn["age"] == 65, "source"]) == {"b"}
+    assert set(drawn.loc[drawn["age"] == 25, "source"]) == {"a"}
+    assert set(drawn.loc[drawn["age"] == 65, "source"]) == {"b"}
     assert abs(drawn["sex"].astype(float).mean() - 0.5) < 0.05 and set(drawn["site"]) == {"clinic", "ward"}
     label_summary.save(label_summary.summarize(table.drop(columns="height"), ["age", "sex", "source"], ["source"],
                                                ["source"]),
@@ -210,8 +211,8 @@ def test_private_batches_hold_distinct_subjects_one_window_each_per_epoch(smoke_
 def test_a_private_run_reads_no_training_data_after_training_and_states_its_epsilon(smoke_data, tmp_path):
     """2 ranks of DP-SGD to a target epsilon with the training label table gone (nothing may need it): the model
     directory has no latent prior, equalizer or label summary, its condition scaling comes from the labels'
-    plausible ranges, its noise keeps the target (and its epochs cannot change on resume), its epsilon is the accountant's for the steps it ran, TensorBoard
-    has it, and generate and evaluate carry it."""
+    plausible ranges, its noise keeps the target (and its epochs cannot change on resume), its epsilon is the
+    accountant's for the steps it ran, TensorBoard has it, and generate and evaluate carry it."""
     import shutil
 
     from conftest import SMOKE, cli, horovodrun
