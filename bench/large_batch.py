@@ -30,15 +30,17 @@ from bench.common import cli, report, simulated_data  # noqa: E402
 H200_RATE = {64: 14_067, 256: 54_510, 1024: 161_531, 4096: 192_985}
 
 
-def recipe(batch: int) -> list[str]:
-    """The training settings of a global batch: Adam at 1e-3 for batch 64; above it LAMB with the learning rate
-    scaled by the square root of the batch ratio (at most 1e-2), warmed up over the first 20% of the run's
-    epochs, and the KL weight warmed up as long."""
+def recipe(batch: int, epochs: int) -> list[str]:
+    """The training settings of a global batch trained `epochs`: Adam at 1e-3 for batch 64; above it LAMB with the
+    learning rate scaled by the square root of the batch ratio (at most 1e-2), warmed up over the first 20% of the
+    epochs, then a cosine decay to 0, and the KL weight warmed up over the first 20%."""
     if batch <= 64:
         return [f"train.global_batch_size={batch}", "train.optimizer=adam", "train.learning_rate=0.001",
-                "train.warmup_epochs=1"]
+                "train.warmup_epochs=0"]
+    warm = max(1, epochs // 5)
     return [f"train.global_batch_size={batch}", "train.optimizer=lamb",
-            f"train.learning_rate={min(1e-3 * math.sqrt(batch / 64), 1e-2):.4g}"]
+            f"train.learning_rate={min(1e-3 * math.sqrt(batch / 64), 1e-2):.4g}", f"train.warmup_epochs={warm}",
+            "train.lr_decay=cosine", f"model.kl_warmup_epochs={warm}"]
 
 
 def h200_seconds(global_batch: int, gpus: int, signals: int) -> float:
@@ -61,22 +63,31 @@ def gpu_table(global_batch: int, epochs: int) -> None:
         print(f"| {n:,} | " + " | ".join(f"{c / 60:.1f} min" if c >= 60 else f"{c:.0f} s" for c in cells) + " |")
 
 
-def large_epochs(text: str, batches: list[int]) -> dict[int, int]:
-    """--large-epochs as {batch: epochs} for every batch above 64: one number for all, or BATCH:EPOCHS pairs."""
+def budget_epochs(batch: int, base: dict, train_signals: int) -> int:
+    """Epochs at `batch` whose projected time on 8 H200s is a quarter of batch 64's run on one (each epoch takes
+    the training split's full batches)."""
+    seconds = h200_seconds(64, 1, base["signals_per_epoch"] * base["epochs"]) / 4
+    return int(seconds / h200_seconds(batch, 8, train_signals // batch * batch))
+
+
+def large_epochs(text: str, batches: list[int], base: dict, train_signals: int) -> dict[int, int]:
+    """--large-epochs as {batch: epochs} for every batch above 64: "budget" (`budget_epochs`), one number for all,
+    or BATCH:EPOCHS pairs."""
+    large = [b for b in batches if b > 64]
+    if text == "budget":
+        return {b: budget_epochs(b, base, train_signals) for b in large}
     if ":" not in text:
-        return {b: int(text) for b in batches if b > 64}
+        return {b: int(text) for b in large}
     pairs = {int(b): int(e) for b, e in (item.split(":") for item in text.split(","))}
-    missing = [b for b in batches if b > 64 and b not in pairs]
+    missing = [b for b in large if b not in pairs]
     if missing:
         sys.exit(f"--large-epochs names no epochs for batch {missing[0]}: give BATCH:EPOCHS for every batch above 64")
     return pairs
 
 
-def variant(batch: int, data: Path, work: Path, epochs: int, extra: list[str]) -> dict:
+def variant(batch: int, data: Path, work: Path, epochs: int, extra: list[str], threads: int) -> dict:
     """Train, generate and evaluate one global batch; a finished one already in `work` (same settings) is read back."""
-    overrides = recipe(batch) + extra
-    if batch > 64:
-        overrides += [f"train.warmup_epochs={max(1, epochs // 5)}", f"model.kl_warmup_epochs={max(1, epochs // 5)}"]
+    overrides = recipe(batch, epochs) + extra
     tag = "-".join([str(batch), str(epochs), *overrides]).replace("=", "_").replace("/", "_")
     done = work / f"{tag}.json"
     if done.exists():
@@ -84,8 +95,8 @@ def variant(batch: int, data: Path, work: Path, epochs: int, extra: list[str]) -
     run = work / tag
     t0 = time.perf_counter()
     cli("train", "--config", str(REPO / "configs" / "default.yaml"), "--data", str(data), "--run-dir", str(run),
-        f"train.epochs={epochs}", f"train.patience={epochs}", "train.image_every=0", "train.threads_per_rank=2",
-        *overrides)
+        "--resume", f"train.epochs={epochs}", f"train.patience={epochs}", "train.image_every=0",
+        f"train.threads_per_rank={threads}", *overrides)
     seconds = time.perf_counter() - t0
     meta = json.loads((run / "model" / "meta.json").read_text())
     cli("generate", "--model", str(run), "--ages", "18:98:8", "--n-per-age", "1000", "--seed", "0",
@@ -107,9 +118,12 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--batches", default="64,1024,4096,8192")
     ap.add_argument("--epochs", type=int, default=12, help="epochs of batch 64")
-    ap.add_argument("--large-epochs", default="48",
-                    help="epochs of every larger batch: one number, or BATCH:EPOCHS pairs (1024:48,8192:96)")
+    ap.add_argument("--large-epochs", default="budget",
+                    help="epochs of every larger batch: 'budget' (its projected time on 8 H200s a quarter of batch "
+                         "64's on one), one number, or BATCH:EPOCHS pairs (1024:48,8192:96)")
     ap.add_argument("--subjects", type=int, default=8400)
+    ap.add_argument("--threads", type=int, default=2, help="CPU threads of the training rank (1 when two sweeps "
+                    "share a 2-core machine; the table does not depend on it)")
     ap.add_argument("--dir", default=None, help="work directory (kept; default a temporary one)")
     ap.add_argument("--gpu-table", default=None, metavar="BATCH:EPOCHS",
                     help="also print the projected H200 time of EPOCHS epochs at global batch BATCH by data size and GPUs")
@@ -117,13 +131,15 @@ def main() -> None:
                     help="an override for every batch above 64 (to try another recipe)")
     args = ap.parse_args()
     batches = sorted({int(b) for b in args.batches.split(",")} | {64})
-    epochs = large_epochs(args.large_epochs, batches) | {64: args.epochs}
     if args.dir:
         Path(args.dir).mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=args.dir) as tmp:
         work = Path(args.dir or tmp)
         data = simulated_data(work, args.subjects)
-        rows = {b: variant(b, data, work, epochs[b], [] if b == 64 else args.set) for b in batches}
+        rows = {64: variant(64, data, work, args.epochs, [], args.threads)}
+        train_signals = json.loads((data / "manifest.json").read_text())["splits"]["train"]["count"]
+        epochs = large_epochs(args.large_epochs, batches, rows[64], train_signals)
+        rows |= {b: variant(b, data, work, epochs[b], args.set, args.threads) for b in batches if b > 64}
     base = rows[64]
     print("| global batch | epochs | updates | best val loss (gap to 64) | first epoch within 2% | Spearman ratio | "
           "linear judge (floor) | TSTR/TRTR | GPU time 1 H200 | 8 H200 |\n|---|---|---|---|---|---|---|---|---|---|")

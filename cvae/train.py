@@ -93,6 +93,15 @@ def per_rank_batch(batch_size: int, global_batch_size: int, ranks: int) -> int:
     return global_batch_size // ranks
 
 
+def warmup_schedule(train, job: Job) -> WarmupLR:
+    """The learning rate by step. Warm-up over train.warmup_epochs: from the per-rank rate to the rate scaled by the
+    ranks, or with train.global_batch_size from target / warm-up steps (the same on any number of ranks); then
+    constant, or with train.lr_decay=cosine down to 0 at the end of train.epochs."""
+    warmup = train.warmup_epochs * job.steps
+    start = job.lr / (max(warmup, 1) if train.global_batch_size else job.ranks.size) if warmup else job.lr
+    return WarmupLR(start, job.lr, warmup, train.epochs * job.steps if train.lr_decay == "cosine" else 0)
+
+
 def setup(cfg: Config, data_dir: Path, run_dir: Path, resume: bool, prepare: bool = True) -> tuple[Job, list]:
     """Horovod, the device, the manifest and this rank's plan; with `prepare`, `prepare_run`."""
     ranks = distributed.init(cfg.train.threads_per_rank)
@@ -140,8 +149,7 @@ def build(job: Job) -> tuple[CVAE, StepAgreement]:
     model = CVAE(cfg.model, length, n_cond, seed=cfg.train.seed * 1000 + rank, step_hooks=[agreement.hook],
                  jit_compile=cfg.train.xla, rank_mean=distributed.mean_allreduce if across and not cfg.train.xla
                  else None, private=private)
-    model.lr_schedule = WarmupLR(job.lr / size if cfg.train.warmup_epochs else job.lr, job.lr,
-                                 cfg.train.warmup_epochs * job.steps)
+    model.lr_schedule = warmup_schedule(cfg.train, job)
     model.compile(optimizer=hvd.DistributedOptimizer(
         (LAMB(model.lr_schedule, decay=cfg.train.weight_decay) if cfg.train.optimizer == "lamb"
          else keras.optimizers.Adam(model.lr_schedule)), backward_passes_per_step=cfg.train.backward_passes_per_step,

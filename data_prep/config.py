@@ -126,6 +126,7 @@ class TrainConfig:
     optimizer: str = "adam"          # adam | lamb (layer-wise trust ratio for large global batches: cvae/lamb.py)
     weight_decay: float = 0.0        # lamb: decoupled weight decay
     warmup_epochs: int = 1           # LR warm-up to the scaled value
+    lr_decay: str = "none"           # none | cosine: after the warm-up, a half cosine to 0 at the last epoch
     patience: int = 5                # epochs without val improvement before stopping
     min_delta: float = 0.0           # smallest val_loss decrease that counts as improvement
     threads_per_rank: int = 1        # CPU compute and input-pipeline threads per rank (0 = TensorFlow default)
@@ -184,6 +185,7 @@ CHOICES = {
     "generate.latent": ("fitted", "standard"),
     "train.verify_data": ("size", "sha256"),
     "train.optimizer": ("adam", "lamb"),
+    "train.lr_decay": ("none", "cosine"),
     "condition.filter": ("cheby2", "butter", "none"),
     "condition.polarity": ("keep", "invert", "auto"),
 }

@@ -52,6 +52,28 @@ def test_warmup_lr_ramps_from_start_to_target_then_holds():
     assert float(WarmupLR(0.002, 0.002, 0)(0)) == pytest.approx(0.002)
 
 
+def test_cosine_decay_falls_from_target_to_zero_after_the_warmup():
+    lr = WarmupLR(1e-4, 1e-3, 10, 110)
+    assert [round(float(lr(s)), 7) for s in (0, 10, 60, 110, 500)] == [1e-4, 1e-3, 5e-4, 0.0, 0.0]
+    assert float(lr(35)) == pytest.approx(1e-3 * 0.5 * (1 + np.cos(np.pi / 4)), rel=1e-5)
+
+
+def test_a_global_batch_warms_up_the_same_on_any_number_of_ranks():
+    """By global batch the learning rate at every step is the config's, whatever the ranks; by per-rank batch the
+    warm-up starts at the per-rank rate (lr / ranks)."""
+    from types import SimpleNamespace
+    from cvae.train import warmup_schedule
+    by_global = load_config(SMOKE, ["train.global_batch_size=64", "train.warmup_epochs=2",
+                                    "train.lr_decay=cosine", "train.epochs=10"]).train
+    curves = [[float(warmup_schedule(by_global, SimpleNamespace(steps=5, lr=2e-3, ranks=SimpleNamespace(size=n)))(s))
+               for s in range(51)] for n in (1, 2, 4)]
+    assert curves[0] == curves[1] == curves[2]
+    assert curves[0][0] == pytest.approx(2e-4) and max(curves[0]) == pytest.approx(2e-3) and curves[0][-1] == 0
+    per_rank = load_config(SMOKE, ["train.warmup_epochs=2"]).train
+    assert float(warmup_schedule(per_rank, SimpleNamespace(steps=5, lr=2e-3, ranks=SimpleNamespace(size=4)))(0)) \
+        == pytest.approx(5e-4)
+
+
 def test_kl_warmup_reaches_beta_after_its_epochs():
     assert [KLWarmup(2.0, 4).beta_at(e) for e in range(6)] == [0.5, 1.0, 1.5, 2.0, 2.0, 2.0]
     assert KLWarmup(0.7, 0).beta_at(0) == 0.7
