@@ -29,9 +29,9 @@ class TrainState(tf.Module):
         self.wait = tf.Variable(0, dtype=tf.int64, trainable=False, name="wait")
 
 
-def mean_losses(model, dataset, step) -> dict[str, float]:
-    """Exact mean of loss, recon and kl over a whole dataset (weighted by batch size); `step` maps a
-    batch to [recon, kl] (a tf.function made once, so evaluation does not retrace every epoch)."""
+def mean_losses(dataset, step, beta: float) -> dict[str, float]:
+    """Exact mean of loss (recon + beta x kl), recon and kl over a whole dataset (weighted by batch size); `step`
+    maps a batch to [recon, kl] (a tf.function made once, so evaluation does not retrace every epoch)."""
     sums = np.zeros(2)
     n = 0
     for batch, cond in dataset:
@@ -39,16 +39,19 @@ def mean_losses(model, dataset, step) -> dict[str, float]:
         sums += step(batch, cond).numpy() * b
         n += b
     rec, kl = sums / max(n, 1)
-    return {"loss": rec + float(model.beta.numpy()) * kl, "recon": rec, "kl": kl}
+    return {"loss": rec + beta * kl, "recon": rec, "kl": kl}
 
 
 class RankZeroValidation(keras.callbacks.Callback):
-    """Rank 0 validates and decides early stopping; the numbers and the decision reach every rank."""
+    """Rank 0 validates and decides early stopping; the numbers and the decision reach every rank. The validation
+    loss weighs the KL by the configured beta, also while the KL warm-up trains with less, so that epochs compare
+    and the best checkpoint is the best under the objective the run ends with."""
 
-    def __init__(self, val_data, state: TrainState, patience: int, min_delta: float, agreement):
+    def __init__(self, val_data, state: TrainState, patience: int, min_delta: float, agreement, beta: float):
         """`agreement` (StepAgreement): after a diverged step there is nothing to validate or decide."""
         super().__init__()
         self.val_data, self.state, self.patience, self.min_delta = val_data, state, patience, min_delta
+        self.beta = beta
         self.agreement = agreement
         self.improved = False
 
@@ -60,7 +63,7 @@ class RankZeroValidation(keras.callbacks.Callback):
             return   # every rank knows
         packet = np.zeros(5)
         if hvd.rank() == 0:
-            val = mean_losses(self.model, self.val_data, self.step)
+            val = mean_losses(self.val_data, self.step, self.beta)
             self.improved = val["loss"] < float(self.state.best.numpy()) - self.min_delta
             if self.improved:
                 self.state.best.assign(val["loss"])

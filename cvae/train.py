@@ -206,7 +206,7 @@ def callbacks(job: Job, agreement: StepAgreement, state, last, best, elastic: bo
     cfg, rank, conditions = job.cfg, job.ranks.rank, job.cfg.model.conditions
     validation = cb.RankZeroValidation(eval_dataset(job.data_dir, job.manifest, "val", conditions, 256)
                                        if rank == 0 else None, state, cfg.train.patience, cfg.train.min_delta,
-                                       agreement)
+                                       agreement, cfg.model.beta)
     timer = cb.EpochTimer()
     items = [cb.StepWatchdog(cfg.train.step_timeout_s, cfg.train.step_timeout_floor_s)]
     if not elastic:   # an elastic run syncs rank 0's state itself, at start and after every reset

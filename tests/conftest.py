@@ -53,8 +53,9 @@ def smoke_data(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def trained_run(smoke_data, tmp_path_factory) -> Path:
-    """A finished 2-rank run on the smoke data (3 epochs)."""
+    """A finished 2-rank run on the smoke data (3 epochs, the KL weight warmed up over all 3)."""
     run = tmp_path_factory.mktemp("run") / "run"
-    result = horovodrun(2, "train", "--config", str(SMOKE), "--data", str(smoke_data), "--run-dir", str(run))
+    result = horovodrun(2, "train", "--config", str(SMOKE), "--data", str(smoke_data), "--run-dir", str(run),
+                        "model.kl_warmup_epochs=3")
     assert result.returncode == 0, (result.stdout + result.stderr)[-4000:]
     return run

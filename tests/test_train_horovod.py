@@ -36,8 +36,11 @@ def test_tensorboard_holds_train_and_val_scalars_and_images(trained_run):
         assert tag in tags, tag
     epochs = [e.step for e in acc.Tensors("val/loss")]
     assert epochs == [1, 2, 3]
-    val = [float(tf.make_ndarray(e.tensor_proto)) for e in acc.Tensors("val/loss")]
-    assert all(np.isfinite(val))
+    val = {tag: np.array([float(tf.make_ndarray(e.tensor_proto)) for e in acc.Tensors(f"val/{tag}")])
+           for tag in ("loss", "recon", "kl")}
+    assert np.isfinite(val["loss"]).all() and (val["kl"] > 0).all()
+    # trained with beta 1/3, 2/3, 1: validated with the configured beta 1 in every epoch, so epochs compare
+    np.testing.assert_allclose(val["loss"], val["recon"] + val["kl"], rtol=1e-5)
     for tag, traces in (("reconstructions", 8), ("generated_by_age", 4)):
         png = tf.make_ndarray(acc.Tensors(tag)[-1].tensor_proto)[2]   # [width, height, png bytes]
         height, width, channels = tf.io.decode_png(png).shape
