@@ -3,12 +3,16 @@
 The default model (configs/default.yaml) trained on one simulated cohort (default 8,400 subjects x 6 = 50,400
 signals) once per global batch of --batches, on one CPU rank: R ranks of batch b make the updates of one rank of
 batch R x b (tests/test_train_horovod.py), so quality at a global batch is studied here and its GPU time projected.
-Batch 64 trains --epochs with Adam (the reference); every larger batch trains --large-epochs with the recipe of
-`recipe()`. No early stopping. Each generates 1,000 signals per age 18:98:8, evaluated against the same test split.
+Batch 64 trains --epochs with Adam (the reference); every larger batch trains --large-epochs (by default the
+epochs whose projected time on 8 H200s is a quarter of batch 64's on one) with the recipe of `recipe()`. No early
+stopping; a run stopped part way continues from its checkpoint when the bench is started again with the same
+--dir. Each generates 1,000 signals per age 18:98:8, evaluated against the same test split.
 Per batch: updates, best validation loss, the first epoch within 2% of batch 64's best, Spearman ratio, the linear
-judge (score and floor), TSTR/TRTR, and the projected GPU time of the whole run on 1 and on 8 H200s.
-Usage: python bench/large_batch.py [--batches 64,1024,4096,8192] [--epochs 12] [--large-epochs 48|B:E,...]
-                                   [--subjects 8400] [--dir DIR] [--set KEY=VALUE ...]
+and CNN judges (score and floor), TSTR/TRTR, and the projected GPU time of the whole run on 1 and on 8 H200s;
+--figure plots the validation curves.
+Usage: python bench/large_batch.py [--batches 64,1024,4096,8192] [--epochs 12] [--large-epochs budget|E|B:E,...]
+                                   [--subjects 8400] [--threads 2] [--dir DIR] [--set KEY=VALUE ...]
+       python bench/large_batch.py --gpu-table BATCH:EPOCHS
 """
 from __future__ import annotations
 
@@ -54,13 +58,15 @@ def h200_seconds(global_batch: int, gpus: int, signals: int) -> float:
     return signals / (rate * gpus)
 
 
-def gpu_table(global_batch: int, epochs: int) -> None:
+def gpu_table(global_batch: int, epochs: int, base_epochs: int) -> None:
     """How many GPUs for how much data: the projected H200 time of `epochs` epochs at `global_batch` for training
-    splits of several sizes on 1-8 GPUs (the same global batch on each, so the same model)."""
+    splits of several sizes on 1-8 GPUs (the same global batch on each, so the same model), beside batch 64's
+    `base_epochs` on one."""
     gpus = [g for g in (1, 2, 4, 8) if global_batch % g == 0]
-    print(f"\n| training signals | {' | '.join(f'{g} H200' for g in gpus)} |\n|---{'|---' * len(gpus)}|")
+    print(f"\n| training signals | batch 64 x {base_epochs} epochs: 1 H200 | {global_batch:,} x {epochs} epochs: "
+          + " | ".join(f"{g} H200" for g in gpus) + f" |\n|---|---{'|---' * len(gpus)}|")
     for n in (40_000, 261_643, 1_000_000, 4_000_000):
-        cells = [h200_seconds(global_batch, g, n * epochs) for g in gpus]
+        cells = [h200_seconds(64, 1, n * base_epochs)] + [h200_seconds(global_batch, g, n * epochs) for g in gpus]
         print(f"| {n:,} | " + " | ".join(f"{c / 60:.1f} min" if c >= 60 else f"{c:.0f} s" for c in cells) + " |")
 
 
@@ -109,10 +115,42 @@ def variant(batch: int, data: Path, work: Path, epochs: int, extra: list[str], t
            "best_val_loss": meta["best_val_loss"], "cpu_train_seconds": seconds,
            "spearman_ratio": m["spearman_age_synthetic"] / m["spearman_age_real"],
            "linear_judge": m["judges"]["linear"]["requested"], "linear_floor": m["judges"]["linear"]["floor"],
+           "cnn_judge": m["judges"]["cnn"]["requested"], "cnn_floor": m["judges"]["cnn"]["floor"],
            "tstr_trtr": m["tstr_mae"] / m["trtr_mae"], "val_loss_history": rank0["val_loss_history"],
            "signals_per_epoch": rank0["signals_per_epoch"]}
     done.write_text(json.dumps(row))
     return row
+
+
+def figure(rows: dict[int, dict], path: Path) -> None:
+    """Validation loss by update (left) and by projected H200 time (right: 8 GPUs, batch 64 on one), with batch
+    64's best + 2% and the budget (a quarter of batch 64's time on one GPU)."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    base = rows[64]
+    target = base["best_val_loss"] + 0.02 * abs(base["best_val_loss"])
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.8), sharey=True)
+    for b, r in rows.items():
+        val = np.array(r["val_loss_history"])
+        epoch = np.arange(1, len(val) + 1)
+        gpus = 1 if b == 64 else 8
+        seconds = [h200_seconds(b, gpus, r["signals_per_epoch"] * e) for e in epoch]
+        label = f"{b:,}" + (" (1 GPU)" if b == 64 else "")
+        left.plot(epoch * r["updates"] / r["epochs"], val, lw=1, label=label)
+        right.plot(seconds, val, lw=1, label=label)
+    for ax in (left, right):
+        ax.axhline(target, color="grey", lw=0.8, ls=":", label="batch 64's best + 2%")
+    right.axvline(h200_seconds(64, 1, base["signals_per_epoch"] * base["epochs"]) / 4, color="C3", lw=0.8, ls="--",
+                  label="budget: 1/4 of batch 64 on 1 GPU")
+    left.set(xscale="log", xlabel="updates", ylabel="validation loss", title="by update")
+    right.set(xlabel="projected seconds on H200s (8; batch 64 on 1)", title="by GPU time")
+    left.set_ylim(base["best_val_loss"] * 1.03, base["best_val_loss"] * 0.4)
+    right.legend(fontsize=7, title="global batch", title_fontsize=7)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
 
 
 def main() -> None:
@@ -127,10 +165,14 @@ def main() -> None:
                     "share a 2-core machine; the table does not depend on it)")
     ap.add_argument("--dir", default=None, help="work directory (kept; default a temporary one)")
     ap.add_argument("--gpu-table", default=None, metavar="BATCH:EPOCHS",
-                    help="also print the projected H200 time of EPOCHS epochs at global batch BATCH by data size and GPUs")
+                    help="only print the projected H200 time of EPOCHS epochs at global batch BATCH by data size and "
+                         "GPUs (no training)")
+    ap.add_argument("--figure", default=str(REPO / "docs" / "figures" / "large_batch.png"))
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                     help="an override for every batch above 64 (to try another recipe)")
     args = ap.parse_args()
+    if args.gpu_table:
+        return gpu_table(*(int(v) for v in args.gpu_table.split(":")), args.epochs)
     batches = sorted({int(b) for b in args.batches.split(",")} | {64})
     if args.dir:
         Path(args.dir).mkdir(parents=True, exist_ok=True)
@@ -143,7 +185,8 @@ def main() -> None:
         rows |= {b: variant(b, data, work, epochs[b], args.set, args.threads) for b in batches if b > 64}
     base = rows[64]
     print("| global batch | epochs | updates | best val loss (gap to 64) | first epoch within 2% | Spearman ratio | "
-          "linear judge (floor) | TSTR/TRTR | GPU time 1 H200 | 8 H200 |\n|---|---|---|---|---|---|---|---|---|---|")
+          "linear judge (floor) | CNN judge (floor) | TSTR/TRTR | GPU time 1 H200 | 8 H200 |\n"
+          "|---|---|---|---|---|---|---|---|---|---|---|")
     for b, r in rows.items():
         target = base["best_val_loss"] + 0.02 * abs(base["best_val_loss"])
         within = next((e + 1 for e, v in enumerate(r["val_loss_history"]) if v <= target), None)
@@ -152,11 +195,11 @@ def main() -> None:
               "epoch_within_2pct": within, "h200_1_s": h200_seconds(b, 1, signals),
               "h200_8_s": h200_seconds(b, 8, signals) if b >= 8 * 64 else None}
         print(f"| {b:,} | {r['epochs']} | {r['updates']:,} | {r['best_val_loss']:,.1f} ({r['gap']:+.1%}) | "
-              f"{within or 'not reached'} | {r['spearman_ratio']:.3f} | {r['linear_judge']:.3f} ({r['linear_floor']:.3f}) "
-              f"| {r['tstr_trtr']:.2f} | {r['h200_1_s']:.0f} s | "
+              f"{within or 'not reached'} | {r['spearman_ratio']:.3f} | "
+              f"{r['linear_judge']:.3f} ({r['linear_floor']:.3f}) | {r['cnn_judge']:.3f} ({r['cnn_floor']:.3f}) | "
+              f"{r['tstr_trtr']:.2f} | {r['h200_1_s']:.0f} s | "
               + ("n/a" if r["h200_8_s"] is None else f"{r['h200_8_s']:.0f} s") + " |")
-    if args.gpu_table:
-        gpu_table(*(int(v) for v in args.gpu_table.split(":")))
+    figure(rows, Path(args.figure))
     report("large_batch", {str(b): {k: v for k, v in r.items() if k != "val_loss_history"} for b, r in rows.items()})
 
 
