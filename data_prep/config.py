@@ -125,7 +125,7 @@ class TrainConfig:
     scale_lr: bool = True
     optimizer: str = "adam"          # adam | lamb (layer-wise trust ratio for large global batches: cvae/lamb.py)
     weight_decay: float = 0.0        # lamb: decoupled weight decay
-    warmup_epochs: int = 1           # LR warm-up to the scaled value
+    warmup_epochs: int = 1           # linear LR warm-up to the (scaled) learning rate
     lr_decay: str = "none"           # none | cosine: after the warm-up, a half cosine to 0 at the last epoch
     patience: int = 5                # epochs without val improvement before stopping
     min_delta: float = 0.0           # smallest val_loss decrease that counts as improvement
