@@ -70,11 +70,20 @@ def gpu_table(global_batch: int, epochs: int, base_epochs: int) -> None:
         print(f"| {n:,} | " + " | ".join(f"{c / 60:.1f} min" if c >= 60 else f"{c:.0f} s" for c in cells) + " |")
 
 
+def target_loss(base: dict) -> float:
+    """The validation loss a larger batch must reach: batch 64's best + 2%."""
+    return base["best_val_loss"] + 0.02 * abs(base["best_val_loss"])
+
+
+def budget_seconds(base: dict) -> float:
+    """The GPU time budget of a larger batch on 8 H200s: a quarter of batch 64's run on one."""
+    return h200_seconds(64, 1, base["signals_per_epoch"] * base["epochs"]) / 4
+
+
 def budget_epochs(batch: int, base: dict, train_signals: int) -> int:
-    """Epochs at `batch` whose projected time on 8 H200s is a quarter of batch 64's run on one (each epoch takes
-    the training split's full batches)."""
-    seconds = h200_seconds(64, 1, base["signals_per_epoch"] * base["epochs"]) / 4
-    return int(seconds / h200_seconds(batch, 8, train_signals // batch * batch))
+    """Epochs at `batch` whose projected time on 8 H200s is `budget_seconds` (each epoch takes the training split's
+    full batches)."""
+    return int(budget_seconds(base) / h200_seconds(batch, 8, train_signals // batch * batch))
 
 
 def large_epochs(text: str, batches: list[int], base: dict, train_signals: int) -> dict[int, int]:
@@ -130,7 +139,7 @@ def figure(rows: dict[int, dict], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     base = rows[64]
-    target = base["best_val_loss"] + 0.02 * abs(base["best_val_loss"])
+    target = target_loss(base)
     fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.8), sharey=True)
     for b, r in rows.items():
         val = np.array(r["val_loss_history"])
@@ -142,8 +151,7 @@ def figure(rows: dict[int, dict], path: Path) -> None:
         right.plot(seconds, val, lw=1, label=label)
     for ax in (left, right):
         ax.axhline(target, color="grey", lw=0.8, ls=":", label="batch 64's best + 2%")
-    right.axvline(h200_seconds(64, 1, base["signals_per_epoch"] * base["epochs"]) / 4, color="C3", lw=0.8, ls="--",
-                  label="budget: 1/4 of batch 64 on 1 GPU")
+    right.axvline(budget_seconds(base), color="C3", lw=0.8, ls="--", label="budget: 1/4 of batch 64 on 1 GPU")
     left.set(xscale="log", xlabel="updates", ylabel="validation loss", title="by update")
     right.set(xlabel="projected seconds on H200s (8; batch 64 on 1)", title="by GPU time")
     left.set_ylim(base["best_val_loss"] * 1.03, base["best_val_loss"] * 0.4)
@@ -183,12 +191,11 @@ def main() -> None:
         train_signals = json.loads((data / "manifest.json").read_text())["splits"]["train"]["count"]
         epochs = large_epochs(args.large_epochs, batches, rows[64], train_signals)
         rows |= {b: variant(b, data, work, epochs[b], args.set, args.threads) for b in batches if b > 64}
-    base = rows[64]
+    base, target = rows[64], target_loss(rows[64])
     print("| global batch | epochs | updates | best val loss (gap to 64) | first epoch within 2% | Spearman ratio | "
           "linear judge (floor) | CNN judge (floor) | TSTR/TRTR | GPU time 1 H200 | 8 H200 |\n"
           "|---|---|---|---|---|---|---|---|---|---|---|")
     for b, r in rows.items():
-        target = base["best_val_loss"] + 0.02 * abs(base["best_val_loss"])
         within = next((e + 1 for e, v in enumerate(r["val_loss_history"]) if v <= target), None)
         signals = r["signals_per_epoch"] * r["epochs"]
         r |= {"gap": (r["best_val_loss"] - base["best_val_loss"]) / abs(base["best_val_loss"]),
