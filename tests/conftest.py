@@ -11,6 +11,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 SMOKE = REPO / "configs" / "smoke.yaml"
+TRAINED_RUN_SETTINGS = ("model.kl_warmup_epochs=3",)   # trained_run's overrides of SMOKE, for runs compared with it
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ["TF_USE_LEGACY_KERAS"] = "1"   # as cvae sets it, for test code that imports TensorFlow first
 
@@ -56,6 +57,6 @@ def trained_run(smoke_data, tmp_path_factory) -> Path:
     """A finished 2-rank run on the smoke data (3 epochs, the KL weight warmed up over all 3)."""
     run = tmp_path_factory.mktemp("run") / "run"
     result = horovodrun(2, "train", "--config", str(SMOKE), "--data", str(smoke_data), "--run-dir", str(run),
-                        "model.kl_warmup_epochs=3")
+                        *TRAINED_RUN_SETTINGS)
     assert result.returncode == 0, (result.stdout + result.stderr)[-4000:]
     return run

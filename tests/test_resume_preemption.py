@@ -7,7 +7,7 @@ import time
 
 import psutil
 
-from conftest import REPO, SMOKE, horovodrun
+from conftest import REPO, SMOKE, TRAINED_RUN_SETTINGS, horovodrun
 from launch.horovod import horovodrun_command
 
 
@@ -47,7 +47,7 @@ def report(run, rank=0):
 
 def test_killed_run_resumes_to_the_same_result(smoke_data, trained_run, tmp_path):
     run = tmp_path / "run"
-    args = ["train", "--config", str(SMOKE), "--data", str(smoke_data), "--run-dir", str(run)]
+    args = ["train", "--config", str(SMOKE), "--data", str(smoke_data), "--run-dir", str(run), *TRAINED_RUN_SETTINGS]
     proc = start(*args)
     wait_for_checkpoint(run, proc)
     ranks = [psutil.Process(pid) for pid in rank_pids(proc).values()]
