@@ -19,9 +19,10 @@ def start(*args, controller="gloo", env=None):
 
 
 def wait_for_checkpoint(run, proc, timeout=180):
-    """Block until the first epoch-end checkpoint of `run` exists."""
+    """Block until the first epoch-end checkpoint of `run` is complete: its state file, which the checkpoint manager
+    writes after the checkpoint's files, exists."""
     deadline = time.time() + timeout
-    while not list((run / "checkpoints").glob("ckpt-*.index")):
+    while not (run / "checkpoints" / "checkpoint").is_file():
         assert proc.poll() is None, proc.stdout.read()[-3000:]
         assert time.time() < deadline, f"no checkpoint appeared in {run}"
         time.sleep(0.1)
