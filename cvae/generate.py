@@ -15,7 +15,7 @@ from tqdm import tqdm
 
 from cvae import label_summary
 from cvae.beats import beat_templates, decade_of
-from cvae.sampler import Generator
+from cvae.sampler import Generator, read_meta
 from cvae.plots import waveform_figure
 from data_prep.categories import to_codes
 from data_prep.config import CATEGORY_NAME
@@ -281,9 +281,9 @@ def generate(run_dir: str | Path, ages: np.ndarray, n_per_age: int, out: str | P
              batch_size: int = 1024, add_noise: bool = True, fitted_latent: bool = True) -> dict:
     """Generate and write FILE.npz (signals, labels, label_names, request, model_id), FILE.png and extras."""
     out, fixed = Path(out), fixed or {}
+    check_request(read_meta(run_dir), ages, n_per_age, out, fixed, allow_extrapolation)
     gen = Generator(run_dir)
     meta = gen.meta
-    check_request(meta, ages, n_per_age, out, fixed, allow_extrapolation)
     out.parent.mkdir(parents=True, exist_ok=True)
     log.info("generate: %s", check_size(len(ages) * n_per_age, meta["signal_length"], len(meta["label_stats"]), out))
     rng = np.random.default_rng(seed)

@@ -12,7 +12,6 @@ from scipy.signal import sosfiltfilt
 
 from cvae.conditions import Conditions
 from cvae.equalizer import equalize, equalizer_fir, equalizer_problem
-from cvae.keras2 import keras
 from cvae.latent_prior import FILE as LATENT_PRIOR_FILE
 from cvae.latent_prior import LatentPrior
 from data_prep.categories import MAX_LENGTH, MAX_VALUES
@@ -44,7 +43,7 @@ def _refused(node) -> str | None:
     return next((r for r in map(_refused, children) if r), None)
 
 
-def load_keras_file(path: Path) -> keras.Model:
+def load_keras_file(path: Path):
     """A .keras file of builtin layers only (checked in its config before Keras reads it), loaded in safe mode."""
     try:
         with zipfile.ZipFile(path) as zf:
@@ -58,6 +57,8 @@ def load_keras_file(path: Path) -> keras.Model:
     if refused:
         raise UserError(f"{path}: refused to load {refused}; an exported ppg-cvae model holds builtin Keras "
                         "layers only")
+    from cvae.keras2 import keras   # here, not at import: a request is checked before TensorFlow loads
+
     try:
         return keras.models.load_model(path, compile=False, safe_mode=True)
     except Exception as exc:   # a damaged file: whatever Keras raises, the user gets one line
@@ -103,21 +104,28 @@ def _categories_ok(meta: dict) -> bool:
         for name, values in categories.items()) and all(c in categories for c in meta["conditions"] if c in counts)
 
 
+def read_meta(run_dir: str | Path) -> dict:
+    """The exported model's meta.json, checked (no TensorFlow needed)."""
+    model_dir = Path(run_dir) / "model"
+    if not (model_dir / "meta.json").is_file():
+        raise UserError(f"{model_dir} holds no exported model; pass a finished training run "
+                        "(ppg-cvae train ... --run-dir RUN) as --model")
+    try:
+        meta = json.loads((model_dir / "meta.json").read_text())
+    except ValueError as exc:
+        raise UserError(f"{model_dir / 'meta.json'} is not valid JSON ({exc}); re-export the run") from None
+    problem = _meta_problem(meta) if isinstance(meta, dict) else "not a JSON object"
+    if problem:
+        raise UserError(f"{model_dir / 'meta.json'}: {problem}; re-export the run")
+    return meta
+
+
 class Generator:
     """The exported decoder and its condition scaling."""
 
     def __init__(self, run_dir: str | Path):
         self.model_dir = model_dir = Path(run_dir) / "model"
-        if not (model_dir / "meta.json").is_file():
-            raise UserError(f"{model_dir} holds no exported model; pass a finished training run "
-                            "(ppg-cvae train ... --run-dir RUN) as --model")
-        try:
-            self.meta = json.loads((model_dir / "meta.json").read_text())
-        except ValueError as exc:
-            raise UserError(f"{model_dir / 'meta.json'} is not valid JSON ({exc}); re-export the run") from None
-        problem = _meta_problem(self.meta) if isinstance(self.meta, dict) else "not a JSON object"
-        if problem:
-            raise UserError(f"{model_dir / 'meta.json'}: {problem}; re-export the run")
+        self.meta = read_meta(run_dir)
         self.decoder = load_keras_file(model_dir / "decoder.keras")
         self.conditions = Conditions.from_meta(self.meta)
         widths = [tuple(t.shape) for t in self.decoder.inputs]

@@ -225,7 +225,10 @@ def cmd_prep(args) -> int:
 
 def cmd_train(args) -> int:
     from data_prep.config import load_config
+    from data_prep.manifest import check_shards, load_manifest
     cfg = load_config(args.config, args.overrides)
+    check_shards(args.data, load_manifest(args.data))   # a bad dataset is refused before TensorFlow loads
+    _load_tensorflow_quietly()
     if args.elastic:
         from cvae.elastic import train_elastic
         return train_elastic(cfg, args.data, args.run_dir, resume=args.resume)
@@ -236,10 +239,15 @@ def cmd_train(args) -> int:
 def cmd_generate(args) -> int:
     from data_prep.config import load_config
     cfg = load_config(args.config, args.overrides)
-    from cvae.generate import generate, parse_ages, parse_labels
+    from cvae.generate import check_request, generate, parse_ages, parse_labels
+    from cvae.sampler import read_meta
     from data_prep.config import LABELS
-    generate(args.model, parse_ages(args.ages), args.n_per_age, args.out,
-             seed=cfg.generate.seed if args.seed is None else args.seed, fixed=parse_labels(args.label, list(LABELS)),
+    ages, fixed = parse_ages(args.ages), parse_labels(args.label, list(LABELS))
+    # a refused request is refused before TensorFlow loads (generate checks it again, for callers from Python)
+    check_request(read_meta(args.model), ages, args.n_per_age, Path(args.out), fixed, args.allow_extrapolation)
+    _load_tensorflow_quietly()
+    generate(args.model, ages, args.n_per_age, args.out,
+             seed=cfg.generate.seed if args.seed is None else args.seed, fixed=fixed,
              allow_extrapolation=args.allow_extrapolation, formats=tuple(args.format),
              batch_size=cfg.generate.batch_size, add_noise=cfg.generate.add_noise,
              fitted_latent=cfg.generate.latent == "fitted")
@@ -247,6 +255,7 @@ def cmd_generate(args) -> int:
 
 
 def cmd_evaluate(args) -> int:
+    _load_tensorflow_quietly()
     from cvae.evaluate.report import evaluate
     evaluate(args.synthetic, args.data, args.out, seed=args.seed, model=args.model)
     return 0
@@ -288,6 +297,7 @@ def cmd_demo(args) -> int:
 
 
 def cmd_doctor(args) -> int:
+    _load_tensorflow_quietly()
     from launch.doctor import report
     lines, missing = report()
     print("\n".join(lines))
@@ -387,7 +397,6 @@ def cmd_tensorboard(args) -> int:
 COMMANDS = {"prep": cmd_prep, "train": cmd_train, "generate": cmd_generate, "evaluate": cmd_evaluate,
             "demo": cmd_demo, "launch": cmd_launch, "tensorboard": cmd_tensorboard, "doctor": cmd_doctor}
 
-TENSORFLOW_COMMANDS = {"train", "generate", "evaluate", "doctor"}   # what imports TensorFlow (demo: its steps do)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -399,8 +408,6 @@ def main(argv: list[str] | None = None) -> int:
                   file=sys.stderr)
             return 2
     try:
-        if args.command in TENSORFLOW_COMMANDS:
-            _load_tensorflow_quietly()
         return COMMANDS[args.command](args)
     except UserError as exc:
         print(f"ppg-cvae {args.command}: error: {exc}", file=sys.stderr)
