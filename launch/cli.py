@@ -398,7 +398,6 @@ COMMANDS = {"prep": cmd_prep, "train": cmd_train, "generate": cmd_generate, "eva
             "demo": cmd_demo, "launch": cmd_launch, "tensorboard": cmd_tensorboard, "doctor": cmd_doctor}
 
 
-
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     _setup_logging()
