@@ -73,3 +73,16 @@ def test_train_without_dataset(tmp_path):
 def test_generate_without_model(tmp_path):
     one_line_error(cli("generate", "--model", str(tmp_path), "--ages", "20:30", "--n-per-age", "2",
                        "--out", str(tmp_path / "x.npz")), "holds no exported model")
+
+
+def test_a_bad_dataset_or_request_is_refused_before_tensorflow_loads(tmp_path):
+    """train and generate check what they are given first: a refusal costs no TensorFlow import."""
+    import subprocess
+    import sys
+    out = str(tmp_path / "x.npz")
+    runs = [["train", "--config", str(SMOKE), "--data", str(tmp_path / "none"), "--run-dir", str(tmp_path / "r")],
+            ["generate", "--model", str(tmp_path), "--ages", "20:30", "--n-per-age", "2", "--out", out],
+            ["generate", "--model", str(tmp_path), "--ages", "abc", "--n-per-age", "2", "--out", out]]
+    code = f"import sys; from launch.cli import main; print([main(a) for a in {runs!r}], 'tensorflow' in sys.modules)"
+    result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert result.stdout.strip() == "[2, 2, 2] False", result.stdout + result.stderr[-2000:]
