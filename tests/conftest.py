@@ -33,6 +33,12 @@ def horovodrun(np_: int, *args: str, timeout: int = 600) -> subprocess.Completed
                           timeout=timeout, env=dict(os.environ, PYTHONUNBUFFERED="1"))
 
 
+def checkpoint_complete(run: Path) -> bool:
+    """True once a checkpoint of the run is complete: the manager writes its state file after the checkpoint's
+    files (an .index alone may belong to one still being written)."""
+    return (run / "checkpoints" / "checkpoint").is_file()
+
+
 def snapshot(directory: Path) -> dict:
     """{relative path: bytes} of every file below `directory`, lock files aside: to show nothing changed."""
     return {str(p.relative_to(directory)): p.read_bytes() for p in sorted(directory.rglob("*"))

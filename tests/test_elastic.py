@@ -12,7 +12,7 @@ import time
 
 import psutil
 
-from conftest import REPO, SMOKE, cli
+from conftest import REPO, SMOKE, checkpoint_complete, cli
 
 
 def workers(proc) -> dict:
@@ -49,7 +49,7 @@ def test_a_killed_worker_is_dropped_a_joining_one_synced_and_the_run_completes(s
             cwd=REPO, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True)
     text = lambda: log.read_text()   # noqa: E731
     try:
-        wait_for(lambda: list((run / "checkpoints").glob("ckpt-*.index")), proc, "first checkpoint")
+        wait_for(lambda: checkpoint_complete(run), proc, "first checkpoint")
         time.sleep(0.5)                                      # into the next epoch
         victim = [pid for pid, host in workers(proc).items() if host == "127.0.0.1"]
         assert len(victim) == 1, workers(proc)

@@ -7,7 +7,7 @@ import time
 
 import psutil
 
-from conftest import REPO, SMOKE, TRAINED_RUN_SETTINGS, horovodrun
+from conftest import REPO, SMOKE, TRAINED_RUN_SETTINGS, checkpoint_complete, horovodrun
 from launch.horovod import horovodrun_command
 
 
@@ -19,10 +19,9 @@ def start(*args, controller="gloo", env=None):
 
 
 def wait_for_checkpoint(run, proc, timeout=180):
-    """Block until the first epoch-end checkpoint of `run` is complete: its state file, which the checkpoint manager
-    writes after the checkpoint's files, exists."""
+    """Block until the first epoch-end checkpoint of `run` is complete."""
     deadline = time.time() + timeout
-    while not (run / "checkpoints" / "checkpoint").is_file():
+    while not checkpoint_complete(run):
         assert proc.poll() is None, proc.stdout.read()[-3000:]
         assert time.time() < deadline, f"no checkpoint appeared in {run}"
         time.sleep(0.1)

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from conftest import REPO, cli
+from conftest import REPO, checkpoint_complete, cli
 
 CLUSTER = REPO / "slurm" / "local_cluster.sh"
 
@@ -96,7 +96,7 @@ def submit_training(env, data, run, launcher, tasks, epochs=25) -> str:
 
 def wait_for_checkpoint(env, jobid, run, timeout=300):
     deadline = time.time() + timeout
-    while not list((run / "checkpoints").glob("ckpt-*.index")):
+    while not checkpoint_complete(run):
         info = job(env, jobid)
         if info["JobState"] not in ("PENDING", "RUNNING") or time.time() > deadline:
             log = log_of(info)[-3000:] if os.path.isfile(info.get("StdOut", "")) else "(no log yet)"
