@@ -58,6 +58,11 @@ def h200_seconds(global_batch: int, gpus: int, signals: int) -> float:
     return signals / (rate * gpus)
 
 
+def epoch_signals(train_signals: int, batch: int) -> int:
+    """Signals an epoch trains on: the training split's full batches (the trainer drops the last partial one)."""
+    return train_signals // batch * batch
+
+
 def gpu_table(global_batch: int, epochs: int, base_epochs: int) -> None:
     """How many GPUs for how much data: the projected H200 time of `epochs` epochs at `global_batch` for training
     splits of several sizes on 1-8 GPUs (the same global batch on each, so the same model), beside batch 64's
@@ -66,7 +71,8 @@ def gpu_table(global_batch: int, epochs: int, base_epochs: int) -> None:
     print(f"\n| training signals | batch 64 x {base_epochs} epochs: 1 H200 | {global_batch:,} x {epochs} epochs: "
           + " | ".join(f"{g} H200" for g in gpus) + f" |\n|---|---{'|---' * len(gpus)}|")
     for n in (40_000, 261_643, 1_000_000, 4_000_000):
-        cells = [h200_seconds(64, 1, n * base_epochs)] + [h200_seconds(global_batch, g, n * epochs) for g in gpus]
+        cells = ([h200_seconds(64, 1, epoch_signals(n, 64) * base_epochs)]
+                 + [h200_seconds(global_batch, g, epoch_signals(n, global_batch) * epochs) for g in gpus])
         print(f"| {n:,} | " + " | ".join(f"{c / 60:.1f} min" if c >= 60 else f"{c:.0f} s" for c in cells) + " |")
 
 
@@ -81,9 +87,8 @@ def budget_seconds(base: dict) -> float:
 
 
 def budget_epochs(batch: int, base: dict, train_signals: int) -> int:
-    """Epochs at `batch` whose projected time on 8 H200s is `budget_seconds` (each epoch takes the training split's
-    full batches)."""
-    return int(budget_seconds(base) / h200_seconds(batch, 8, train_signals // batch * batch))
+    """Epochs at `batch` whose projected time on 8 H200s is `budget_seconds`."""
+    return int(budget_seconds(base) / h200_seconds(batch, 8, epoch_signals(train_signals, batch)))
 
 
 def large_epochs(text: str, batches: list[int], base: dict, train_signals: int) -> dict[int, int]:
@@ -105,10 +110,9 @@ def variant(batch: int, data: Path, work: Path, epochs: int, extra: list[str], t
     """Train, generate and evaluate one global batch; a finished one already in `work` (same settings) is read back."""
     overrides = recipe(batch, epochs) + extra
     tag = "-".join([str(batch), str(epochs), *overrides]).replace("=", "_").replace("/", "_")
-    done = work / f"{tag}.json"
+    done, run = work / f"{tag}.json", work / tag
     if done.exists():
-        return json.loads(done.read_text())
-    run = work / tag
+        return json.loads(done.read_text()) | {"val_loss_history": val_loss_by_epoch(run, epochs)}
     t0 = time.perf_counter()
     cli("train", "--config", str(REPO / "configs" / "default.yaml"), "--data", str(data), "--run-dir", str(run),
         "--resume", f"train.epochs={epochs}", f"train.patience={epochs}", "train.image_every=0",
@@ -125,10 +129,25 @@ def variant(batch: int, data: Path, work: Path, epochs: int, extra: list[str], t
            "spearman_ratio": m["spearman_age_synthetic"] / m["spearman_age_real"],
            "linear_judge": m["judges"]["linear"]["requested"], "linear_floor": m["judges"]["linear"]["floor"],
            "cnn_judge": m["judges"]["cnn"]["requested"], "cnn_floor": m["judges"]["cnn"]["floor"],
-           "tstr_trtr": m["tstr_mae"] / m["trtr_mae"], "val_loss_history": rank0["val_loss_history"],
-           "signals_per_epoch": rank0["signals_per_epoch"]}
+           "tstr_trtr": m["tstr_mae"] / m["trtr_mae"], "signals_per_epoch": rank0["signals_per_epoch"]}
     done.write_text(json.dumps(row))
-    return row
+    return row | {"val_loss_history": val_loss_by_epoch(run, epochs)}
+
+
+def val_loss_by_epoch(run: Path, epochs: int) -> list[float]:
+    """The run's validation loss by epoch from its TensorBoard events, over every resume of it (the rank files cover
+    the last one only); an epoch logged again after a resume keeps its later value."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    from tensorboard.util.tensor_util import make_ndarray
+    by_epoch = {}
+    for events in sorted((run / "tensorboard").glob("events.out.tfevents.*")):
+        acc = EventAccumulator(str(events), size_guidance={"tensors": 0})
+        acc.Reload()
+        if "val/loss" in acc.Tags()["tensors"]:
+            by_epoch |= {e.step: float(make_ndarray(e.tensor_proto)) for e in acc.Tensors("val/loss")}
+    if sorted(by_epoch) != list(range(1, epochs + 1)):
+        sys.exit(f"{run}: its TensorBoard events hold validation losses for {len(by_epoch)} of its {epochs} epochs")
+    return [by_epoch[e] for e in range(1, epochs + 1)]
 
 
 def figure(rows: dict[int, dict], path: Path) -> None:
