@@ -255,9 +255,10 @@ def cmd_generate(args) -> int:
 
 
 def cmd_evaluate(args) -> int:
+    from cvae.evaluate.report import read_inputs, write_report
+    inputs = read_inputs(args.synthetic, args.data, seed=args.seed, model=args.model)   # refused before TensorFlow
     _load_tensorflow_quietly()
-    from cvae.evaluate.report import evaluate
-    evaluate(args.synthetic, args.data, args.out, seed=args.seed, model=args.model)
+    write_report(inputs, args.out)
     return 0
 
 

@@ -75,14 +75,22 @@ def test_generate_without_model(tmp_path):
                        "--out", str(tmp_path / "x.npz")), "holds no exported model")
 
 
-def test_a_bad_dataset_or_request_is_refused_before_tensorflow_loads(tmp_path):
-    """train and generate check what they are given first: a refusal costs no TensorFlow import."""
+def test_a_bad_dataset_or_request_is_refused_before_tensorflow_loads(tmp_path, smoke_data):
+    """train, generate and evaluate check what they are given first: a refusal costs no TensorFlow import."""
     import subprocess
     import sys
-    out = str(tmp_path / "x.npz")
+    out, bad = str(tmp_path / "x.npz"), tmp_path / "bad.npz"
+    bad.write_bytes(b"PK not a zip")
+    report = ["--out", str(tmp_path / "report")]
     runs = [["train", "--config", str(SMOKE), "--data", str(tmp_path / "none"), "--run-dir", str(tmp_path / "r")],
             ["generate", "--model", str(tmp_path), "--ages", "20:30", "--n-per-age", "2", "--out", out],
-            ["generate", "--model", str(tmp_path), "--ages", "abc", "--n-per-age", "2", "--out", out]]
+            ["generate", "--model", str(tmp_path), "--ages", "abc", "--n-per-age", "2", "--out", out],
+            ["evaluate", "--synthetic", str(bad), "--data", str(tmp_path / "none")] + report,
+            ["evaluate", "--synthetic", str(bad), "--data", str(smoke_data)] + report,
+            ["evaluate", "--synthetic", str(bad), "--data", str(smoke_data), "--model", str(tmp_path)] + report]
     code = f"import sys; from launch.cli import main; print([main(a) for a in {runs!r}], 'tensorflow' in sys.modules)"
     result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
-    assert result.stdout.strip() == "[2, 2, 2] False", result.stdout + result.stderr[-2000:]
+    assert result.stdout.strip() == "[2, 2, 2, 2, 2, 2] False", result.stdout + result.stderr[-2000:]
+    for needle in ("manifest.json not found", "--synthetic " + str(bad), "holds no exported model"):
+        assert needle in result.stderr, (needle, result.stderr[-2000:])
+    assert not (tmp_path / "report").exists()

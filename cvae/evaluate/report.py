@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import logging
 import zipfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +21,6 @@ from cvae.evaluate.metrics import (DIVERSITY_CAP, conditioning_and_utility, disj
 from data_prep.categories import decode
 from data_prep.manifest import Manifest, load_manifest, shard_paths, write_json_atomic
 from data_prep.read_arrays import npy_blocks, npy_header
-from data_prep.shards import read_arrays
 from data_prep.errors import UserError
 from data_prep.files import write_bytes_atomic, write_text_atomic
 
@@ -230,6 +230,7 @@ def read_real(data_dir, manifest: Manifest, split: str, rng: np.random.Generator
     files = shard_paths(data_dir, manifest, split)
     labels = list(manifest.labels) + list(manifest.categories)
     keep = sample_rows(manifest.splits[split].count, SAMPLE[split], rng)
+    from data_prep.shards import read_arrays   # TensorFlow reads the shards: imported once the inputs are checked
     x, y, ids = read_arrays(files, labels, manifest.signal_length, manifest.compression, with_ids=True, keep=keep)
     src = decode(y[:, labels.index("source")], list(manifest.categories["source"])) \
         if "source" in manifest.categories else source_of(ids)
@@ -330,22 +331,58 @@ def compute(train: tuple, test: tuple, synthetic: tuple, fs: float, seed: int,
     return metrics, {k: v for k, v in cond.items() if k.startswith("predicted")}
 
 
+@dataclass(frozen=True)
+class Inputs:
+    """What `evaluate` judges, checked: the dataset, the synthetic file's (sampled) signals, ages and sources, its
+    generate request, how many signals it holds, and the run that made it (or None)."""
+    data_dir: Path
+    manifest: Manifest
+    synthetic_path: Path
+    synthetic: tuple
+    request: dict
+    synthetic_total: int
+    model: Path | None
+    seed: int
+    rng_state: dict   # of the sampling generator after the synthetic file: the real splits are sampled from here
+
+
+def read_inputs(synthetic_path: str | Path, data_dir: str | Path, seed: int = 0,
+                model: str | Path | None = None) -> Inputs:
+    """Read and check every input without TensorFlow, so that a refused one costs no TensorFlow import."""
+    manifest = load_manifest(data_dir)
+    if "age" not in manifest.labels:
+        raise UserError(f"--data {data_dir}: the dataset has no age label to evaluate against")
+    from cvae.sampler import read_meta
+    meta = None if model is None else read_meta(model)
+    rng = np.random.default_rng([seed, 0xE7A1])
+    syn_x, syn_age, syn_src, request, syn_total = load_synthetic(synthetic_path, rng)
+    if meta is not None and request["model_id"] != meta["model_id"]:
+        raise UserError(f"--model {model} is model {meta['model_id']}, but --synthetic {synthetic_path} was made by "
+                        f"model {request['model_id']}; pass the run that made the file")
+    if syn_x.shape[1] != manifest.signal_length:
+        raise UserError(f"--synthetic signals have length {syn_x.shape[1]}, the dataset {manifest.signal_length}")
+    return Inputs(Path(data_dir), manifest, Path(synthetic_path), (syn_x, syn_age, syn_src), request, syn_total,
+                  None if model is None else Path(model), seed, rng.bit_generator.state)
+
+
 def evaluate(synthetic_path: str | Path, data_dir: str | Path, out: str | Path, seed: int = 0,
              model: str | Path | None = None) -> dict:
     """Write REPORT_DIR/{report.md, metrics.json, age_conditioning.png, beats_by_age.png}; returns the metrics.
     With `model` (the run that made the synthetic file), a label-matched synthetic set is drawn and judged too."""
-    manifest = load_manifest(data_dir)
-    if "age" not in manifest.labels:
-        raise UserError(f"--data {data_dir}: the dataset has no age label to evaluate against")
-    from cvae.sampler import Generator
-    gen = None if model is None else Generator(model)   # a bad model directory is refused before any work
-    rng = np.random.default_rng([seed, 0xE7A1])
-    syn_x, syn_age, syn_src, request, syn_total = load_synthetic(synthetic_path, rng)
-    if gen is not None and request["model_id"] != gen.meta["model_id"]:
-        raise UserError(f"--model {model} is model {gen.meta['model_id']}, but --synthetic {synthetic_path} was made by "
-                        f"model {request['model_id']}; pass the run that made the file")
-    if syn_x.shape[1] != manifest.signal_length:
-        raise UserError(f"--synthetic signals have length {syn_x.shape[1]}, the dataset {manifest.signal_length}")
+    return write_report(read_inputs(synthetic_path, data_dir, seed, model), out)
+
+
+def write_report(inputs: Inputs, out: str | Path) -> dict:
+    """`evaluate` on inputs `read_inputs` checked."""
+    data_dir, manifest, seed = inputs.data_dir, inputs.manifest, inputs.seed
+    rng = np.random.default_rng()
+    rng.bit_generator.state = inputs.rng_state
+    syn_x, syn_age, syn_src = inputs.synthetic
+    request, synthetic_path = inputs.request, inputs.synthetic_path
+    gen = None
+    if inputs.model is not None:
+        from cvae.sampler import Generator
+        gen = Generator(inputs.model)
     train, test = read_real(data_dir, manifest, "train", rng), read_real(data_dir, manifest, "test", rng)
     reference = read_real(data_dir, manifest, "val", rng)[0] if manifest.splits["val"].count else None
     matched = None if gen is None else draw_matched(gen, test[4], manifest, request, seed)
@@ -353,7 +390,8 @@ def evaluate(synthetic_path: str | Path, data_dir: str | Path, out: str | Path, 
                                  reference)
     metrics["counts"].update(sampled_from={"real_train": manifest.splits["train"].count,
                                            "real_val": manifest.splits["val"].count,
-                                           "real_test": manifest.splits["test"].count, "synthetic": syn_total},
+                                           "real_test": manifest.splits["test"].count,
+                                           "synthetic": inputs.synthetic_total},
                              sample_cap=SAMPLE)
     metrics.update(seed=seed, dataset_id=manifest.dataset_id, synthetic=str(synthetic_path), synthetic_request=request)
     out = Path(out)
