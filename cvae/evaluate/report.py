@@ -18,6 +18,7 @@ from cvae.evaluate.verdicts import headline, verdicts
 from cvae.evaluate.metrics import (DIVERSITY_CAP, conditioning_and_utility, disjoint_sources,
                                    diversity_and_copies, feature_distances, feature_trends, source_of,
                                    within_source)
+from cvae.sampler import Generator, read_meta
 from data_prep.categories import decode
 from data_prep.manifest import Manifest, load_manifest, shard_paths, write_json_atomic
 from data_prep.read_arrays import npy_blocks, npy_header
@@ -352,7 +353,6 @@ def read_inputs(synthetic_path: str | Path, data_dir: str | Path, seed: int = 0,
     manifest = load_manifest(data_dir)
     if "age" not in manifest.labels:
         raise UserError(f"--data {data_dir}: the dataset has no age label to evaluate against")
-    from cvae.sampler import read_meta
     meta = None if model is None else read_meta(model)
     rng = np.random.default_rng([seed, 0xE7A1])
     syn_x, syn_age, syn_src, request, syn_total = load_synthetic(synthetic_path, rng)
@@ -379,10 +379,7 @@ def write_report(inputs: Inputs, out: str | Path) -> dict:
     rng.bit_generator.state = inputs.rng_state
     syn_x, syn_age, syn_src = inputs.synthetic
     request, synthetic_path = inputs.request, inputs.synthetic_path
-    gen = None
-    if inputs.model is not None:
-        from cvae.sampler import Generator
-        gen = Generator(inputs.model)
+    gen = None if inputs.model is None else Generator(inputs.model)
     train, test = read_real(data_dir, manifest, "train", rng), read_real(data_dir, manifest, "test", rng)
     reference = read_real(data_dir, manifest, "val", rng)[0] if manifest.splits["val"].count else None
     matched = None if gen is None else draw_matched(gen, test[4], manifest, request, seed)
