@@ -154,6 +154,7 @@ def test_evaluate_writes_the_report(trained_run, smoke_data, tmp_path):
     assert "Spearman" in report and "age_conditioning.png" in report and "Wasserstein" in report
     assert f"each of the {saved['counts']['real_test_subjects']} test subjects' signals held out together" in report
     assert saved["synthetic_request"]["latent"] == "fitted" and "latent draws fitted" in report
+    assert f"at its labels\n({saved['counts']['real_test']} signals)." in report   # one per real test signal
     assert (tmp_path / "report" / "age_conditioning.png").stat().st_size > 1000
     by_decade = saved["feature_wasserstein"]["by_decade"]
     assert by_decade and set(by_decade) <= {"30s", "50s", "70s"}, by_decade   # the requested decades only
@@ -224,6 +225,7 @@ def test_large_sets_are_sampled_in_one_streaming_pass_and_the_report_says_so(tra
                                       "real_test": counts["real_test"], "synthetic": 120}
     text = (tmp_path / "report" / "report.md").read_text()
     assert f"Sampled at random (seed 0) to bound memory: 60 of {train_total} real train, 50 of 120 synthetic" in text
+    assert "at its labels\n(none: evaluate was not given --model)." in text
 
 
 def test_a_column_major_label_member_is_read_only_when_small(tmp_path):

@@ -413,6 +413,7 @@ def write_report(inputs: Inputs, out: str | Path) -> dict:
 def report_text(metrics: dict, request: dict, synthetic_path, data_dir, seed: int) -> str:
     """report.md: every number with what it was computed on."""
     c = metrics["counts"]
+    matched = f"{c['label_matched']} signals" if c["label_matched"] else "none: evaluate was not given --model"
     return f"""# ppg-cvae fidelity report
 
 Synthetic: `{synthetic_path}` ({c['synthetic']} signals; model `{request.get('model')}`, generate seed
@@ -428,7 +429,7 @@ Synthetic: `{synthetic_path}` ({c['synthetic']} signals; model `{request.get('mo
 
 Discriminative score abs(balanced accuracy - 0.5), {_folds(c)}; each beside the same judge's score on real data of
 other subjects (its floor). The label-matched set has one synthetic signal per real test signal, at its labels
-({c['label_matched']} signals; 0: evaluate was not given --model).
+({matched}).
 
 {_judge_section(metrics)}
 
