@@ -127,6 +127,7 @@ class Generator:
         self.model_dir = model_dir = Path(run_dir) / "model"
         self.meta = read_meta(run_dir)
         self.decoder = load_keras_file(model_dir / "decoder.keras")
+        self.encoder = None   # loaded by `reconstruct`: sampling needs the decoder only
         self.conditions = Conditions.from_meta(self.meta)
         widths = [tuple(t.shape) for t in self.decoder.inputs]
         if widths != [(None, self.meta["latent_dim"]), (None, self.conditions.width)]:
@@ -162,6 +163,25 @@ class Generator:
         `add_noise`, both from `rng` in that order."""
         z = self.latent(labels, rng, fitted)
         return self(labels, z, rng.standard_normal((len(labels), self.meta["signal_length"])) if add_noise else None)
+
+    def reconstruct(self, signals: np.ndarray, labels: np.ndarray, rng: np.random.Generator,
+                    add_noise: bool = True) -> np.ndarray:
+        """Each signal's reconstruction as generation would render it: the encoder's posterior mean at the
+        signal's own raw condition labels, decoded at those labels, then sensor noise (from `rng`, when
+        `add_noise`) and the rest of `__call__`. The encoder is loaded (and checked) on first use."""
+        if self.encoder is None:
+            self.encoder = load_keras_file(self.model_dir / "encoder.keras")
+            widths = [tuple(t.shape) for t in self.encoder.inputs]
+            if widths != [(None, self.meta["signal_length"]), (None, self.conditions.width)]:
+                raise UserError(f"{self.model_dir / 'encoder.keras'} takes inputs {widths}, meta.json describes "
+                                f"signals of {self.meta['signal_length']} and a condition of width "
+                                f"{self.conditions.width}; re-export the run")
+        out = []
+        for start in range(0, len(signals), 1024):
+            x, c = signals[start:start + 1024].astype(np.float32), labels[start:start + 1024]
+            z = self.encoder.predict_on_batch([x, self.scale(c)])[0]
+            out.append(self(c, z, rng.standard_normal(x.shape) if add_noise else None))
+        return np.concatenate(out) if out else np.zeros((0, self.meta["signal_length"]), np.float32)
 
     def scale(self, labels: np.ndarray) -> np.ndarray:
         """Raw condition labels (categorical ones as codes) -> the condition vector the decoder was trained on."""

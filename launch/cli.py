@@ -7,6 +7,7 @@ import os
 import sys
 from pathlib import Path
 
+from cvae import load_tensorflow_quietly
 from data_prep.errors import UserError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -34,21 +35,6 @@ def _setup_logging() -> None:
     logging.basicConfig(level=logging.INFO, handlers=[handler], force=True)
     logging.getLogger("absl").setLevel(logging.WARNING)   # TensorFlow's own INFO records (checkpoint sharding...)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
-
-def _load_tensorflow_quietly() -> None:
-    """Import TensorFlow with stderr closed while its native libraries load: they print notices (oneDNN, CUDA
-    drivers, CPU features) before TF_CPP_MIN_LOG_LEVEL takes effect. TF_CPP_MIN_LOG_LEVEL=0 keeps them."""
-    if os.environ.get("TF_CPP_MIN_LOG_LEVEL") == "0" or "tensorflow" in sys.modules:
-        return
-    saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
-    try:
-        os.dup2(devnull, 2)
-        import tensorflow  # noqa: F401
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-        os.close(devnull)
 
 
 def _config_arg(p: argparse.ArgumentParser, required: bool = True) -> None:
@@ -228,7 +214,7 @@ def cmd_train(args) -> int:
     from data_prep.manifest import check_shards, load_manifest
     cfg = load_config(args.config, args.overrides)
     check_shards(args.data, load_manifest(args.data))   # a bad dataset is refused before TensorFlow loads
-    _load_tensorflow_quietly()
+    load_tensorflow_quietly()
     if args.elastic:
         from cvae.elastic import train_elastic
         return train_elastic(cfg, args.data, args.run_dir, resume=args.resume)
@@ -245,7 +231,7 @@ def cmd_generate(args) -> int:
     ages, fixed = parse_ages(args.ages), parse_labels(args.label, list(LABELS))
     # a refused request is refused before TensorFlow loads (generate checks it again, for callers from Python)
     check_request(read_meta(args.model), ages, args.n_per_age, Path(args.out), fixed, args.allow_extrapolation)
-    _load_tensorflow_quietly()
+    load_tensorflow_quietly()
     generate(args.model, ages, args.n_per_age, args.out,
              seed=cfg.generate.seed if args.seed is None else args.seed, fixed=fixed,
              allow_extrapolation=args.allow_extrapolation, formats=tuple(args.format),
@@ -257,7 +243,7 @@ def cmd_generate(args) -> int:
 def cmd_evaluate(args) -> int:
     from cvae.evaluate.report import read_inputs, write_report
     inputs = read_inputs(args.synthetic, args.data, seed=args.seed, model=args.model)   # refused before TensorFlow
-    _load_tensorflow_quietly()
+    load_tensorflow_quietly()
     write_report(inputs, args.out)
     return 0
 
@@ -298,7 +284,7 @@ def cmd_demo(args) -> int:
 
 
 def cmd_doctor(args) -> int:
-    _load_tensorflow_quietly()
+    load_tensorflow_quietly()
     from launch.doctor import report
     lines, missing = report()
     print("\n".join(lines))

@@ -1,5 +1,6 @@
 """Evaluation metrics on cases whose answer is known, and the report end to end."""
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -67,28 +68,146 @@ def test_the_cnn_judge_sees_beat_shape_that_the_spectrum_judge_cannot(cohort):
     assert again == reversed_                                      # seeded: the same score on a rerun
 
 
-def test_verdicts_fail_an_invented_age_effect_and_an_opposite_trend():
+def test_verdicts_are_two_sided_where_too_much_is_as_wrong_as_too_little():
     from cvae.evaluate.verdicts import headline, verdicts
-    m = {"spearman_age_real": 0.6, "spearman_age_synthetic": 0.55, "tstr_mae": 11.0, "trtr_mae": 10.0,
-         "judges": {"linear": {"floor": 0.05, "requested": 0.1}, "cnn": {"floor": 0.1, "requested": 0.3}},
+    m = {"spearman_age_real": 0.6, "spearman_age_synthetic": 0.55, "spearman_age_label_matched": 1.2,
+         "tstr_mae": 11.0, "trtr_mae": 10.0, "diversity_ratio": 0.5,
+         "judges": {"linear": {"floor": 0.05, "requested": 0.1, "reconstruction": 0.12},
+                    "cnn": {"floor": 0.1, "requested": 0.3, "reconstruction": 0.12}},
          "within_source": [{"source": "s", "spearman_real": 0.09, "spearman_synthetic": {"requested": 0.53,
                                                                                          "label_matched": 0.2},
                             "tstr_mae": 5.0, "trtr_mae": 4.0,
                             "judges": {"cnn": {"floor": 0.1, "label_matched": 0.15}}}],
          "feature_trends": {"b_a": {"slope_real": -0.1, "rho_real": -0.4, "slope_synthetic": 0.05,
                                     "rho_synthetic": 0.2},
+                            "d_a": {"slope_real": 0.1, "rho_real": 0.4, "slope_synthetic": 0.25, "rho_synthetic": 0.6},
+                            "ri": {"slope_real": 0.1, "rho_real": 0.4, "slope_synthetic": 0.15, "rho_synthetic": 0.4},
                             "hr": {"slope_real": 0.0, "rho_real": 0.02, "slope_synthetic": 3.0, "rho_synthetic": 0.5}},
          "copy_fraction": 0.01}
-    rows = {r["check"].split(" (")[0].split(",")[0]: r["verdict"] for r in verdicts(m)}
-    assert rows["age conditioning: Spearman synthetic / real"] == "pass"
-    assert rows["judge linear"] == "pass" and rows["judge cnn"] == "fail"     # 0.3 vs floor 0.1
-    assert rows["TSTR / TRTR MAE"] == "pass"
-    full = {r["check"].split(" (")[0]: r["verdict"] for r in verdicts(m)}
-    assert full["age effect within s, requested synthetic"] == "fail"           # 0.53 vs 0.09: invented
-    assert full["age effect within s, label-matched synthetic"] == "pass"       # 0.2 vs 0.09
-    assert rows["judge cnn within s"] == "pass" and rows["TSTR / TRTR MAE within s"] == "fail"   # 5 / 4 > 1.2
-    assert rows["b_a per-decade trend"] == "fail" and "hr per-decade trend" not in rows   # no real hr trend
-    assert headline(m) == {"judge": "cnn", "set": "requested", "score": 0.3, "floor": 0.1}
+    rows = {r["check"].split(" (")[0].split(":")[0].split(",")[0]: r for r in verdicts(m)}
+    full = {r["check"].split(" (")[0]: r for r in verdicts(m)}
+    assert full["age conditioning, requested synthetic: Spearman synthetic / real"]["verdict"] == "pass"   # 0.92
+    invented = full["age conditioning, label-matched synthetic: Spearman synthetic / real"]   # 2x the real effect
+    assert invented["verdict"] == "fail" and "invented" in invented["note"]
+    assert rows["judge linear"]["verdict"] == "pass" and rows["judge cnn"]["verdict"] == "fail"   # 0.3 vs floor 0.1
+    decoder = {r["check"]: r["verdict"] for r in verdicts(m) if r["check"].startswith("decoder")}
+    assert decoder == {"decoder: judge linear, reconstructions vs real test": "fail",     # 0.12 > 0.05 + 0.05
+                       "decoder: judge cnn, reconstructions vs real test": "pass"}        # 0.12 <= 0.1 + 0.05
+    assert rows["TSTR / TRTR MAE"]["verdict"] == "pass"
+    assert full["age effect within s, requested synthetic"]["verdict"] == "fail"          # 0.53 vs 0.09: invented
+    assert "invented" in full["age effect within s, requested synthetic"]["note"]
+    assert full["age effect within s, label-matched synthetic"]["verdict"] == "pass"      # 0.2 vs 0.09
+    assert rows["judge cnn within s"]["verdict"] == "pass" and rows["TSTR / TRTR MAE within s"]["verdict"] == "fail"
+    assert "reversed" in rows["b_a per-decade trend"]["note"]                             # opposite sign
+    assert rows["d_a per-decade trend"]["verdict"] == "fail" and "invented" in rows["d_a per-decade trend"]["note"]
+    assert rows["ri per-decade trend"]["verdict"] == "pass" and "hr per-decade trend" not in rows   # no real hr trend
+    assert rows["diversity"]["verdict"] == "fail" and "mode collapse" in rows["diversity"]["note"]
+    assert headline(m) == {"judge": "cnn", "set": "requested", "score": 0.3, "floor": 0.1}   # reconstructions aside
+
+
+def test_a_judge_below_chance_by_more_than_its_spread_warns_instead_of_detecting():
+    from cvae.evaluate.verdicts import verdicts
+    runs = {"floor": {"scores": [0.02, 0.04, 0.03], "balanced_accuracy": 0.51},
+            "label_matched": {"scores": [0.2, 0.22, 0.18], "balanced_accuracy": 0.3},      # 0.2 below chance
+            "requested": {"scores": [0.2, 0.22, 0.18], "balanced_accuracy": 0.7}}
+    m = {"spearman_age_real": 0.6, "spearman_age_synthetic": 0.6, "tstr_mae": 1.0, "trtr_mae": 1.0,
+         "judges": {"cnn": {k: float(np.mean(v["scores"])) for k, v in runs.items()}}, "judge_runs": {"cnn": runs},
+         "within_source": [], "feature_trends": {}, "copy_fraction": 0.01}
+    rows = {r["check"]: r for r in verdicts(m)}
+    below = rows["judge cnn, label-matched synthetic vs real test"]
+    assert below["verdict"] == "warn" and "below chance" in below["note"] and below["spread"] == [0.18, 0.22]
+    assert rows["judge cnn, requested synthetic vs real test"]["verdict"] == "fail"   # the same score above chance
+
+
+@pytest.fixture(scope="module")
+def noisy_ages(cohort):
+    """The cohort's spectral and waveform features with its true ages and two independent noisy versions of them
+    (sd 40 years: half the age information), so that a set labelled with its true ages shows an age effect about
+    twice that of one labelled with noisy ages."""
+    x, age, cfg, _ = cohort
+    rng = np.random.default_rng(5)
+    return (spectral_features(x), waveform_features(x, cfg.data.fs), age, age + 40 * rng.standard_normal(len(age)),
+            age + 40 * rng.standard_normal(len(age)))
+
+
+def test_an_age_effect_twice_the_real_one_fails_the_age_checks_and_one_at_1x_passes(noisy_ages):
+    """Real train and test carry noisy ages; a synthetic set of other subjects of the same population labelled
+    with their true ages has about twice the real age effect (Spearman and feature slopes), one labelled with
+    another draw of the same noise has the real one."""
+    from cvae.evaluate.metrics import feature_trends
+    from cvae.evaluate.verdicts import verdicts
+    f, w, age, noisy, other = noisy_ages
+    train, test, syn = slice(0, 400), slice(400, 650), slice(650, 900)
+
+    def age_verdicts(syn_age):
+        m = conditioning_and_utility((f[train], noisy[train]), (f[test], noisy[test]), (f[syn], syn_age))
+        m.update(feature_trends=feature_trends(w[test], w[syn], noisy[test], syn_age), judges={}, within_source=[],
+                 copy_fraction=0.0)
+        return m, [r for r in verdicts(m) if "age conditioning" in r["check"] or "trend" in r["check"]]
+
+    doubled, rows = age_verdicts(age[syn])
+    assert doubled["spearman_age_synthetic"] > 1.6 * doubled["spearman_age_real"]
+    assert rows[0]["verdict"] == "fail" and "invented" in rows[0]["note"]
+    trends = [r for r in rows if "trend" in r["check"]]
+    assert trends and all(r["verdict"] == "fail" and "invented" in r["note"] for r in trends), trends
+    same, rows = age_verdicts(other[syn])
+    assert 0.8 < same["spearman_age_synthetic"] / same["spearman_age_real"] < 1.25
+    assert rows and all(r["verdict"] == "pass" for r in rows), rows
+
+
+def test_the_requested_set_is_judged_against_real_windows_at_its_own_ages():
+    """A requested set of real simulated windows at ages 75, 85 and 95 (other subjects of the test split's
+    population, ages 18-98) is told apart from the whole test split by its age mix alone; judged against the test
+    windows at its own ages it scores at the floor. A requested age the test split does not hold is not judged."""
+    from cvae.evaluate.reference import matched_reference
+    from cvae.evaluate.verdicts import JUDGE_ABOVE_FLOOR_MAX
+    cfg = load_config(None, ["simulate.n_subjects=4000", "simulate.segments_per_subject=1"])
+    subjects = simulate_subjects(cfg.simulate, 21)
+    f = spectral_features(normalize(simulate_signals(segment_table(subjects, 1), cfg.simulate, cfg.data, 21),
+                                    "maxabs"))
+    age, ids = subjects["age"].to_numpy(), subjects["subject_id"].to_numpy()
+    test, train, rest = np.arange(0, 800), np.arange(800, 1600), np.arange(1600, 4000)
+    nearest = np.array([75.0, 85.0, 95.0])[np.abs(age[rest, None] - [75, 85, 95]).argmin(1)]
+    near = np.abs(age[rest] - nearest) < 2
+    requested, signals = nearest[near], f[rest][near]
+    floor = discriminative_score((f[test], ids[test]), (f[train], ids[train]), seed=0)["score"]
+    mixed = discriminative_score((f[test], ids[test]), (signals, None), seed=0)["score"]
+    like = matched_reference(np.r_[requested, [120.0] * 5], None, age[test], None, np.random.default_rng(0))
+    rows = like["real"]
+    matched = discriminative_score((f[test][rows], ids[test][rows]), (signals[like["synthetic"]], None), seed=0)
+    assert mixed > floor + JUDGE_ABOVE_FLOOR_MAX, (mixed, floor)                  # measured 0.204 vs 0.009
+    assert matched["score"] <= floor + JUDGE_ABOVE_FLOOR_MAX, (matched, floor)    # measured 0.003
+    assert like["ages_not_covered"] == [120.0] and like["signals_not_covered"] == 5
+    assert len(like["synthetic"]) == len(rows) > 250 and age[test][rows].min() >= 70
+
+
+def test_a_decoder_that_returns_the_window_scores_its_reconstructions_at_the_floor(cohort, monkeypatch):
+    """The reconstructions are judged like the floor, on the floor's own train windows: a "decoder" that returns
+    each window's noise-free content (the simulator's same window without sensor noise), rendered as generation
+    renders it (the data's sensor-noise floor added, then normalized), passes the decoder line at the floor; one
+    that also smooths the beat fails it."""
+    from scipy.ndimage import uniform_filter1d
+
+    from cvae.evaluate import panel
+    from cvae.evaluate.report import _pairs
+    from cvae.evaluate.verdicts import verdicts
+    x, _, cfg, _ = cohort
+    rows = segment_table(simulate_subjects(cfg.simulate, 11), 1)
+    clean = normalize(simulate_signals(rows, replace(cfg.simulate, noise_std=0.0), cfg.data, 11), "maxabs")
+    ids = np.arange(len(x)).astype(str)
+    monkeypatch.setattr(panel, "JUDGES", panel.JUDGES[:1])   # the linear judge; the CNN's own known answers are above
+    noise = noise_floor_sigma(x, cfg.data.fs) * np.random.default_rng(0).standard_normal((600, x.shape[1]))
+    train, test = slice(0, 600), slice(600, 900)
+    side = lambda s: (x[s], spectral_features(x[s]), ids[s])   # noqa: E731
+    for name, decoded in (("identity", clean[train]), ("smoothing", uniform_filter1d(clean[train], 15, axis=1))):
+        recon = normalize((decoded + noise).astype(np.float32), "maxabs")
+        pairs = _pairs(side(train), side(test), {"reconstruction": (recon, spectral_features(recon), ids[train])}, {})
+        judged = panel.judge_pairs(pairs, 0, panel.REPEATS)
+        m = {"spearman_age_real": 0.6, "spearman_age_synthetic": 0.6, "tstr_mae": 1.0, "trtr_mae": 1.0,
+             "judges": panel.scores(judged), "judge_runs": panel.runs(judged), "within_source": [],
+             "feature_trends": {}, "copy_fraction": 0.01}
+        row = next(r for r in verdicts(m) if r["check"].startswith("decoder"))
+        assert row["verdict"] == ("pass" if name == "identity" else "fail"), (name, row)   # measured 0.016 / 0.252
 
 
 def test_a_generator_that_ignores_age_has_spearman_near_zero(cohort):
@@ -161,10 +280,20 @@ def test_evaluate_writes_the_report(trained_run, smoke_data, tmp_path):
     assert all(v is None or np.isfinite(v) for d in by_decade.values() for v in d.values())
     assert (tmp_path / "report" / "beats_by_age.png").stat().st_size > 1000
     assert saved["counts"]["label_matched"] == saved["counts"]["real_test"]     # one per real test signal
+    assert saved["counts"]["reconstruction"] == saved["counts"]["real_train"]   # the floor's own train windows
     assert set(saved["judges"]) == {"linear", "cnn"}
-    assert all(set(v) == {"floor", "requested", "label_matched"} for v in saved["judges"].values())
+    assert all(set(v) == {"floor", "requested", "label_matched", "reconstruction"} for v in saved["judges"].values())
     assert saved["headline_judge"]["judge"] in ("linear", "cnn") and "Worst judge:" in report
-    assert {v["verdict"] for v in saved["verdicts"]} <= {"pass", "fail", "n/a"} and "## Verdicts" in report
+    assert saved["headline_judge"]["set"] != "reconstruction"
+    assert {v["verdict"] for v in saved["verdicts"]} <= {"pass", "fail", "warn", "n/a"} and "## Verdicts" in report
+    assert sum(v["check"].startswith("decoder: judge") for v in saved["verdicts"]) == 2
+    assert saved["judge_repeats"] == 3 and saved["counts"]["real_test_subjects"] < 200   # a small test split
+    for judge, sets in saved["judge_runs"].items():                            # three repeats, the mean decides
+        assert all(len(r["scores"]) == 3 and r["scores"] and np.mean(r["scores"]) == pytest.approx(
+            saved["judges"][judge][k]) for k, r in sets.items() if r is not None)
+    ref = saved["requested_reference"]   # requested ages 30, 50, 70 (20 each) judged against test windows there
+    assert ref["requested_signals"] == 60 and ref["judged_signals"] + ref["signals_not_covered"] <= 60
+    assert "judged against real test windows at its own labels" in report and "ran 3 times" in report
     audit = saved["membership"]   # members: the training subjects in the sample; non-members: every test subject
     assert audit["non_members"] == saved["counts"]["real_test_subjects"] and audit["members"] >= 2
     assert audit["reference_windows"] == saved["counts"]["real_val"] > 0

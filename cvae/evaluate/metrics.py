@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from scipy.stats import spearmanr
+from scipy.stats import spearmanr, theilslopes
 from sklearn.linear_model import RidgeCV
 from sklearn.metrics import mean_absolute_error
 from sklearn.pipeline import make_pipeline
@@ -133,19 +133,31 @@ def disjoint_sources(real_train: tuple) -> bool:
     return any(a[1] < b[0] or b[1] < a[0] for i, a in enumerate(spans) for b in spans[i + 1:])
 
 
-def _trend(values: np.ndarray, ages: np.ndarray) -> tuple[float | None, float]:
-    """(least-squares slope per decade, Spearman rho) of a feature against age; (None, 0) with too little data."""
-    ok = np.isfinite(values) & np.isfinite(ages)
-    if ok.sum() < 20 or np.ptp(ages[ok]) < 1:
-        return None, 0.0
-    return float(10 * np.polyfit(ages[ok], values[ok], 1)[0]), spearman(ages[ok], values[ok])
+TREND_ROWS = 1500   # signals a feature's Theil-Sen slope is fit on at most (drawn at random): it compares every pair
+
+
+def _trend(values: np.ndarray, ages: np.ndarray, rng: np.random.Generator) -> dict:
+    """A feature's age trend: Theil-Sen slope per decade with its 95% interval (the median of pairwise slopes:
+    outliers do not flip it, as they can a least-squares slope) and Spearman rho; slope None with too little data."""
+    ok = np.flatnonzero(np.isfinite(values) & np.isfinite(ages))
+    if len(ok) < 20 or np.ptp(ages[ok]) < 1:
+        return {"slope": None, "interval": None, "rho": 0.0}
+    rho = spearman(ages[ok], values[ok])
+    if len(ok) > TREND_ROWS:
+        ok = np.sort(rng.choice(ok, TREND_ROWS, replace=False))
+    fit = theilslopes(values[ok], ages[ok])
+    return {"slope": float(10 * fit.slope), "interval": [float(10 * fit.low_slope), float(10 * fit.high_slope)],
+            "rho": rho}
 
 
 def feature_trends(real: pd.DataFrame, synthetic: pd.DataFrame, real_age: np.ndarray,
-                   synthetic_age: np.ndarray) -> dict:
-    """Each waveform feature's age trend in real test and in synthetic signals (slope per decade, Spearman rho)."""
+                   synthetic_age: np.ndarray, seed: int = 0) -> dict:
+    """Each waveform feature's age trend in real test and in synthetic signals (Theil-Sen slope per decade with its
+    95% interval, Spearman rho)."""
+    rng = np.random.default_rng([seed, 0x7E4D])
     out = {}
     for col in real.columns:
-        (sr, rr), (ss, rs) = _trend(real[col].to_numpy(), real_age), _trend(synthetic[col].to_numpy(), synthetic_age)
-        out[col] = {"slope_real": sr, "rho_real": rr, "slope_synthetic": ss, "rho_synthetic": rs}
+        r, s = _trend(real[col].to_numpy(), real_age, rng), _trend(synthetic[col].to_numpy(), synthetic_age, rng)
+        out[col] = {"slope_real": r["slope"], "interval_real": r["interval"], "rho_real": r["rho"],
+                    "slope_synthetic": s["slope"], "interval_synthetic": s["interval"], "rho_synthetic": s["rho"]}
     return out

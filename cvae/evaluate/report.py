@@ -12,8 +12,8 @@ import pandas as pd
 
 from cvae.evaluate.features import spectral_features, waveform_features
 from cvae.evaluate.figures import age_figure, beats_by_age_figure
-from cvae.evaluate import judges, membership
-from cvae.evaluate.judges import discriminative_score
+from cvae.evaluate import judges, membership, panel
+from cvae.evaluate.reference import MAX_HALF_WIDTH, matched_reference
 from cvae.evaluate.verdicts import headline, verdicts
 from cvae.evaluate.metrics import (DIVERSITY_CAP, conditioning_and_utility, disjoint_sources,
                                    diversity_and_copies, feature_distances, feature_trends, source_of,
@@ -114,28 +114,67 @@ def _folds(counts: dict) -> str:
             "subjects' signals held out together")
 
 
+def _value(v: dict) -> str:
+    """A verdict's value, with its range over the judge's repeats when it has one."""
+    spread = v.get("spread")
+    return _number(v["value"], 3) + (f" ({spread[0]:.3f}-{spread[1]:.3f})" if spread and spread[0] != spread[1]
+                                     else "")
+
+
 def _verdict_section(metrics: dict) -> str:
-    """Every checked number beside its reference and target, pass or fail (targets: docs/EVALUATION.md)."""
-    lines = ["| verdict | check | value | reference | target |", "|---|---|---|---|---|"]
-    lines += [f"| **{v['verdict'].upper()}** | {v['check']} | {_number(v['value'], 3)} | {_number(v['reference'], 3)} | "
-              f"{v['target']} |" for v in metrics["verdicts"]]
+    """Every checked number beside its reference and target, with what a failure, warning or n/a means (targets:
+    docs/EVALUATION.md)."""
+    lines = ["| verdict | check | value | reference | target | reading |", "|---|---|---|---|---|---|"]
+    lines += [f"| **{v['verdict'].upper()}** | {v['check']} | {_value(v)} | {_number(v['reference'], 3)} | "
+              f"{v['target']} | {v.get('note', '')} |" for v in metrics["verdicts"]]
     return "\n".join(lines)
 
 
+def _judged(run: dict | None) -> str:
+    """One judge's mean score on one set, its range over repeats and its mean held-out balanced accuracy."""
+    if run is None:
+        return "n/a"
+    scores = run["scores"]
+    spread = f" ({min(scores):.3f}-{max(scores):.3f})" if len(scores) > 1 else ""
+    return f"{np.mean(scores):.3f}{spread}, acc {run['balanced_accuracy']:.3f}"
+
+
+JUDGE_SETS = {"floor": "floor: real train vs real test", "requested": "requested synthetic (at its labels)",
+              "label_matched": "label-matched synthetic", "reconstruction": "reconstructions of the floor's train windows"}
+
+
 def _judge_section(metrics: dict) -> str:
-    """Each judge's scores beside its floor, and the worst of them."""
-    sets = [k for k in next(iter(metrics["judges"].values())) if k != "floor"]
-    lines = ["| judge | floor: real train vs real test | " + " | ".join(f"{k.replace('_', '-')} synthetic" for k in sets)
-             + " |", "|---" * (len(sets) + 2) + "|"]
+    """Each judge's scores (range over repeats, balanced accuracy) beside its floor, and the worst of them."""
+    runs = metrics["judge_runs"]
+    sets = list(next(iter(runs.values())))
+    lines = ["| judge | " + " | ".join(JUDGE_SETS[k] for k in sets) + " |", "|---" * (len(sets) + 1) + "|"]
     what = {"linear": "logistic regression on log spectra (phase-invariant)",
-            "cnn": f"1D CNN on the raw windows (sees beat shape; at most {judges.CNN_CAP:,} signals per set)"}
-    lines += [f"| {what[j]} | {_number(v['floor'], 3)} | " + " | ".join(_number(v[k], 3) for k in sets) + " |"
-              for j, v in metrics["judges"].items()]
+            "cnn": f"1D CNN on the raw windows (sees beat shape; at most {judges.CNN_CAP:,} signals per set, "
+                   f"{judges.CNN_STEPS} updates per fold)"}
+    lines += [f"| {what[j]} | " + " | ".join(_judged(v[k]) for k in sets) + " |" for j, v in runs.items()]
     worst = metrics["headline_judge"]
     head = "n/a (too few test subjects)" if worst is None else (
         f"**{worst['score']:.3f} against a floor of {worst['floor']:.3f}** ({worst['judge']} judge, "
         f"{worst['set'].replace('_', '-')} set)")
     return f"Worst judge: {head}.\n\n" + "\n".join(lines)
+
+
+def _reference_line(metrics: dict) -> str:
+    """Which real windows the requested set was judged against, and which requested ages were not judged."""
+    ref, repeats = metrics["requested_reference"], metrics["judge_repeats"]
+    out = (f"The requested set is judged against real test windows at its own labels: one bin per requested age "
+           f"(edges halfway to the neighbouring requested ages, at most {MAX_HALF_WIDTH:g} years away), and its source when the signals carry one; each bin gives as many "
+           f"windows of each side as its smaller side holds: {ref['judged_signals']:,} of the "
+           f"{ref['requested_signals']:,} requested signals, against as many real test windows.")
+    if ref["ages_not_covered"]:
+        out += (f" Requested ages without real test windows, not judged (n/a, neither pass nor fail): "
+                f"{', '.join(f'{a:g}' for a in ref['ages_not_covered'])} ({ref['signals_not_covered']:,} signals).")
+    if repeats > 1:
+        out += (f" The test split has {metrics['counts']['real_test_subjects']} subjects (under "
+                f"{panel.SMALL_TEST_SUBJECTS}), so every judge ran {repeats} times (other capped rows, "
+                f"{panel.folds_for(repeats)} other folds each): each cell is the mean score (range), and the verdicts "
+                "rest on the means.")
+    return out
 
 
 def _source_section(metrics: dict) -> str:
@@ -238,98 +277,142 @@ def read_real(data_dir, manifest: Manifest, split: str, rng: np.random.Generator
     return x, y[:, labels.index("age")], ids, src, pd.DataFrame(y, columns=labels)
 
 
-def draw_matched(gen, labels: pd.DataFrame, manifest: Manifest, request: dict, seed: int) -> np.ndarray:
-    """One synthetic signal per real test window, at that window's labels (categorical ones as codes of the
-    dataset's values), from the model's Generator `gen`, drawn as the user's file was (latent prior and sensor noise
-    as its request says), seeded by its generate seed and the evaluation's."""
+def _condition_labels(gen, labels: pd.DataFrame, manifest: Manifest) -> np.ndarray:
+    """The model's raw condition labels of real windows (categorical ones as codes of the dataset's values)."""
     missing = [c for c in gen.meta["conditions"] if c not in labels]
     differ = [c for c, values in gen.conditions.categories.items() if values != list(manifest.categories.get(c, {}))]
     if missing or differ:
         raise UserError(f"--model is conditioned on {missing or differ}, which the dataset's labels "
                         f"{'lack' if missing else 'spell with other values'}; pass the model trained on this dataset")
-    cond = labels[gen.meta["conditions"]].to_numpy(np.float32)
+    return labels[gen.meta["conditions"]].to_numpy(np.float32)
+
+
+def draw_matched(gen, labels: pd.DataFrame, manifest: Manifest, request: dict, seed: int) -> np.ndarray:
+    """One synthetic signal per real test window, at that window's labels, from the model's Generator `gen`, drawn
+    as the user's file was (latent prior and sensor noise as its request says), seeded by its generate seed and the
+    evaluation's."""
+    cond = _condition_labels(gen, labels, manifest)
     rng = np.random.default_rng([int(request.get("seed", 0)), seed, 0x3A7C])
     fitted, noise = request.get("latent", "fitted") == "fitted", request.get("add_noise", True)
     out = [gen.draw(cond[start:start + 1024], rng, fitted, noise) for start in range(0, len(cond), 1024)]
     return np.concatenate(out) if out else np.zeros((0, gen.meta["signal_length"]), np.float32)
 
 
-def judge_all(train: tuple, test: tuple, synthetic: dict[str, tuple], seed: int) -> dict:
-    """Each judge's result (discriminative_score's dict, None with too few subjects) for its floor (real train vs
-    real test subjects) and for each synthetic set; each set is (signals, spectral features[, subject ids])."""
-    out = {}
-    for name, classify, part, cap in (("linear", judges.linear, 1, None), ("cnn", judges.cnn, 0, judges.CNN_CAP)):
-        def judge(first, second):
-            return discriminative_score((first[part], first[2]), (second[part], second[2] if len(second) > 2
-                                                                   else None), seed, classify, cap)
-        out[name] = {"floor": judge(test, train)} | {k: judge(test, s) for k, s in synthetic.items()}
-    return out
+def reconstruct_floor(gen, signals: np.ndarray, labels: pd.DataFrame, manifest: Manifest, request: dict,
+                      seed: int) -> np.ndarray:
+    """The reconstructions of the floor's own real train windows: each window's posterior mean and labels through
+    the decoder and the generator's post-processing, with sensor noise as the request adds it (seeded)."""
+    cond = _condition_labels(gen, labels, manifest)
+    return gen.reconstruct(signals, cond, np.random.default_rng([seed, 0x2EC0]), request.get("add_noise", True))
 
 
-def _scores(judged: dict) -> dict:
-    """judge_all's results as scores (None: too few subjects)."""
-    return {j: {k: r and r["score"] for k, r in results.items()} for j, results in judged.items()}
+def _pairs(train: tuple, test: tuple, sets: dict[str, tuple], like: dict) -> dict:
+    """The panel's (real side, other side) pairs: the floor (real test vs real train), the requested set against
+    the real test windows at its labels (`like`, reference.matched_reference), and every other set against the
+    whole real test split. Sides are (signals, spectral features, subject ids or None)."""
+    pairs = {"floor": (test, train)}
+    for name, side in sets.items():
+        if name == "requested":
+            r, s = like["real"], like["synthetic"]
+            pairs[name] = (tuple(v[r] for v in test), tuple(v if v is None else v[s] for v in side))
+        else:
+            pairs[name] = (test, side)
+    return pairs
 
 
-def _source_judged(inside: tuple, train: tuple, test: tuple, matched: tuple, seed: int) -> dict:
+def _source_judged(inside: tuple, train: tuple, test: tuple, matched: tuple, seed: int, repeats: int) -> dict:
     """TSTR/TRTR and both judges inside one source: its real train and test signals and the label-matched signals
     of its test windows. `inside` holds the (train, test) masks; the sets are (signals, features, ages, ids)."""
     tr, te = inside
     cond = conditioning_and_utility((train[1][tr], train[2][tr]), (test[1][te], test[2][te]),
                                     (matched[1][te], test[2][te]))
-    judged = judge_all((train[0][tr], train[1][tr], train[3][tr]), (test[0][te], test[1][te], test[3][te]),
-                       {"label_matched": (matched[0][te], matched[1][te])}, seed)
-    return {"tstr_mae": cond["tstr_mae"], "trtr_mae": cond["trtr_mae"], "judges": _scores(judged)}
+    side = lambda s, m: (s[0][m], s[1][m], s[3][m])   # noqa: E731
+    judged = panel.judge_pairs({"floor": (side(test, te), side(train, tr)),
+                                "label_matched": (side(test, te), (matched[0][te], matched[1][te], None))},
+                               seed, repeats)
+    return {"tstr_mae": cond["tstr_mae"], "trtr_mae": cond["trtr_mae"], "judges": panel.scores(judged),
+            "judge_runs": panel.runs(judged)}
 
 
-def compute(train: tuple, test: tuple, synthetic: tuple, fs: float, seed: int,
-            matched: np.ndarray | None = None, reference: np.ndarray | None = None) -> tuple[dict, dict]:
+def _per_source(train: tuple, test: tuple, requested: tuple, matched: tuple | None, seed: int,
+                repeats: int) -> list[dict]:
+    """within_source's rows (empty for one source), each with _source_judged's numbers when there is a
+    label-matched set. Real sets are (signals, features, ages, ids, sources), requested (features, ages, sources),
+    matched (signals, features) or None."""
+    if len(set(train[4])) < 2:
+        return []
+    by_set = {"requested": requested}
+    if matched is not None:
+        by_set["label_matched"] = (matched[1], test[2], test[4])
+    rows = within_source((train[1], train[2], train[4]), (test[1], test[2], test[4]), by_set)
+    for r in rows if matched is not None else []:
+        r.update(_source_judged((train[4] == r["source"], test[4] == r["source"]), train[:4], test[:4], matched,
+                                seed, repeats))
+    return rows
+
+
+def _judged_sets(train: tuple, test: tuple, sets: dict, like: dict, seed: int) -> dict:
+    """The panel on every set, repeated when the test split is small; metrics.json's judge entries."""
+    repeats = panel.repeats_for(len(set(test[2])))
+    judged = panel.judge_pairs(_pairs(train, test, sets, like), seed, repeats)
+    floor = judged["linear"]["floor"] or {}
+    disc = judged["linear"]["requested"] or {}
+    return {"judges": panel.scores(judged), "judge_runs": panel.runs(judged), "judge_repeats": repeats,
+            "discriminative_score": disc.get("score"), "discriminative_balanced_accuracy": disc.get("balanced_accuracy"),
+            "discriminative_score_real_vs_real": floor.get("score"), "discriminator_folds": floor.get("folds")}
+
+
+def compute(train: tuple, test: tuple, synthetic: tuple, fs: float, seed: int, matched: np.ndarray | None = None,
+            reference: np.ndarray | None = None, reconstruction: np.ndarray | None = None) -> tuple[dict, dict]:
     """Every metric of the report from real train and real test (signals, ages, subject ids, sources), synthetic
-    (signals, ages, sources or None), the label-matched synthetic signals (one per test signal, at its labels)
-    when given, and the reference signals of the membership audit (the validation split) when given; returns
-    (metrics, the age predictions the figure draws)."""
+    (signals, ages, sources or None), the label-matched synthetic signals (one per test signal, at its labels),
+    the reconstructions of the real train signals (one per train signal, through the generator's post-processing)
+    and the reference signals of the membership audit (the validation split), each when given; returns (metrics,
+    the age predictions the figure draws)."""
     (train_x, train_age, train_ids, train_src), (test_x, test_age, test_ids, test_src) = train, test
     syn_x, syn_age, syn_src = synthetic
     f_train, f_test, f_syn = (spectral_features(x) for x in (train_x, test_x, syn_x))
     cond = conditioning_and_utility((f_train, train_age), (f_test, test_age), (f_syn, syn_age))
-    sets = {"requested": (syn_x, f_syn)}
+    like = matched_reference(syn_age, syn_src, test_age, test_src, np.random.default_rng([seed, 0x11CE]))
+    sets = {"requested": (syn_x, f_syn, None)}
     if matched is not None:
-        f_matched = spectral_features(matched)
-        sets["label_matched"] = (matched, f_matched)
-    judged = judge_all((train_x, f_train, train_ids), (test_x, f_test, test_ids), sets, seed)
-    disc = judged["linear"]["requested"] or {}   # {}: too few test subjects
-    verdict_judges = _scores(judged)
+        sets["label_matched"] = (matched, spectral_features(matched), None)
+        cond["spearman_age_label_matched"] = conditioning_and_utility(
+            (f_train, train_age), (f_test, test_age), (sets["label_matched"][1], test_age))["spearman_age_synthetic"]
+    if reconstruction is not None:
+        sets["reconstruction"] = (reconstruction, spectral_features(reconstruction), train_ids)
+    judged = _judged_sets((train_x, f_train, train_ids), (test_x, f_test, test_ids), sets, like, seed)
     w_test, w_syn = waveform_features(test_x, fs), waveform_features(syn_x, fs)
-    per_source = []
-    if len(set(train_src)) > 1:
-        by_set = {"requested": (f_syn, syn_age, syn_src)}
-        if matched is not None:
-            by_set["label_matched"] = (f_matched, test_age, test_src)
-        per_source = within_source((f_train, train_age, train_src), (f_test, test_age, test_src), by_set)
-        for r in per_source if matched is not None else []:
-            r.update(_source_judged((train_src == r["source"], test_src == r["source"]),
-                                    (train_x, f_train, train_age, train_ids), (test_x, f_test, test_age, test_ids),
-                                    (matched, f_matched), seed))
+    per_source = _per_source((train_x, f_train, train_age, train_ids, train_src),
+                             (test_x, f_test, test_age, test_ids, test_src), (f_syn, syn_age, syn_src),
+                             None if matched is None else (matched, sets["label_matched"][1]), seed,
+                             judged["judge_repeats"])
     metrics = {k: v for k, v in cond.items() if not k.startswith("predicted")}
     metrics["membership"] = None if reference is None or not len(reference) else membership.audit(
         (f_train, train_ids), (f_test, test_ids), f_syn, spectral_features(reference), seed)
-    metrics.update(within_source=per_source,
+    metrics.update(within_source=per_source, requested_reference=_reference_counts(like, syn_age),
                    sources_age_disjoint=bool(per_source) and disjoint_sources((f_train, train_age, train_src)),
                    feature_wasserstein=feature_distances(w_test, w_syn, test_age, syn_age),
-                   feature_trends=feature_trends(w_test, w_syn, test_age, syn_age),
+                   feature_trends=feature_trends(w_test, w_syn, test_age, syn_age, seed),
                    **diversity_and_copies(f_train, f_test, f_syn, test_age, syn_age, seed),
                    waveform_feature_means={"real_test": w_test.mean().round(4).to_dict(),
                                            "synthetic": w_syn.mean().round(4).to_dict()},
-                   discriminative_score=disc.get("score"),
-                   discriminative_balanced_accuracy=disc.get("balanced_accuracy"),
-                   discriminative_score_real_vs_real=verdict_judges["linear"]["floor"],
-                   judges=verdict_judges,
+                   **{k: v for k, v in judged.items() if k != "discriminator_folds"},
                    counts={"real_train": len(train_x), "real_test": len(test_x), "synthetic": len(syn_x),
                            "real_val": 0 if reference is None else len(reference),
                            "label_matched": 0 if matched is None else len(matched),
-                           "real_test_subjects": len(set(test_ids)), "discriminator_folds": disc.get("folds")})
+                           "reconstruction": 0 if reconstruction is None else len(reconstruction),
+                           "real_test_subjects": len(set(test_ids)), "discriminator_folds": judged["discriminator_folds"]})
     metrics.update(headline_judge=headline(metrics), verdicts=verdicts(metrics))
     return metrics, {k: v for k, v in cond.items() if k.startswith("predicted")}
+
+
+def _reference_counts(like: dict, syn_age: np.ndarray) -> dict:
+    """What the requested set was judged against: matched_reference's counts, for metrics.json and the report."""
+    return {"method": "real test windows drawn per requested age bin (and source), as many as the bin's smaller "
+                      "side holds", "judged_signals": int(len(like["synthetic"])), "requested_signals": int(len(syn_age)),
+            "ages_covered": like["ages_covered"], "ages_not_covered": like["ages_not_covered"],
+            "signals_not_covered": like["signals_not_covered"]}
 
 
 @dataclass(frozen=True)
@@ -383,8 +466,9 @@ def write_report(inputs: Inputs, out: str | Path) -> dict:
     train, test = read_real(data_dir, manifest, "train", rng), read_real(data_dir, manifest, "test", rng)
     reference = read_real(data_dir, manifest, "val", rng)[0] if manifest.splits["val"].count else None
     matched = None if gen is None else draw_matched(gen, test[4], manifest, request, seed)
+    recon = None if gen is None else reconstruct_floor(gen, train[0], train[4], manifest, request, seed)
     metrics, predicted = compute(train[:4], test[:4], (syn_x, syn_age, syn_src), manifest.fs, seed, matched,
-                                 reference)
+                                 reference, recon)
     metrics["counts"].update(sampled_from={"real_train": manifest.splits["train"].count,
                                            "real_val": manifest.splits["val"].count,
                                            "real_test": manifest.splits["test"].count,
@@ -410,10 +494,40 @@ def write_report(inputs: Inputs, out: str | Path) -> dict:
     return metrics
 
 
+def _numbers_table(metrics: dict) -> str:
+    """The age-conditioning, judge and TSTR numbers with what each was computed on."""
+    c = metrics["counts"]
+    rows = [("Spearman(requested age, predicted age), synthetic", f"{metrics['spearman_age_synthetic']:.3f}",
+             f"ridge regressor fit on real train, applied to {c['synthetic']} synthetic"),
+            ("Spearman(true age, predicted age), real", f"{metrics['spearman_age_real']:.3f}",
+             f"same regressor on {c['real_test']} real test signals")]
+    if "spearman_age_label_matched" in metrics:
+        rows.append(("Spearman(true age, predicted age), label-matched synthetic",
+                     f"{metrics['spearman_age_label_matched']:.3f}", f"same regressor on {c['label_matched']} "
+                     "synthetic signals at the real test signals' labels"))
+    rows += [("discriminative score abs(balanced accuracy - 0.5)", _number(metrics["discriminative_score"], 3),
+              f"logistic regression, real test vs requested synthetic at its labels, {_folds(c)}"),
+             ("the same, real train vs real test (reference)", _number(metrics["discriminative_score_real_vs_real"], 3),
+              "real signals of other subjects: the score of data that is real"),
+             ("TSTR MAE (years)", f"{metrics['tstr_mae']:.2f}", "regressor fit on synthetic, tested on real test"),
+             ("TRTR MAE (years)", f"{metrics['trtr_mae']:.2f}", "regressor fit on real train, tested on real test")]
+    return "\n".join(["| metric | value | computed on |", "|---|---|---|"] + [f"| {a} | {b} | {d} |" for a, b, d in rows])
+
+
+def _diversity_text(metrics: dict) -> str:
+    return f"""Mean pairwise feature distance within an age decade: synthetic {_number(metrics['diversity_synthetic'])}, real test
+{_number(metrics['diversity_real'])} (ratio {_number(metrics['diversity_ratio'])}; n/a when no decade holds two synthetic
+signals). Nearest real-training neighbour:
+median distance synthetic {metrics['nn_distance_synthetic_median']:.3f} vs real test
+{metrics['nn_distance_real_test_median']:.3f}; {metrics['copy_fraction']:.1%} of synthetic signals are closer to a
+training signal than 99% of real test signals are (a copy check; about 1% is expected by chance)."""
+
+
 def report_text(metrics: dict, request: dict, synthetic_path, data_dir, seed: int) -> str:
     """report.md: every number with what it was computed on."""
     c = metrics["counts"]
     matched = f"{c['label_matched']} signals" if c["label_matched"] else "none: evaluate was not given --model"
+    recon = f"{c['reconstruction']} signals" if c["reconstruction"] else "none: evaluate was not given --model"
     return f"""# ppg-cvae fidelity report
 
 Synthetic: `{synthetic_path}` ({c['synthetic']} signals; model `{request.get('model')}`, generate seed
@@ -428,21 +542,17 @@ Synthetic: `{synthetic_path}` ({c['synthetic']} signals; model `{request.get('mo
 ## Judges
 
 Discriminative score abs(balanced accuracy - 0.5), {_folds(c)}; each beside the same judge's score on real data of
-other subjects (its floor). The label-matched set has one synthetic signal per real test signal, at its labels
-({matched}).
+other subjects (its floor), with its mean held-out balanced accuracy (acc; below 0.5 by more than the judge's spread
+is a warning, not a detection). The label-matched set has one synthetic signal per real test signal, at its labels
+({matched}). The reconstructions ({recon}) are the floor's own real train windows through the encoder's posterior
+mean and the decoder with the generator's post-processing: floor and reconstructions differ only by the decoder,
+reconstructions and draws only by the latent prior. {_reference_line(metrics)}
 
 {_judge_section(metrics)}
 
 ## Numbers
 
-| metric | value | computed on |
-|---|---|---|
-| Spearman(requested age, predicted age), synthetic | {metrics['spearman_age_synthetic']:.3f} | ridge regressor fit on real train, applied to {c['synthetic']} synthetic |
-| Spearman(true age, predicted age), real | {metrics['spearman_age_real']:.3f} | same regressor on {c['real_test']} real test signals |
-| discriminative score abs(balanced accuracy - 0.5) | {_number(metrics['discriminative_score'], 3)} | logistic regression, real test vs synthetic, {_folds(c)} |
-| the same, real train vs real test (reference) | {_number(metrics['discriminative_score_real_vs_real'], 3)} | real signals of other subjects: the score of data that is real |
-| TSTR MAE (years) | {metrics['tstr_mae']:.2f} | regressor fit on synthetic, tested on real test |
-| TRTR MAE (years) | {metrics['trtr_mae']:.2f} | regressor fit on real train, tested on real test |
+{_numbers_table(metrics)}
 
 ![age conditioning](age_conditioning.png)
 {_source_section(metrics)}
@@ -468,10 +578,5 @@ Normalized Wasserstein distance real test vs synthetic (distance / real std; 0 =
 
 ## Diversity and copies
 
-Mean pairwise feature distance within an age decade: synthetic {_number(metrics['diversity_synthetic'])}, real test
-{_number(metrics['diversity_real'])} (ratio {_number(metrics['diversity_ratio'])}; n/a when no decade holds two synthetic
-signals). Nearest real-training neighbour:
-median distance synthetic {metrics['nn_distance_synthetic_median']:.3f} vs real test
-{metrics['nn_distance_real_test_median']:.3f}; {metrics['copy_fraction']:.1%} of synthetic signals are closer to a
-training signal than 99% of real test signals are (a copy check; about 1% is expected by chance).
+{_diversity_text(metrics)}
 """
