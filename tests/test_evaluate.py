@@ -82,7 +82,10 @@ def test_verdicts_are_two_sided_where_too_much_is_as_wrong_as_too_little():
                                     "rho_synthetic": 0.2},
                             "d_a": {"slope_real": 0.1, "rho_real": 0.4, "slope_synthetic": 0.25, "rho_synthetic": 0.6},
                             "ri": {"slope_real": 0.1, "rho_real": 0.4, "slope_synthetic": 0.15, "rho_synthetic": 0.4},
-                            "hr": {"slope_real": 0.0, "rho_real": 0.02, "slope_synthetic": 3.0, "rho_synthetic": 0.5}},
+                            "hr": {"slope_real": 0.0, "rho_real": 0.02, "slope_synthetic": 3.0, "rho_synthetic": 0.5},
+                            "stiffness_proxy": {"slope_real": -1.0, "rho_real": -0.45, "slope_synthetic": None,
+                                                "rho_synthetic": 0.0, "found_synthetic": [57, 660],
+                                                "ages_synthetic": [1, 11]}},
          "copy_fraction": 0.01}
     rows = {r["check"].split(" (")[0].split(":")[0].split(",")[0]: r for r in verdicts(m)}
     full = {r["check"].split(" (")[0]: r for r in verdicts(m)}
@@ -101,6 +104,11 @@ def test_verdicts_are_two_sided_where_too_much_is_as_wrong_as_too_little():
     assert "reversed" in rows["b_a per-decade trend"]["note"]                             # opposite sign
     assert rows["d_a per-decade trend"]["verdict"] == "fail" and "invented" in rows["d_a per-decade trend"]["note"]
     assert rows["ri per-decade trend"]["verdict"] == "pass" and "hr per-decade trend" not in rows   # no real hr trend
+    unrendered = rows["stiffness_proxy per-decade trend"]   # found at one of the synthetic set's 11 ages: a failure
+    assert unrendered["verdict"] == "fail" and "found in 57 of 660 synthetic signals, at 1 of their 11 ages" \
+        in unrendered["note"]
+    m["feature_trends"]["stiffness_proxy"]["ages_synthetic"] = [1, 1]                    # a one-age set: no trend
+    assert next(r for r in verdicts(m) if r["check"].startswith("stiffness"))["verdict"] == "n/a"
     assert rows["diversity"]["verdict"] == "fail" and "mode collapse" in rows["diversity"]["note"]
     assert headline(m) == {"judge": "cnn", "set": "requested", "score": 0.3, "floor": 0.1}   # reconstructions aside
 
@@ -263,12 +271,12 @@ def test_noise_floor_matches_the_simulated_sensor_noise():
 
 
 def test_evaluate_writes_the_report(trained_run, smoke_data, tmp_path):
-    generate(trained_run, np.array([30.0, 50.0, 70.0]), 20, tmp_path / "s.npz", seed=0)
+    generate(trained_run, np.arange(20.0, 100.0, 10.0), 8, tmp_path / "s.npz", seed=0)   # bins cover 15-95
     metrics = evaluate(tmp_path / "s.npz", smoke_data, tmp_path / "report", seed=0, model=trained_run)
     saved = json.loads((tmp_path / "report" / "metrics.json").read_text())
     for key in ("spearman_age_synthetic", "spearman_age_real", "discriminative_score", "tstr_mae", "trtr_mae"):
         assert isinstance(saved[key], float) and saved[key] == pytest.approx(metrics[key])
-    assert saved["counts"]["synthetic"] == 60
+    assert saved["counts"]["synthetic"] == 64
     report = (tmp_path / "report" / "report.md").read_text()
     assert "Spearman" in report and "age_conditioning.png" in report and "Wasserstein" in report
     assert f"each of the {saved['counts']['real_test_subjects']} test subjects' signals held out together" in report
@@ -276,7 +284,7 @@ def test_evaluate_writes_the_report(trained_run, smoke_data, tmp_path):
     assert f"at its labels\n({saved['counts']['real_test']} signals)." in report   # one per real test signal
     assert (tmp_path / "report" / "age_conditioning.png").stat().st_size > 1000
     by_decade = saved["feature_wasserstein"]["by_decade"]
-    assert by_decade and set(by_decade) <= {"30s", "50s", "70s"}, by_decade   # the requested decades only
+    assert by_decade and set(by_decade) <= {f"{d}s" for d in range(20, 100, 10)}, by_decade   # requested only
     assert all(v is None or np.isfinite(v) for d in by_decade.values() for v in d.values())
     assert (tmp_path / "report" / "beats_by_age.png").stat().st_size > 1000
     assert saved["counts"]["label_matched"] == saved["counts"]["real_test"]     # one per real test signal
@@ -291,8 +299,8 @@ def test_evaluate_writes_the_report(trained_run, smoke_data, tmp_path):
     for judge, sets in saved["judge_runs"].items():                            # three repeats, the mean decides
         assert all(len(r["scores"]) == 3 and r["scores"] and np.mean(r["scores"]) == pytest.approx(
             saved["judges"][judge][k]) for k, r in sets.items() if r is not None)
-    ref = saved["requested_reference"]   # requested ages 30, 50, 70 (20 each) judged against test windows there
-    assert ref["requested_signals"] == 60 and ref["judged_signals"] + ref["signals_not_covered"] <= 60
+    ref = saved["requested_reference"]   # 8 per age 20, 30, ..., 90, judged against the test windows at those ages
+    assert ref["requested_signals"] == 64 and 0 < ref["judged_signals"] <= 64 - ref["signals_not_covered"]
     assert "judged against real test windows at its own labels" in report and "ran 3 times" in report
     audit = saved["membership"]   # members: the training subjects in the sample; non-members: every test subject
     assert audit["non_members"] == saved["counts"]["real_test_subjects"] and audit["members"] >= 2
@@ -319,7 +327,11 @@ def test_within_source_fidelity_has_known_answers():
     syn_age = np.repeat([22.0, 25.0, 28.0], 30)
     synthetic = (np.c_[syn_age + 0.3 * rng.standard_normal(90), rng.standard_normal((90, 3))], syn_age, None)
     by_source = (test[0], test[1], test[2])   # a set that knows each signal's source: judged on those signals
-    rows = {r["source"]: r for r in within_source(train, test, {"requested": synthetic, "matched": by_source})}
+    beyond = (np.c_[np.linspace(40, 45, 90), rng.standard_normal((90, 3))], np.linspace(40, 45, 90),
+              np.array(["a"] * 90, dtype=object))   # of source a, at ages its real signals do not have
+    rows = {r["source"]: r for r in within_source(train, test, {"requested": synthetic, "matched": by_source,
+                                                               "beyond": beyond})}
+    assert rows["a"]["synthetic"]["beyond"] == 0 and rows["a"]["spearman_synthetic"]["beyond"] is None
     assert rows["a"]["spearman_real"] > 0.9 and abs(rows["b"]["spearman_real"]) < 0.3
     assert rows["a"]["synthetic"]["requested"] == 90 and rows["a"]["spearman_synthetic"]["requested"] > 0.8
     assert rows["b"]["synthetic"]["requested"] == 0 and rows["b"]["spearman_synthetic"]["requested"] is None

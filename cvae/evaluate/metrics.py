@@ -104,8 +104,9 @@ def source_of(subject_ids: np.ndarray) -> np.ndarray:
 def within_source(real_train: tuple, real_test: tuple, synthetic: dict[str, tuple], min_signals: int = 20) -> list[dict]:
     """Age fidelity inside each source, where recordings from one device and site share their confounds: per source
     with at least `min_signals` train and test signals and ages spanning 2 years or more, a regressor fit on that
-    source's train signals; Spearman on its test signals, and on each synthetic set's signals of that source (a set
-    whose sources are None: its signals requested inside the source's training age range). Real tuples are
+    source's train signals; Spearman on its test signals, and on each synthetic set's signals inside the source's
+    training age range (of that source, when the set's sources are not None): a wider age span alone would raise a
+    Spearman. Real tuples are
     (features, ages, sources); `synthetic` maps a set's name to (features, ages, sources or None)."""
     rows = []
     for src in sorted(set(real_test[2])):
@@ -118,7 +119,7 @@ def within_source(real_train: tuple, real_test: tuple, synthetic: dict[str, tupl
                "spearman_real": spearman(real_test[1][te], model.predict(real_test[0][te])),
                "synthetic": {}, "spearman_synthetic": {}}
         for name, (features, ages, sources) in synthetic.items():
-            inside = (ages >= lo) & (ages <= hi) if sources is None else sources == src
+            inside = (ages >= lo) & (ages <= hi) & (True if sources is None else sources == src)
             row["synthetic"][name] = int(inside.sum())
             row["spearman_synthetic"][name] = spearman(ages[inside], model.predict(features[inside])) \
                 if inside.sum() >= min_signals and np.ptp(ages[inside]) > 0 else None
@@ -138,16 +139,20 @@ TREND_ROWS = 1500   # signals a feature's Theil-Sen slope is fit on at most (dra
 
 def _trend(values: np.ndarray, ages: np.ndarray, rng: np.random.Generator) -> dict:
     """A feature's age trend: Theil-Sen slope per decade with its 95% interval (the median of pairwise slopes:
-    outliers do not flip it, as they can a least-squares slope) and Spearman rho; slope None with too little data."""
+    outliers do not flip it, as they can a least-squares slope), Spearman rho, and in how many signals and at how
+    many distinct ages the feature was found; slope None when found in under 20 signals or at ages under a year
+    apart."""
     ok = np.flatnonzero(np.isfinite(values) & np.isfinite(ages))
+    found = {"found": int(len(ok)), "signals": int(len(values)), "ages_found": int(len(np.unique(ages[ok]))),
+             "ages": int(len(np.unique(ages[np.isfinite(ages)])))}
     if len(ok) < 20 or np.ptp(ages[ok]) < 1:
-        return {"slope": None, "interval": None, "rho": 0.0}
+        return {"slope": None, "interval": None, "rho": 0.0, **found}
     rho = spearman(ages[ok], values[ok])
     if len(ok) > TREND_ROWS:
         ok = np.sort(rng.choice(ok, TREND_ROWS, replace=False))
     fit = theilslopes(values[ok], ages[ok])
     return {"slope": float(10 * fit.slope), "interval": [float(10 * fit.low_slope), float(10 * fit.high_slope)],
-            "rho": rho}
+            "rho": rho, **found}
 
 
 def feature_trends(real: pd.DataFrame, synthetic: pd.DataFrame, real_age: np.ndarray,
@@ -159,5 +164,6 @@ def feature_trends(real: pd.DataFrame, synthetic: pd.DataFrame, real_age: np.nda
     for col in real.columns:
         r, s = _trend(real[col].to_numpy(), real_age, rng), _trend(synthetic[col].to_numpy(), synthetic_age, rng)
         out[col] = {"slope_real": r["slope"], "interval_real": r["interval"], "rho_real": r["rho"],
-                    "slope_synthetic": s["slope"], "interval_synthetic": s["interval"], "rho_synthetic": s["rho"]}
+                    "slope_synthetic": s["slope"], "interval_synthetic": s["interval"], "rho_synthetic": s["rho"],
+                    "found_synthetic": [s["found"], s["signals"]], "ages_synthetic": [s["ages_found"], s["ages"]]}
     return out

@@ -91,13 +91,25 @@ def _age_rows(m: dict) -> list[dict]:
                               f"real age Spearman {real:.3f} is below {REAL_SPEARMAN_MIN}: no age effect to compare"))
     for feature, t in m["feature_trends"].items():
         if abs(t["rho_real"]) >= TREND_MIN_RHO and t["slope_real"]:
-            ratio = None if t["slope_synthetic"] is None else t["slope_synthetic"] / t["slope_real"]
-            low = "trend reversed (opposite sign to real)" if ratio is not None and ratio < 0 else \
-                "trend missing (under half the real slope)"
-            rows.append(_band(f"{feature} per-decade trend, synthetic / real slope (real {t['slope_real']:+.3g})",
-                              ratio, t["slope_real"], TREND_RATIO_BAND, low,
-                              "trend invented (over twice the real slope)", "too few synthetic signals with beats"))
+            rows.append(_trend_row(feature, t))
     return rows
+
+
+def _trend_row(feature: str, t: dict) -> dict:
+    """A feature's synthetic / real per-decade slope in TREND_RATIO_BAND. A synthetic set of several ages in whose
+    signals the feature is too rarely found to fit a slope fails (the real trend is not rendered); one of a single
+    age is n/a."""
+    check = f"{feature} per-decade trend, synthetic / real slope (real {t['slope_real']:+.3g})"
+    target = f"within [{TREND_RATIO_BAND[0]:g}, {TREND_RATIO_BAND[1]:g}]"
+    if t["slope_synthetic"] is None:
+        (found, signals), (ages_found, ages) = t.get("found_synthetic", (0, 0)), t.get("ages_synthetic", (0, 0))
+        if ages < 2:
+            return _row(check, None, t["slope_real"], target, None, "the synthetic set has one age: no trend to fit")
+        return _row(check, 0.0, t["slope_real"], target, False, f"trend not rendered: the feature is found in "
+                    f"{found} of {signals} synthetic signals, at {ages_found} of their {ages} ages")
+    ratio = t["slope_synthetic"] / t["slope_real"]
+    low = "trend reversed (opposite sign to real)" if ratio < 0 else "trend missing (under half the real slope)"
+    return _band(check, ratio, t["slope_real"], TREND_RATIO_BAND, low, "trend invented (over twice the real slope)")
 
 
 def _source_rows(m: dict) -> list[dict]:
