@@ -38,6 +38,7 @@ bench: setup
 	$(PY) bench/prep.py --dir $(BENCH_DIR)
 	$(PY) bench/train.py
 	$(PY) bench/input_pipeline.py --dir $(BENCH_DIR)
+	$(PY) bench/judges.py
 	$(PY) bench/large_batch.py --batches 64,1024 --dir $(BENCH_DIR)
 
 # The whole pipeline at the reference study's scale on this machine (~20 minutes on 2 cores), then the large-batch

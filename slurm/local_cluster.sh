@@ -7,14 +7,20 @@ DIR=${PPG_SLURM_DIR:-/var/tmp/ppg-slurm}
 CONF=$DIR/slurm.conf
 host=$(hostname -s)
 
+# libpmix-dev: the PMIx library (libpmix.so) Slurm's mpi/pmix plugin opens for `srun --mpi=pmix`; Open MPI's
+# development package brings it too.
+PACKAGES="slurmctld slurmd slurm-client munge libpmix-dev"
+
 install() {
   command -v slurmctld >/dev/null && command -v slurmd >/dev/null && command -v sbatch >/dev/null \
-    && command -v munged >/dev/null && return 0
-  [ "$(id -u)" = 0 ] || { echo "local_cluster: Slurm is not installed and installing needs root" >&2; exit 3; }
-  if ! DEBIAN_FRONTEND=noninteractive apt-get install -y -qq slurmctld slurmd slurm-client munge >/dev/null 2>&1; then
+    && command -v munged >/dev/null && ldconfig -p | grep -q 'libpmix\.so ' && return 0
+  [ "$(id -u)" = 0 ] || { echo "local_cluster: Slurm or PMIx is not installed and installing needs root" >&2; exit 3; }
+  # shellcheck disable=SC2086
+  if ! DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $PACKAGES >/dev/null 2>&1; then
     apt-get update -qq >/dev/null 2>&1 || { echo "local_cluster: apt is unreachable; cannot install Slurm" >&2; exit 3; }
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq slurmctld slurmd slurm-client munge >/dev/null \
-      || { echo "local_cluster: apt-get install slurmctld slurmd slurm-client munge failed" >&2; exit 3; }
+    # shellcheck disable=SC2086
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $PACKAGES >/dev/null \
+      || { echo "local_cluster: apt-get install $PACKAGES failed" >&2; exit 3; }
   fi
 }
 

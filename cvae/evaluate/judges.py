@@ -19,6 +19,7 @@ from sklearn.preprocessing import StandardScaler
 FOLDS = 5
 REPEAT_SEED_STRIDE = 1000   # repeat r of a judge runs with seed + r * this: other capped rows, other folds
 CNN_CAP = 2000        # signals per set the CNN judge trains and tests on (drawn at random)
+CNN_WORKERS = 8       # worker processes for the CNN's fits at most (each holds its own TensorFlow, about 0.9 GB)
 CNN_STEPS = 400       # updates (batch 64) per fold, whatever the set size: a small set gets more epochs
 
 Classify = Callable[[np.ndarray, np.ndarray, np.ndarray, int], np.ndarray]
@@ -30,8 +31,21 @@ def linear(x_fit: np.ndarray, y_fit: np.ndarray, x_held: np.ndarray, seed: int) 
     return clf.fit(x_fit, y_fit).predict(x_held)
 
 
+def cnn_model(length: int):
+    """The CNN judge's network: three 1D convolutions (16/32/32 filters of 9, strides 2/2/1, max-pooling), global
+    average pooling, a sigmoid."""
+    from cvae.keras2 import keras
+    layers = keras.layers
+    return keras.Sequential([
+        keras.Input((length, 1)),
+        layers.Conv1D(16, 9, strides=2, activation="relu"), layers.MaxPooling1D(2),
+        layers.Conv1D(32, 9, strides=2, activation="relu"), layers.MaxPooling1D(2),
+        layers.Conv1D(32, 9, activation="relu"), layers.GlobalAveragePooling1D(),
+        layers.Dense(1, activation="sigmoid")])
+
+
 def cnn(x_fit: np.ndarray, y_fit: np.ndarray, x_held: np.ndarray, seed: int) -> np.ndarray:
-    """A three-layer 1D CNN (16/32/32 filters of 9, global average pooling), Adam, whole passes over the fit set
+    """The CNN judge (cnn_model) trained with Adam, whole passes over the fit set
     in batches of 64 (shuffled, seeded) until CNN_STEPS updates, classes weighted to balance: predicted classes of
     `x_held`. One compiled step, no input pipeline; seeded, TensorFlow ops deterministic."""
     import tensorflow as tf
@@ -39,13 +53,7 @@ def cnn(x_fit: np.ndarray, y_fit: np.ndarray, x_held: np.ndarray, seed: int) -> 
     from cvae.keras2 import keras
     tf.config.experimental.enable_op_determinism()
     keras.utils.set_random_seed(seed)
-    layers = keras.layers
-    model = keras.Sequential([
-        keras.Input((x_fit.shape[1], 1)),
-        layers.Conv1D(16, 9, strides=2, activation="relu"), layers.MaxPooling1D(2),
-        layers.Conv1D(32, 9, strides=2, activation="relu"), layers.MaxPooling1D(2),
-        layers.Conv1D(32, 9, activation="relu"), layers.GlobalAveragePooling1D(),
-        layers.Dense(1, activation="sigmoid")])
+    model = cnn_model(x_fit.shape[1])
     optimizer, loss = keras.optimizers.Adam(1e-3), keras.losses.BinaryCrossentropy()
 
     @tf.function(reduce_retracing=True)
@@ -122,8 +130,9 @@ def score(s: Split, predictions: list[np.ndarray]) -> dict:
 
 def fit_all(classify: Classify, tasks: list[tuple]) -> list[np.ndarray]:
     """classify(*task) for every (x_fit, y_fit, x_held, seed): the CNN's fits in one single-threaded worker process
-    per core (a fit this small does not use a second thread; two processes do twice the work), the rest here."""
-    workers = min(len(tasks), len(os.sched_getaffinity(0)))
+    per core, at most CNN_WORKERS (a fit this small does not use a second thread; two processes do twice the
+    work), the rest here."""
+    workers = min(len(tasks), len(os.sched_getaffinity(0)), CNN_WORKERS)
     if classify is not cnn or workers < 2:
         return [classify(*t) for t in tasks]
     with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),

@@ -120,7 +120,8 @@ def _source_rows(m: dict) -> list[dict]:
             gap = None if synthetic is None else synthetic - r["spearman_real"]
             rows.append(_band(f"age effect within {r['source']}, {name.replace('_', '-')} synthetic (synthetic - real "
                               "Spearman)", gap, r["spearman_real"], (-WITHIN_SOURCE_GAP_MAX, WITHIN_SOURCE_GAP_MAX),
-                              "age effect missing", "age effect invented", "too few synthetic signals in the source"))
+                              "age effect missing", "age effect invented",
+                              "under 20 synthetic signals of the source inside its real age range, or one age only"))
         rows += _judge_rows(r.get("judges", {}), r.get("judge_runs", {}), f" within {r['source']}")
         if r.get("tstr_mae") is not None:
             ratio = r["tstr_mae"] / r["trtr_mae"] if r["trtr_mae"] > 0 else None
