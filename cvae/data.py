@@ -149,36 +149,12 @@ def train_dataset(data_dir, manifest: Manifest, conditions: list[str], batch_siz
         return tf.cast(seed, tf.int64) * 1_000_003 + rank * 10_007 + e
 
     if cache and fits:
-        signals, conds, subject = _in_memory(records, rows, length, n_cond)
         log.info("train.cache: %d training signals held in memory (%d MiB)", rows, need >> 20)
-        subjects = int(subject.max()) + 1
-        counted = sum(manifest.splits["train"].shards[i].subjects for i in file_idx)
-        if per_subject and subjects != counted:
-            raise UserError(f"this rank's train shards hold {subjects} subjects where the manifest counts {counted}; "
-                            "re-run prep")
-        per_epoch = steps * batch_size
-
-        def epoch(e):   # a full permutation of the rank's records (or of one window per subject), batch by batch
-            key = tf.random.stateless_uniform([rows], seed=tf.stack([epoch_seed(e), tf.constant(0, tf.int64)]))
-            if not per_subject:
-                order = tf.argsort(key)
-            else:
-                order = _one_per_subject(key, tf.constant(subject), subjects)
-                order = tf.gather(order, tf.argsort(tf.random.stateless_uniform(
-                    [subjects], seed=tf.stack([epoch_seed(e), tf.constant(1, tf.int64)]))))
-            order = tf.reshape(order[:per_epoch], [steps, batch_size])
-            return tf.data.Dataset.from_tensor_slices(order).map(
-                lambda idx: (tf.gather(signals, idx), tf.gather(conds, idx)),
-                num_parallel_calls=input_threads or AUTOTUNE, deterministic=True)
+        epoch = _cached_epochs(records, (rows, length, n_cond), sum(manifest.splits["train"].shards[i].subjects
+                                                                     for i in file_idx),
+                               (steps, batch_size), epoch_seed, per_subject, input_threads)
     else:
-        per_epoch = steps * batch_size
-
-        def epoch(e):   # per_epoch is whole batches: no batch spans two epochs
-            # the op seed is a tensor; with the function graph's seed pinned TensorFlow never compares it with the
-            # global one (which fails when that is 0: train.seed=0 on rank 0), and the order ignores global state
-            tf.compat.v1.get_default_graph().seed = SHUFFLE_GRAPH_SEED
-            return records.shuffle(shuffle_buffer, seed=epoch_seed(e), reshuffle_each_iteration=False) \
-                .take(per_epoch).batch(batch_size, drop_remainder=True)
+        epoch = _streamed_epochs(records, shuffle_buffer, (steps, batch_size), epoch_seed)
 
     noise = tf.constant(condition_noise * encoding.numeric_mask())
 
@@ -189,7 +165,54 @@ def train_dataset(data_dir, manifest: Manifest, conditions: list[str], batch_siz
         return batches.enumerate().map(lambda i, b: (b[0], b[1] + noise * tf.random.stateless_normal(
             tf.shape(b[1]), seed=tf.stack([epoch_seed(e), i + 1]))))
 
-    ds = tf.data.Dataset.range(start_epoch, max(epochs, start_epoch + 1)).flat_map(jittered)
+    return _delivered(tf.data.Dataset.range(start_epoch, max(epochs, start_epoch + 1)).flat_map(jittered),
+                      input_threads), steps
+
+
+def _cached_epochs(records: tf.data.Dataset, shape: tuple, counted: int, batches: tuple, epoch_seed,
+                   per_subject: bool, input_threads: int):
+    """epoch(e) over the rank's records decoded once into memory (`shape`: rows, length, condition width): a full
+    permutation of them, or with `per_subject` one window of each subject (`counted` by the manifest) in batches
+    of distinct subjects, `batches` (steps, batch size) batch by batch."""
+    (rows, length, n_cond), (steps, batch_size) = shape, batches
+    signals, conds, subject = _in_memory(records, rows, length, n_cond)
+    subjects = int(subject.max()) + 1
+    if per_subject and subjects != counted:
+        raise UserError(f"this rank's train shards hold {subjects} subjects where the manifest counts {counted}; "
+                        "re-run prep")
+    per_epoch = steps * batch_size
+
+    def epoch(e):
+        key = tf.random.stateless_uniform([rows], seed=tf.stack([epoch_seed(e), tf.constant(0, tf.int64)]))
+        if not per_subject:
+            order = tf.argsort(key)
+        else:
+            order = _one_per_subject(key, tf.constant(subject), subjects)
+            order = tf.gather(order, tf.argsort(tf.random.stateless_uniform(
+                [subjects], seed=tf.stack([epoch_seed(e), tf.constant(1, tf.int64)]))))
+        order = tf.reshape(order[:per_epoch], [steps, batch_size])
+        return tf.data.Dataset.from_tensor_slices(order).map(
+            lambda idx: (tf.gather(signals, idx), tf.gather(conds, idx)),
+            num_parallel_calls=input_threads or AUTOTUNE, deterministic=True)
+    return epoch
+
+
+def _streamed_epochs(records: tf.data.Dataset, shuffle_buffer: int, batches: tuple, epoch_seed):
+    """epoch(e) streaming the records through a shuffle buffer, `batches` (steps, batch size) whole batches: no batch
+    spans two epochs."""
+    steps, batch_size = batches
+
+    def epoch(e):
+        # the op seed is a tensor; with the function graph's seed pinned TensorFlow never compares it with the
+        # global one (which fails when that is 0: train.seed=0 on rank 0), and the order ignores global state
+        tf.compat.v1.get_default_graph().seed = SHUFFLE_GRAPH_SEED
+        return records.shuffle(shuffle_buffer, seed=epoch_seed(e), reshuffle_each_iteration=False) \
+            .take(steps * batch_size).batch(batch_size, drop_remainder=True)
+    return epoch
+
+
+def _delivered(ds: tf.data.Dataset, input_threads: int) -> tf.data.Dataset:
+    """Prefetched, within the input thread budget, and copied ahead to the rank's GPU when it has one."""
     ds = ds.prefetch(2 if input_threads else AUTOTUNE)
     if input_threads:
         options = tf.data.Options()
@@ -201,7 +224,7 @@ def train_dataset(data_dir, manifest: Manifest, conditions: list[str], batch_siz
     gpus = tf.config.list_logical_devices("GPU")
     if gpus:   # copy the next batches to the rank's GPU while it computes this one
         ds = ds.apply(tf.data.experimental.prefetch_to_device(gpus[0].name, buffer_size=2))
-    return ds, steps
+    return ds
 
 
 def eval_dataset(data_dir, manifest: Manifest, split: str, conditions: list[str], batch_size: int) -> tf.data.Dataset:

@@ -279,6 +279,33 @@ def _in_place(files: list[Path], cfg: Config) -> int | None:
     return offset if ok else None
 
 
+def _part_rows(part: Part, cfg: Config, first_row: int) -> tuple[np.ndarray, pd.DataFrame]:
+    """One part's signals at the configured length (little-endian float32, contiguous: hashed and written without
+    copies) and its label table with the columns prep keeps beside them: subject id (each row its own subject when
+    the part has none, numbered from `first_row`), the duplicate key, the quarantine reason, the source, whether
+    the beats are still to be checked, and the given split."""
+    data = cfg.data
+    signals, reasons = fix_length(part.signals, data.signal_length, data.length_policy)
+    if cfg.condition.arrays and not part.check_beats:
+        signals, conditioned = condition_rows(signals, data.fs, cfg)
+        reasons = np.where(reasons != "", reasons, conditioned)
+        part.check_beats = True
+    if part.reasons is not None:
+        reasons = np.where(reasons != "", reasons, part.reasons)
+    labels = map_labels(pd.DataFrame(part.labels).reset_index(drop=True), data)
+    if "subject_id" not in labels:
+        labels["subject_id"] = [f"{Path(part.where).stem}:{first_row + i}" for i in range(len(labels))]
+        log.warning("%s: no subject_id column; each row is treated as its own subject", part.where)
+    labels["subject_id"] = labels["subject_id"].astype(str)
+    signals = np.ascontiguousarray(signals, dtype="<f4")
+    if "segment_id" not in labels:
+        labels["_key"] = [hashlib.blake2b(r, digest_size=16).hexdigest() for r in signals]
+    labels["_reason"], labels["_source"], labels["_check_beats"] = reasons, part.source, part.check_beats
+    if part.given_split:
+        labels["given_split"] = part.given_split
+    return signals, labels
+
+
 def open_files(paths: list[str], cfg: Config, fs: float | None, workdir: Path,
                labels_path: Path | None = None) -> ArraySource:
     """Stream every --source path into one ArraySource (with any given train/val/test split kept)."""
@@ -294,24 +321,7 @@ def open_files(paths: list[str], cfg: Config, fs: float | None, workdir: Path,
     with open(workdir / SIGNALS, "wb") if offset is None else contextlib.nullcontext() as out:
         recording_parts = _recording_parts(recordings, cfg, fs, labels_path, records, skipped) if recordings else ()
         for part in itertools.chain(parts, recording_parts):
-            signals, reasons = fix_length(part.signals, length, data.length_policy)
-            if cfg.condition.arrays and not part.check_beats:
-                signals, conditioned = condition_rows(signals, data.fs, cfg)
-                reasons = np.where(reasons != "", reasons, conditioned)
-                part.check_beats = True
-            if part.reasons is not None:
-                reasons = np.where(reasons != "", reasons, part.reasons)
-            labels = map_labels(pd.DataFrame(part.labels).reset_index(drop=True), data)
-            if "subject_id" not in labels:
-                labels["subject_id"] = [f"{Path(part.where).stem}:{n + i}" for i in range(len(labels))]
-                log.warning("%s: no subject_id column; each row is treated as its own subject", part.where)
-            labels["subject_id"] = labels["subject_id"].astype(str)
-            signals = np.ascontiguousarray(signals, dtype="<f4")   # rows hashed and written without copies
-            if "segment_id" not in labels:
-                labels["_key"] = [hashlib.blake2b(r, digest_size=16).hexdigest() for r in signals]
-            labels["_reason"], labels["_source"], labels["_check_beats"] = reasons, part.source, part.check_beats
-            if part.given_split:
-                labels["given_split"] = part.given_split
+            signals, labels = _part_rows(part, cfg, n)
             if out is not None:
                 out.write(signals)
             digest.update(signals)
