@@ -22,11 +22,11 @@ def spearman(a: np.ndarray, b: np.ndarray) -> float:
     return 0.0 if np.isnan(rho) else float(rho)
 
 
-def conditioning_and_utility(real_train: tuple, real_test: tuple, synthetic: tuple) -> dict:
+def conditioning_and_utility(real_train: tuple, real_test: tuple, synthetic: tuple, on_real=None) -> dict:
     """Spearman(requested age, predicted age) on synthetic vs Spearman(true, predicted) on real test,
-    with the regressor trained on real train; and test-on-real MAE of a regressor trained on synthetic
-    (TSTR) vs trained on real (TRTR). Each tuple is (features, ages)."""
-    on_real = age_regressor(*real_train)
+    with the regressor trained on real train (`on_real` when it is already fit); and test-on-real MAE of a
+    regressor trained on synthetic (TSTR) vs trained on real (TRTR). Each tuple is (features, ages)."""
+    on_real = age_regressor(*real_train) if on_real is None else on_real
     pred_syn = on_real.predict(synthetic[0])
     pred_real = on_real.predict(real_test[0])
     on_syn = age_regressor(*synthetic)

@@ -15,9 +15,9 @@ from cvae.evaluate.figures import age_figure, beats_by_age_figure
 from cvae.evaluate import judges, membership, panel
 from cvae.evaluate.reference import MAX_HALF_WIDTH, matched_reference
 from cvae.evaluate.verdicts import headline, verdicts
-from cvae.evaluate.metrics import (DIVERSITY_CAP, conditioning_and_utility, disjoint_sources,
+from cvae.evaluate.metrics import (DIVERSITY_CAP, age_regressor, conditioning_and_utility, disjoint_sources,
                                    diversity_and_copies, feature_distances, feature_trends, source_of,
-                                   within_source)
+                                   spearman, within_source)
 from cvae.sampler import Generator, read_meta
 from data_prep.categories import decode
 from data_prep.manifest import Manifest, load_manifest, shard_paths, write_json_atomic
@@ -372,13 +372,13 @@ def compute(train: tuple, test: tuple, synthetic: tuple, fs: float, seed: int, m
     (train_x, train_age, train_ids, train_src), (test_x, test_age, test_ids, test_src) = train, test
     syn_x, syn_age, syn_src = synthetic
     f_train, f_test, f_syn = (spectral_features(x) for x in (train_x, test_x, syn_x))
-    cond = conditioning_and_utility((f_train, train_age), (f_test, test_age), (f_syn, syn_age))
+    on_real = age_regressor(f_train, train_age)
+    cond = conditioning_and_utility((f_train, train_age), (f_test, test_age), (f_syn, syn_age), on_real)
     like = matched_reference(syn_age, syn_src, test_age, test_src, np.random.default_rng([seed, 0x11CE]))
     sets = {"requested": (syn_x, f_syn, None)}
     if matched is not None:
         sets["label_matched"] = (matched, spectral_features(matched), None)
-        cond["spearman_age_label_matched"] = conditioning_and_utility(
-            (f_train, train_age), (f_test, test_age), (sets["label_matched"][1], test_age))["spearman_age_synthetic"]
+        cond["spearman_age_label_matched"] = spearman(test_age, on_real.predict(sets["label_matched"][1]))
     if reconstruction is not None:
         sets["reconstruction"] = (reconstruction, spectral_features(reconstruction), train_ids)
     judged = _judged_sets((train_x, f_train, train_ids), (test_x, f_test, test_ids), sets, like, seed)
