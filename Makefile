@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 OUT ?= outputs/demo
 
-.PHONY: setup demo real test test-full bench bench-full gpu-build-check clean
+.PHONY: setup demo real test test-unit test-full bench bench-full gpu-build-check clean
 
 setup:
 	@bash launch/setup_env.sh
@@ -22,14 +22,17 @@ real: setup
 	$(VENV)/bin/ppg-cvae evaluate --synthetic $(REAL_OUT)/synthetic.npz --data $(REAL_OUT)/data --out $(REAL_OUT)/report \
 	  --model $(REAL_OUT)/run
 
-# pytest exits 5 when it collected no test: that is a failure, never a pass. `make test` leaves out the tests marked
-# slow (long end-to-end runs); `make test-full` runs every test.
-PYTEST = @$(PY) -m pytest -q tests $(1); rc=$$?; \
+# pytest exits 5 when it collected no test: that is a failure, never a pass. `make test` runs tests/unit (pure logic,
+# in-process, `make test-unit` alone) and tests/e2e (the CLI, multi-rank Horovod, Slurm) but leaves out the tests
+# marked slow (long end-to-end runs); `make test-full` runs every test.
+PYTEST = @$(PY) -m pytest -q $(1); rc=$$?; \
 	if [ $$rc = 5 ]; then echo "make test: pytest collected no tests" >&2; exit 1; fi; exit $$rc
 test: setup
-	$(call PYTEST,-m "not slow")
+	$(call PYTEST,tests -m "not slow")
+test-unit: setup
+	$(call PYTEST,tests/unit)
 test-full: setup
-	$(call PYTEST,)
+	$(call PYTEST,tests)
 
 # Benchmarks (docs/PERFORMANCE.md has each row with its command); BENCH_DIR is scratch space on the disk to measure.
 BENCH_DIR ?= /tmp/ppg-cvae-bench

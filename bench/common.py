@@ -38,7 +38,7 @@ def pipeline_rate(data, conditions: list[str], batch: int, epochs: int, shuffle_
     """Steady-state signals/s of the training input pipeline alone on one rank (epochs after the first)."""
     import time
 
-    from cvae.data import train_dataset
+    from cvae.training.input_pipeline import train_dataset
     from data_prep.manifest import load_manifest
 
     ds, steps = train_dataset(data, load_manifest(data), conditions, batch, 0, 1, shuffle_buffer, 0, 0, epochs,

@@ -57,7 +57,7 @@ def main() -> None:
     args = ap.parse_args()
     if args.reference_child:
         return reference_loader(args.reference_child)
-    from data_prep.config import load_config
+    from cvae.config import load_config
     from data_prep.manifest import load_manifest
     config = args.config
     cfg = load_config(config)

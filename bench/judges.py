@@ -22,8 +22,8 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 from cvae import load_tensorflow_quietly  # noqa: E402
+from cvae.config import load_config  # noqa: E402
 from cvae.evaluate import judges  # noqa: E402
-from data_prep.config import load_config  # noqa: E402
 from data_prep.normalize import normalize  # noqa: E402
 from data_prep.simulate import segment_table, simulate_signals, simulate_subjects  # noqa: E402
 

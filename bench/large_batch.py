@@ -2,7 +2,7 @@
 
 The default model (configs/default.yaml) trained on one simulated cohort (default 8,400 subjects x 6 = 50,400
 signals) once per global batch of --batches, on one CPU rank: R ranks of batch b make the updates of one rank of
-batch R x b (tests/test_train_horovod.py), so quality at a global batch is studied here and its GPU time projected.
+batch R x b (tests/e2e/test_train_horovod.py), so quality at a global batch is studied here and its GPU time projected.
 Batch 64 trains --epochs with Adam (the reference); every larger batch trains --large-epochs (by default the
 epochs whose projected time on 8 H200s is a quarter of batch 64's on one) with the recipe of `recipe()`. No early
 stopping; a run stopped part way continues from its checkpoint when the bench is started again with the same

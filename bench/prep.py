@@ -23,8 +23,8 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 from bench.common import report, timed  # noqa: E402
+from cvae.config import load_config  # noqa: E402
 from data_prep.sources import SimulatorSource  # noqa: E402
-from data_prep.config import load_config  # noqa: E402
 
 
 def raw_write(path: Path, n: int, length: int) -> float:

@@ -55,12 +55,12 @@ def child(kind: str, data: Path, epochs: int, workdir: Path) -> float:
     import tensorflow as tf
     tf.config.threading.set_intra_op_parallelism_threads(1)
     tf.config.threading.set_inter_op_parallelism_threads(1)
-    from cvae.data import condition_scaler, rank_plan
+    from cvae.config import load_config
     from cvae.keras2 import keras
-    from cvae.model import CVAE
+    from cvae.model.network import CVAE
+    from cvae.training.input_pipeline import condition_scaler, rank_plan
     from data_prep.manifest import load_manifest, shard_paths
     from data_prep.shards import read_arrays
-    from data_prep.config import load_config
 
     cfg = load_config(CONFIG, COMMON)
     manifest = load_manifest(data)

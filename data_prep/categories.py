@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from data_prep.errors import UserError
+from data_prep.common import UserError
 
 MAX_VALUES = 64      # values of one categorical column: a model condition is a one-hot vector this wide at most
 MAX_LENGTH = 200     # characters of one value

@@ -10,7 +10,7 @@ import numpy as np
 from scipy import signal as sps
 from scipy.stats import skew
 
-from data_prep.config import RANGES
+from data_prep.settings import RANGES
 
 
 @dataclass

@@ -4,9 +4,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from data_prep.common import UserError
+from data_prep.settings import LABELS, DataConfig
 from data_prep.validate import LABEL_RANGES
-from data_prep.config import LABELS, DataConfig
-from data_prep.errors import UserError
 
 SEX_CODES = {"m": 0.0, "male": 0.0, "f": 1.0, "female": 1.0, "0": 0.0, "1": 1.0}
 

@@ -8,11 +8,10 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 from data_prep.categories import MAX_LENGTH, MAX_VALUES
+from data_prep.common import UserError, write_text_atomic
 from data_prep.conditioning import band_limit_problem
-from data_prep.config import CATEGORY_NAME
 from data_prep.records import sha256_of
-from data_prep.errors import UserError
-from data_prep.files import write_text_atomic
+from data_prep.settings import CATEGORY_NAME
 
 SCHEMA_VERSION = 1
 NORMALIZATIONS = ("maxabs", "zscore", "minmax")
@@ -203,7 +202,7 @@ def shard_paths(data_dir: str | Path, manifest: Manifest, split: str) -> list[Pa
 
 def verify(data_dir: str | Path) -> dict:
     """Re-check every shard's sha256 and record count against the manifest; raises on the first mismatch."""
-    import tensorflow as tf   # only here: prep writes and checks shards without TensorFlow
+    import tensorflow as tf  # only here: prep writes and checks shards without TensorFlow
 
     manifest = load_manifest(data_dir)
     check_shards(data_dir, manifest, full=True)

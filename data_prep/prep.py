@@ -15,18 +15,17 @@ import pandas as pd
 from tqdm import tqdm
 
 from data_prep.categories import decode
+from data_prep.common import UserError, write_bytes_atomic
 from data_prep.manifest import (MANIFEST, SCHEMA_VERSION, LabelStats, Manifest, Shard, Split, load_manifest,
                                 write_json_atomic)
 from data_prep.normalize import normalize
 from data_prep.quality import beat_reasons
 from data_prep.quality_figure import FIGURE, quality_figure
 from data_prep.records import ShardWriter, sha256_of, shard_name
+from data_prep.settings import PrepConfig
 from data_prep.sources import SIGNALS
 from data_prep.split import SPLITS, assign_splits, shard_of_rows
 from data_prep.validate import check_rows, label_problems
-from data_prep.config import Config
-from data_prep.errors import UserError
-from data_prep.files import write_bytes_atomic
 
 log = logging.getLogger(__name__)
 STATE = ".prep-state.json"
@@ -40,7 +39,7 @@ class ShardTask:
     rows: pd.DataFrame
 
 
-def dataset_id(cfg: Config, source) -> str:
+def dataset_id(cfg: PrepConfig, source) -> str:
     """Fingerprint of everything that determines the dataset's content."""
     data = {k: v for k, v in asdict(cfg.data).items() if k != "workers"}
     blob = json.dumps({"source": source.describe(), "data": data}, sort_keys=True, default=str)
@@ -51,7 +50,7 @@ def _done_path(path: Path) -> Path:
     return path.with_name(path.name + ".done.json")
 
 
-def write_shard(task: ShardTask, source, cfg: Config) -> dict:
+def write_shard(task: ShardTask, source, cfg: PrepConfig) -> dict:
     """Write one shard chunk by chunk; returns its manifest entry plus the rows it quarantined."""
     done = _done_path(task.path)
     if done.is_file() and task.path.is_file():
@@ -92,7 +91,7 @@ def write_shard(task: ShardTask, source, cfg: Config) -> dict:
 _WORKER: dict = {}   # in each worker process: the source's reader and the config, sent once
 
 
-def _init_worker(reader, cfg: Config) -> None:
+def _init_worker(reader, cfg: PrepConfig) -> None:
     _WORKER.update(reader=reader, cfg=cfg)
 
 
@@ -133,7 +132,7 @@ def per_source(rows: pd.DataFrame, quarantine: pd.DataFrame) -> dict:
     return out
 
 
-def assign(rows: pd.DataFrame, cfg: Config) -> pd.DataFrame:
+def assign(rows: pd.DataFrame, cfg: PrepConfig) -> pd.DataFrame:
     """Each row's split: the source's own (checked subject-disjoint) or a seeded split by subject."""
     if "given_split" in rows:
         rows["split"] = rows["given_split"]
@@ -147,7 +146,7 @@ def assign(rows: pd.DataFrame, cfg: Config) -> pd.DataFrame:
     return rows
 
 
-def shard_tasks(rows: pd.DataFrame, cfg: Config, out: Path) -> list[ShardTask]:
+def shard_tasks(rows: pd.DataFrame, cfg: PrepConfig, out: Path) -> list[ShardTask]:
     """The shards of every split, subjects dealt over them."""
     tasks = []
     for split in SPLITS:
@@ -159,7 +158,7 @@ def shard_tasks(rows: pd.DataFrame, cfg: Config, out: Path) -> list[ShardTask]:
     return tasks
 
 
-def run_tasks(tasks: list[ShardTask], source, cfg: Config, total: int) -> list[tuple[ShardTask, dict]]:
+def run_tasks(tasks: list[ShardTask], source, cfg: PrepConfig, total: int) -> list[tuple[ShardTask, dict]]:
     """Write every shard (in data.workers processes, each sent the source's reader once), with a progress bar."""
     results = []
     with tqdm(total=total, unit="sig", desc="prep", mininterval=2.0) as bar:
@@ -176,7 +175,7 @@ def run_tasks(tasks: list[ShardTask], source, cfg: Config, total: int) -> list[t
     return results
 
 
-def quarantined(results: list, rows: pd.DataFrame, cfg: Config, out: Path) -> pd.DataFrame:
+def quarantined(results: list, rows: pd.DataFrame, cfg: PrepConfig, out: Path) -> pd.DataFrame:
     """The rows every shard refused, written to quarantine.csv; too many of them stop prep."""
     quarantine = pd.DataFrame([q for _, e in results for q in e["quarantine"]],
                               columns=["row", "subject_id", "split", "reason", "source", "detail"])
@@ -190,7 +189,7 @@ def quarantined(results: list, rows: pd.DataFrame, cfg: Config, out: Path) -> pd
     return quarantine
 
 
-def build_manifest(cfg: Config, ident: str, source, rows: pd.DataFrame, results: list,
+def build_manifest(cfg: PrepConfig, ident: str, source, rows: pd.DataFrame, results: list,
                    quarantine: pd.DataFrame) -> Manifest:
     good = rows[~rows["row"].isin(quarantine["row"])]
     train = good[good["split"] == "train"]
@@ -212,7 +211,7 @@ def build_manifest(cfg: Config, ident: str, source, rows: pd.DataFrame, results:
                     for name, values in source.categories.items()})
 
 
-def prepare(cfg: Config, out: str | Path, source, overwrite: bool = False) -> Manifest:
+def prepare(cfg: PrepConfig, out: str | Path, source, overwrite: bool = False) -> Manifest:
     """Run the whole data stage; returns the manifest. Rerunning resumes (finished shards are kept)."""
     t0 = time.time()
     out = Path(out)

@@ -1,7 +1,7 @@
 """Writing TFRecord shards without TensorFlow: every record has one layout (the signal as raw float32 bytes, one
 float per label, the subject id), so the tf.train.Example wire bytes are assembled from fixed pieces, and the
 TFRecord framing (lengths with masked CRC32C checksums) is written directly. TensorFlow's parser reads them as
-any other Example (tests/test_records.py checks that against tf.train.Example)."""
+any other Example (tests/unit/test_records.py checks that against tf.train.Example)."""
 from __future__ import annotations
 
 import gzip
@@ -14,7 +14,7 @@ import google_crc32c
 import numpy as np
 import pandas as pd
 
-from data_prep.files import temp_beside
+from data_prep.common import temp_beside
 
 
 def shard_name(split: str, index: int, count: int, compression: str) -> str:

@@ -6,16 +6,16 @@ from pathlib import Path
 
 import numpy as np
 
+from data_prep.common import temp_beside
+from data_prep.settings import PrepConfig
 from data_prep.sources import write_reference_pickle
 from data_prep.split import assign_splits
-from data_prep.config import Config
-from data_prep.files import temp_beside
 
 log = logging.getLogger(__name__)
 TRIO = {"train": "train_db_1p.pickle", "val": "validation_db_1p.pickle", "test": "test_db_1p.pickle"}
 
 
-def write_reference_trio(source, cfg: Config, out: Path) -> None:
+def write_reference_trio(source, cfg: PrepConfig, out: Path) -> None:
     """Raw (unnormalized) signals with a labels DataFrame that keeps subject_id, one pickle per split."""
     rows = source.rows()
     split = assign_splits(rows["subject_id"], cfg.data.val_fraction, cfg.data.test_fraction, cfg.data.seed)

@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
-from data_prep.read_arrays import kept
+from data_prep.readers.arrays import kept
 
 
 def parse_fn(label_columns: list[str], signal_length: int, with_ids: bool = False):

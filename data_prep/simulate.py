@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from data_prep.config import DataConfig, SimulateConfig
+from data_prep.settings import DataConfig, SimulateConfig
 
 AGE_GRID = np.array([25.0, 35.0, 45.0, 55.0, 65.0, 75.0])
 SI_MEAN = np.array([6.22, 6.71, 7.50, 8.05, 8.93, 10.26])   # finger-PPG stiffness index, m/s

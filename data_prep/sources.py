@@ -7,9 +7,9 @@ copy and no reader ever holds a whole large data set.
 from __future__ import annotations
 
 import collections
+import contextlib
 import hashlib
 import itertools
-import contextlib
 import logging
 import pickle
 from collections.abc import Iterator
@@ -21,25 +21,18 @@ import pandas as pd
 from scipy.signal import resample
 
 from data_prep import simulate
+from data_prep.categories import encode_categories
+from data_prep.common import UserError
 from data_prep.conditioning import condition
 from data_prep.conditioning import describe as describe_conditioning
-from data_prep.categories import encode_categories
 from data_prep.labels import check_units, map_labels, resolve_labels
 from data_prep.quality import raw_reason
-from data_prep.read_arrays import npy_file_header, read_npy_with_table, read_npz
-from data_prep.read_mimic import mimic_subject, segment_records
-from data_prep.read_recordings import (
-    label_table,
-    min_rate,
-    read_csv_recording,
-    read_wfdb_recording,
-    record_name,
-    record_rate,
-    record_windows,
-)
-from data_prep.safe_pickle import load_reference_pickle
-from data_prep.config import LABELS, Config, DataConfig, SimulateConfig
-from data_prep.errors import UserError
+from data_prep.readers.arrays import npy_file_header, read_npy_with_table, read_npz
+from data_prep.readers.mimic import mimic_subject, segment_records
+from data_prep.readers.recordings import (label_table, min_rate, read_csv_recording, read_wfdb_recording, record_name,
+                                          record_rate, record_windows)
+from data_prep.readers.safe_pickle import load_reference_pickle
+from data_prep.settings import LABELS, DataConfig, PrepConfig, SimulateConfig
 
 log = logging.getLogger(__name__)
 REFERENCE_TRIO = {"train_db_1p.pickle": "train", "validation_db_1p.pickle": "val", "test_db_1p.pickle": "test"}
@@ -147,7 +140,7 @@ def fix_length(samples, length: int, policy: str) -> tuple[np.ndarray, np.ndarra
     return out, reasons
 
 
-def condition_rows(signals: np.ndarray, fs: float, cfg: Config) -> tuple[np.ndarray, np.ndarray]:
+def condition_rows(signals: np.ndarray, fs: float, cfg: PrepConfig) -> tuple[np.ndarray, np.ndarray]:
     """Array sources that opt in (condition.arrays): each row conditioned in place (no resampling, no edges
     dropped, no windows) with its raw-scale verdict."""
     in_place = replace(cfg.condition, edge_s=0.0, max_gap_s=0.0)
@@ -195,7 +188,7 @@ def _expand(paths: list[str], labels_path: Path | None) -> list[Path]:
     return out
 
 
-def _array_parts(f: Path, cfg: Config, workdir: Path) -> Iterator[Part]:
+def _array_parts(f: Path, cfg: PrepConfig, workdir: Path) -> Iterator[Part]:
     """The parts of one array file (pickle, npz, npy + table, PulseDB subset), in chunks where it is large."""
     if f.suffix in (".pickle", ".pkl"):
         try:
@@ -211,12 +204,12 @@ def _array_parts(f: Path, cfg: Config, workdir: Path) -> Iterator[Part]:
         for s, signals in zip(range(0, len(labels), CHUNK), chunks):
             yield Part(signals, labels.iloc[s:s + CHUNK].reset_index(drop=True), str(f), str(f))
     else:
-        from data_prep.read_pulsedb import read_pulsedb
+        from data_prep.readers.pulsedb import read_pulsedb
         for signals, labels in read_pulsedb(f, CHUNK):
             yield Part(signals, labels, str(f), str(f))
 
 
-def _recording_parts(files: list[Path], cfg: Config, fs_flag: float | None, labels_path: Path | None,
+def _recording_parts(files: list[Path], cfg: PrepConfig, fs_flag: float | None, labels_path: Path | None,
                      records: list[dict], skipped: dict[str, list[str]]) -> Iterator[Part]:
     """One part per recording: conditioned windows, the record's labels, its raw-scale verdicts. Recordings without
     a label row or below the minimum rate, and label rows without a recording, go to `skipped`."""
@@ -229,7 +222,7 @@ def _recording_parts(files: list[Path], cfg: Config, fs_flag: float | None, labe
             continue
         matched.add(key)
         if path.suffix == ".vital":
-            from data_prep.read_vitaldb import read_vital
+            from data_prep.readers.vitaldb import read_vital
             rec = read_vital(path, cfg.data)
         elif path.suffix == ".hea":
             rec = read_wfdb_recording(path, cfg.data)
@@ -266,7 +259,7 @@ def _report_skipped(skipped: dict[str, list[str]]) -> dict:
     return {what: {"count": len(names), "first": names[:20]} for what, names in found.items()}
 
 
-def _in_place(files: list[Path], cfg: Config) -> int | None:
+def _in_place(files: list[Path], cfg: PrepConfig) -> int | None:
     """The data offset of a lone float32 [N, signal_length] `.npy` that prep can read where it lies (nothing to
     convert, condition or resize), else None: the signals are then copied into one file beside the output."""
     if len(files) != 1 or files[0].suffix != ".npy" or cfg.condition.arrays:
@@ -279,7 +272,7 @@ def _in_place(files: list[Path], cfg: Config) -> int | None:
     return offset if ok else None
 
 
-def _part_rows(part: Part, cfg: Config, first_row: int) -> tuple[np.ndarray, pd.DataFrame]:
+def _part_rows(part: Part, cfg: PrepConfig, first_row: int) -> tuple[np.ndarray, pd.DataFrame]:
     """One part's signals at the configured length (little-endian float32, contiguous: hashed and written without
     copies) and its label table with the columns prep keeps beside them: subject id (each row its own subject when
     the part has none, numbered from `first_row`), the duplicate key, the quarantine reason, the source, whether
@@ -306,7 +299,7 @@ def _part_rows(part: Part, cfg: Config, first_row: int) -> tuple[np.ndarray, pd.
     return signals, labels
 
 
-def open_files(paths: list[str], cfg: Config, fs: float | None, workdir: Path,
+def open_files(paths: list[str], cfg: PrepConfig, fs: float | None, workdir: Path,
                labels_path: Path | None = None) -> ArraySource:
     """Stream every --source path into one ArraySource (with any given train/val/test split kept)."""
     data, length = cfg.data, cfg.data.signal_length
@@ -356,7 +349,7 @@ def open_files(paths: list[str], cfg: Config, fs: float | None, workdir: Path,
     return ArraySource(out_path, length, table, labels + list(categories), info, offset or 0, categories)
 
 
-def open_source(paths: list[str], cfg: Config, fs: float | None, workdir: Path, labels_path: Path | None = None):
+def open_source(paths: list[str], cfg: PrepConfig, fs: float | None, workdir: Path, labels_path: Path | None = None):
     """The simulator when no paths are given, else the file readers."""
     if not paths and cfg.data.categories:
         raise UserError("data.categories needs --source files: the built-in simulator is one source without "

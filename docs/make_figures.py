@@ -6,10 +6,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from cvae.beats import decade_of  # noqa: E402
-from cvae.generate import DecadeBeats  # noqa: E402
+from cvae.config import load_config  # noqa: E402
+from cvae.generation.generate import DecadeBeats  # noqa: E402
 from data_prep.normalize import normalize  # noqa: E402
 from data_prep.simulate import segment_table, simulate_signals, simulate_subjects  # noqa: E402
-from data_prep.config import load_config  # noqa: E402
 
 OUT = Path(__file__).resolve().parent / "figures"
 

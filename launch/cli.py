@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from cvae import load_tensorflow_quietly
-from data_prep.errors import UserError
+from data_prep.common import UserError
 
 REPO = Path(__file__).resolve().parents[1]
 DEMO_CONFIG = REPO / "configs" / "demo.yaml"
@@ -39,7 +39,7 @@ def _setup_logging() -> None:
 
 def _config_arg(p: argparse.ArgumentParser, required: bool = True) -> None:
     p.add_argument("--config", required=required, metavar="C",
-                   help="YAML config (see configs/; every key and its range: data_prep/config.py)")
+                   help="YAML config (see configs/; every key and its range: each layer's settings.py)")
     p.add_argument("overrides", nargs="*", metavar="key.sub=value", help=OVERRIDES_HELP)
 
 
@@ -184,8 +184,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def cmd_prep(args) -> int:
-    from data_prep.config import load_config
-    from data_prep.files import lock_directory
+    from cvae.config import load_config
+    from data_prep.common import lock_directory
     from data_prep.manifest import verify
     if args.verify:
         result = verify(args.out)
@@ -210,24 +210,24 @@ def cmd_prep(args) -> int:
 
 
 def cmd_train(args) -> int:
-    from data_prep.config import load_config
+    from cvae.config import load_config
     from data_prep.manifest import check_shards, load_manifest
     cfg = load_config(args.config, args.overrides)
     check_shards(args.data, load_manifest(args.data))   # a bad dataset is refused before TensorFlow loads
     load_tensorflow_quietly()
     if args.elastic:
-        from cvae.elastic import train_elastic
+        from cvae.training.elastic import train_elastic
         return train_elastic(cfg, args.data, args.run_dir, resume=args.resume)
-    from cvae.train import train
+    from cvae.training.trainer import train
     return train(cfg, args.data, args.run_dir, resume=args.resume)
 
 
 def cmd_generate(args) -> int:
-    from data_prep.config import load_config
+    from cvae.config import load_config
     cfg = load_config(args.config, args.overrides)
-    from cvae.generate import check_request, generate, parse_ages, parse_labels
-    from cvae.sampler import read_meta
-    from data_prep.config import LABELS
+    from cvae.generation.generate import check_request, generate, parse_ages, parse_labels
+    from cvae.generation.sampler import read_meta
+    from data_prep.settings import LABELS
     ages, fixed = parse_ages(args.ages), parse_labels(args.label, list(LABELS))
     # a refused request is refused before TensorFlow loads (generate checks it again, for callers from Python)
     check_request(read_meta(args.model), ages, args.n_per_age, Path(args.out), fixed, args.allow_extrapolation)
@@ -249,8 +249,8 @@ def cmd_evaluate(args) -> int:
 
 
 def cmd_demo(args) -> int:
+    from cvae.config import load_config, save_config
     from launch import horovod
-    from data_prep.config import load_config, save_config
     cfg = load_config(args.config, args.overrides)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

@@ -20,7 +20,7 @@ def report() -> tuple[list[str], list[str]]:
         lines += [f"tensorflow  {tf.__version__}", f"numpy       {numpy.__version__}"]
         gpus = tf.config.list_physical_devices("GPU")
         lines.append(f"GPUs        {len(gpus)}" + (f" ({', '.join(g.name for g in gpus)})" if gpus else " (CPU only)"))
-        if gpus:   # what cvae.distributed.pin_device does: one GPU per local rank
+        if gpus:   # what cvae.training.distributed.pin_device does: one GPU per local rank
             lines.append("  pinning: " + ", ".join(f"local rank {r} -> GPU {r}" for r in range(len(gpus)))
                          + f"; rank k on a node uses GPU k mod {len(gpus)}")
     except ImportError as exc:

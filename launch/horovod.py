@@ -7,7 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from data_prep.errors import UserError
+from data_prep.common import UserError
+
 
 def horovodrun_path() -> str:
     """The horovodrun beside this Python (the venv's), else the one on PATH."""

@@ -1,6 +1,8 @@
-"""Shared fixtures: a smoke-scale dataset and a 2-rank Horovod training run, made once per session."""
+"""Shared fixtures: a smoke-scale dataset and a 2-rank Horovod training run, made once per session; tests/unit is
+held to pure logic (a test there that starts a process fails)."""
 from __future__ import annotations
 
+import _posixsubprocess
 import os
 import pickle
 import subprocess
@@ -16,8 +18,30 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ["TF_USE_LEGACY_KERAS"] = "1"   # as cvae sets it, for test code that imports TensorFlow first
 
 
+UNIT = REPO / "tests" / "unit"
+
+
 def pytest_configure(config):
     config.addinivalue_line("markers", "slow: a long end-to-end check, run by `make test-full`, not by `make test`")
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item, nextitem):
+    """Under tests/unit, starting a process (subprocess, multiprocessing, fork), fixtures included, fails the test:
+    such a test belongs in tests/e2e."""
+    if not item.path.is_relative_to(UNIT):
+        yield
+        return
+
+    def refuse(*args, **kwargs):
+        raise AssertionError(f"{item.nodeid} starts a process; tests/unit is in-process only: move it to tests/e2e")
+
+    saved = subprocess._fork_exec, _posixsubprocess.fork_exec, os.fork, os.posix_spawn, os.posix_spawnp
+    subprocess._fork_exec = _posixsubprocess.fork_exec = os.fork = os.posix_spawn = os.posix_spawnp = refuse
+    try:
+        yield
+    finally:
+        subprocess._fork_exec, _posixsubprocess.fork_exec, os.fork, os.posix_spawn, os.posix_spawnp = saved
 
 
 def cli(*args: str, timeout: int = 600, env: dict | None = None) -> subprocess.CompletedProcess:
@@ -65,4 +89,12 @@ def trained_run(smoke_data, tmp_path_factory) -> Path:
     result = horovodrun(2, "train", "--config", str(SMOKE), "--data", str(smoke_data), "--run-dir", str(run),
                         *TRAINED_RUN_SETTINGS)
     assert result.returncode == 0, (result.stdout + result.stderr)[-4000:]
+    (run.parent / "train.log").write_text(result.stdout + result.stderr)
     return run
+
+
+@pytest.fixture(scope="session")
+def cohort():
+    """cohorts.evaluation_cohort(), made once per session."""
+    from cohorts import evaluation_cohort
+    return evaluation_cohort()

@@ -10,20 +10,19 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from cvae.evaluate import judges, membership, panel
 from cvae.evaluate.features import spectral_features, waveform_features
 from cvae.evaluate.figures import age_figure, beats_by_age_figure
-from cvae.evaluate import judges, membership, panel
+from cvae.evaluate.metrics import (DIVERSITY_CAP, age_regressor, conditioning_and_utility, disjoint_sources,
+                                   diversity_and_copies, feature_distances, feature_trends, source_of, spearman,
+                                   within_source)
 from cvae.evaluate.reference import MAX_HALF_WIDTH, matched_reference
 from cvae.evaluate.verdicts import headline, verdicts
-from cvae.evaluate.metrics import (DIVERSITY_CAP, age_regressor, conditioning_and_utility, disjoint_sources,
-                                   diversity_and_copies, feature_distances, feature_trends, source_of,
-                                   spearman, within_source)
-from cvae.sampler import Generator, read_meta
+from cvae.generation.sampler import Generator, read_meta
 from data_prep.categories import decode
+from data_prep.common import UserError, write_bytes_atomic, write_text_atomic
 from data_prep.manifest import Manifest, load_manifest, shard_paths, write_json_atomic
-from data_prep.read_arrays import npy_blocks, npy_header
-from data_prep.errors import UserError
-from data_prep.files import write_bytes_atomic, write_text_atomic
+from data_prep.readers.arrays import npy_blocks, npy_header
 
 log = logging.getLogger(__name__)
 
@@ -217,7 +216,7 @@ def _interval(v: dict) -> str:
 
 def _guarantee(request: dict) -> str:
     """The model's differential-privacy guarantee as its generate request records it."""
-    from cvae.privacy import SAMPLING_NOTE
+    from cvae.training.privacy import SAMPLING_NOTE
 
     p = request.get("privacy")
     if not p:
@@ -270,7 +269,7 @@ def read_real(data_dir, manifest: Manifest, split: str, rng: np.random.Generator
     files = shard_paths(data_dir, manifest, split)
     labels = list(manifest.labels) + list(manifest.categories)
     keep = sample_rows(manifest.splits[split].count, SAMPLE[split], rng)
-    from data_prep.shards import read_arrays   # TensorFlow reads the shards: imported once the inputs are checked
+    from data_prep.shards import read_arrays  # TensorFlow reads the shards: imported once the inputs are checked
     x, y, ids = read_arrays(files, labels, manifest.signal_length, manifest.compression, with_ids=True, keep=keep)
     src = decode(y[:, labels.index("source")], list(manifest.categories["source"])) \
         if "source" in manifest.categories else source_of(ids)

@@ -1,5 +1,5 @@
-"""Run under Horovod (any number of ranks): one DP-SGD gradient (cvae.privacy.PrivateStep) of the smoke model on a
-global batch of G random windows, each rank taking G / ranks, with a clipping norm so small that the gradient is
+"""Run under Horovod (any number of ranks): one DP-SGD gradient (cvae.training.privacy.PrivateStep) of the smoke model
+on a global batch of G random windows, each rank taking G / ranks, with a clipping norm so small that the gradient is
 the noise alone. Rank 0 writes the averaged gradient to OUT.npy; every rank prints the sha256 of its copy.
 
     python dp_noise.py OUT G NOISE_MULTIPLIER CLIP_NORM
@@ -14,11 +14,11 @@ import horovod.tensorflow.keras as hvd  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from cvae import distributed  # noqa: E402
+from cvae.config import load_config  # noqa: E402
 from cvae.keras2 import keras  # noqa: E402
-from cvae.model import CVAE  # noqa: E402
-from cvae.privacy import PrivateStep  # noqa: E402
-from data_prep.config import load_config  # noqa: E402
+from cvae.model.network import CVAE  # noqa: E402
+from cvae.training import distributed  # noqa: E402
+from cvae.training.privacy import PrivateStep  # noqa: E402
 
 
 def main(out: str, global_batch: int, noise_multiplier: float, clip_norm: float) -> None:

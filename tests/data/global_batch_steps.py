@@ -18,11 +18,11 @@ import horovod.tensorflow.keras as hvd  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from cvae import distributed  # noqa: E402
-from cvae.conditions import Conditions  # noqa: E402
+from cvae.config import load_config  # noqa: E402
 from cvae.keras2 import keras  # noqa: E402
-from cvae.model import CVAE  # noqa: E402
-from data_prep.config import load_config  # noqa: E402
+from cvae.model.conditions import Conditions  # noqa: E402
+from cvae.model.network import CVAE  # noqa: E402
+from cvae.training import distributed  # noqa: E402
 from data_prep.manifest import load_manifest, shard_paths  # noqa: E402
 from data_prep.shards import read_arrays  # noqa: E402
 

@@ -1,0 +1,1 @@
+"""Generation: the exported model loaded without Horovod, the latent prior, the equalizer, synthetic cohorts."""

@@ -1,0 +1,1 @@
+"""Training: the Horovod loop, its input pipeline, callbacks, checkpoints, privacy, elastic runs, the export."""

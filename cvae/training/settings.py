@@ -1,0 +1,101 @@
+"""Training's settings (the train section and its privacy block): the Horovod loop, checkpoints, DP-SGD."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from data_prep.common import COUNT, NON_NEGATIVE, Range, UserError
+
+
+@dataclass
+class PrivacyConfig:
+    """Differentially private training (DP-SGD, the subject as the privacy unit): cvae/privacy.py."""
+    enabled: bool = False
+    noise_multiplier: float = 1.0    # Gaussian noise std over clip_norm, added once per global step
+    target_epsilon: float = 0.0      # > 0: the noise multiplier is the smallest that keeps train.epochs within this
+    #                                  epsilon (noise_multiplier is then not used); an early stop spends less
+    clip_norm: float = 1.0           # L2 bound of each window's gradient (one window per subject per step)
+    delta: float = 1e-5              # epsilon is reported at this delta; must stay below 1 / training subjects
+
+
+@dataclass
+class TrainConfig:
+    """Horovod training loop, validation, early stopping, checkpoints and TensorBoard."""
+    epochs: int = 20
+    batch_size: int = 64             # per rank (when global_batch_size is 0)
+    global_batch_size: int = 0       # signals per update over all ranks (0 = batch_size x ranks): each rank takes
+    #                                  global / ranks, so the result does not depend on the number of ranks; the
+    #                                  learning rate is then the global batch's, not scaled by the ranks
+    learning_rate: float = 1e-3      # per rank; scaled by world size when scale_lr
+    scale_lr: bool = True
+    optimizer: str = "adam"          # adam | lamb (layer-wise trust ratio for large global batches: cvae/lamb.py)
+    weight_decay: float = 0.0        # lamb: decoupled weight decay
+    warmup_epochs: int = 1           # linear LR warm-up to the (scaled) learning rate
+    lr_decay: str = "none"           # none | cosine: after the warm-up, a half cosine to 0 at the last epoch
+    patience: int = 5                # epochs without val improvement before stopping
+    min_delta: float = 0.0           # smallest val_loss decrease that counts as improvement
+    threads_per_rank: int = 1        # CPU compute and input-pipeline threads per rank (0 = TensorFlow default)
+    shuffle_buffer: int = 4096
+    cache: bool = True               # decode this rank's training records once into memory when they fit
+    elastic_commit_steps: int = 20   # train --elastic: steps between commits (a lost worker costs at most these)
+    fp16_allreduce: bool = False     # compress gradients to float16 for the allreduce
+    backward_passes_per_step: int = 1  # accumulate this many local batches per allreduce/update
+    mixed_precision: bool = False    # float16 compute with float32 variables (GPUs)
+    xla: bool = False                # XLA-compile the model's forward/backward computation
+    deterministic: bool = False      # TensorFlow op determinism (bit-reproducible resume; slower)
+    image_every: int = 5             # epochs between TensorBoard waveform images (0 = never)
+    keep_checkpoints: int = 3
+    condition_noise: float = 0.0     # Gaussian noise added to each numeric training condition, in units of its
+    #                                  training-split std (0.3 ~ 5 years of age): no subject's waveform keyed on its
+    #                                  exact age; validation and generation see the exact values
+    verify_data: str = "size"        # at train start each shard must have its manifest size | sha256 (a full read)
+    step_timeout_s: float = 600.0    # upper bound of the hung-rank limit (the limit itself until the first epoch
+    #                                  is over; then 10 x the slowest step or epoch boundary seen, within these two)
+    step_timeout_floor_s: float = 60.0  # lower bound of that limit
+    seed: int = 42
+    privacy: PrivacyConfig = field(default_factory=PrivacyConfig)
+
+
+CHOICES = {
+    "train.verify_data": ("size", "sha256"),
+    "train.optimizer": ("adam", "lamb"),
+    "train.lr_decay": ("none", "cosine"),
+}
+RANGES = {
+    "train.epochs": COUNT, "train.batch_size": COUNT, "train.global_batch_size": NON_NEGATIVE,
+    "train.weight_decay": Range(0, 1), "train.elastic_commit_steps": COUNT,
+    "train.learning_rate": Range(0, 10, lo_open=True),
+    "train.warmup_epochs": NON_NEGATIVE, "train.patience": NON_NEGATIVE, "train.min_delta": NON_NEGATIVE,
+    "train.threads_per_rank": NON_NEGATIVE, "train.shuffle_buffer": COUNT, "train.backward_passes_per_step": COUNT,
+    "train.image_every": NON_NEGATIVE, "train.keep_checkpoints": COUNT, "train.condition_noise": Range(0, 2),
+    "train.seed": NON_NEGATIVE, "train.step_timeout_s": Range(10, 86_400),
+    "train.step_timeout_floor_s": Range(1, 86_400),
+}
+
+
+def check(train: TrainConfig, likelihood: str, source: str) -> None:
+    """The train section's checks across keys (after every key's own range); `likelihood` is the model's."""
+    if train.step_timeout_floor_s > train.step_timeout_s:
+        raise UserError(f"{source}: train.step_timeout_floor_s ({train.step_timeout_floor_s:g}) must not exceed "
+                        f"train.step_timeout_s ({train.step_timeout_s:g})")
+    _check_privacy(train, likelihood, source)
+
+
+def _check_privacy(train: TrainConfig, likelihood: str, source: str) -> None:
+    """train.privacy: its numbers, and nothing enabled beside it that would break the per-subject bound."""
+    p = train.privacy
+    for key, value, ok in (("noise_multiplier", p.noise_multiplier, Range(0, 1e6, lo_open=True)),
+                           ("clip_norm", p.clip_norm, Range(0, 1e6, lo_open=True)),
+                           ("target_epsilon", p.target_epsilon, Range(0, 1e3)),
+                           ("delta", p.delta, Range(0, 1, lo_open=True, hi_open=True))):
+        if value not in ok:
+            raise UserError(f"{source}: 'train.privacy.{key}' is {value!r}; it must lie in {ok}")
+    if not p.enabled:
+        return
+    clash = {"model.likelihood=calibrated (its sigma is a statistic of the whole batch)": likelihood == "calibrated",
+             "train.backward_passes_per_step > 1": train.backward_passes_per_step > 1,
+             "train.xla": train.xla, "train.mixed_precision": train.mixed_precision,
+             "train.fp16_allreduce": train.fp16_allreduce}
+    for what, on in clash.items():
+        if on:
+            raise UserError(f"{source}: train.privacy.enabled does not combine with {what}; turn that off or "
+                            "train without privacy")

@@ -1,0 +1,1 @@
+"""End-to-end tests: the CLI, real multi-rank Horovod jobs, Slurm, TensorBoard, real recordings."""

@@ -1,0 +1,1 @@
+"""Pure-logic tests: in-process, no subprocess, no Horovod job (`make test-unit`)."""

@@ -1,0 +1,27 @@
+"""The fitted latent prior samples z | condition with the answers Gaussian conditioning gives."""
+import numpy as np
+
+from cvae.generation.latent_prior import LatentPrior, fit_latent_prior
+
+
+def test_linear_gaussian_conditioning_is_exact():
+    rng = np.random.default_rng(0)
+    c = rng.standard_normal((20000, 1))
+    z = np.hstack([2.0 * c + 0.1 * rng.standard_normal(c.shape), rng.standard_normal(c.shape)])
+    prior = LatentPrior(fit_latent_prior(z, c, components=1, seed=0))
+    draws = prior.sample(np.full((5000, 1), 0.5), np.random.default_rng(1))
+    assert abs(draws[:, 0].mean() - 1.0) < 0.01 and abs(draws[:, 0].std() - 0.1) < 0.01
+    assert abs(draws[:, 1].mean()) < 0.05 and abs(draws[:, 1].std() - 1.0) < 0.05
+
+
+def test_condition_picks_the_mixture_component_and_seed_fixes_the_draws():
+    rng = np.random.default_rng(0)
+    c = np.concatenate([rng.normal(-1, 0.1, 3000), rng.normal(1, 0.1, 3000)])[:, None]
+    z = np.where(c < 0, 3.0, -3.0) + 0.2 * rng.standard_normal((6000, 2))
+    prior = LatentPrior(fit_latent_prior(z, c, components=2, seed=0))
+    young, old = (prior.sample(np.full((1000, 1), v), np.random.default_rng(2)) for v in (-1.0, 1.0))
+    assert np.allclose(young.mean(axis=0), 3.0, atol=0.05) and np.allclose(old.mean(axis=0), -3.0, atol=0.05)
+    assert np.array_equal(young, prior.sample(np.full((1000, 1), -1.0), np.random.default_rng(2)))
+    # a condition between the modes draws from both, in proportion to their responsibility (equal here)
+    middle = prior.sample(np.zeros((4000, 1)), np.random.default_rng(3))
+    assert 0.4 < np.mean(middle[:, 0] > 0) < 0.6
