@@ -24,15 +24,17 @@ real: setup
 
 # pytest exits 5 when it collected no test: that is a failure, never a pass. `make test` runs tests/unit (pure logic,
 # in-process, `make test-unit` alone) and tests/e2e (the CLI, multi-rank Horovod, Slurm) but leaves out the tests
-# marked slow (long end-to-end runs); `make test-full` runs every test.
+# marked slow (long end-to-end runs); `make test-full` runs every test. Both run TEST_WORKERS test files side by side
+# (pytest-xdist; much of a multi-process test is waiting), each file's tests in one worker.
+TEST_WORKERS ?= 2
 PYTEST = @$(PY) -m pytest -q $(1); rc=$$?; \
 	if [ $$rc = 5 ]; then echo "make test: pytest collected no tests" >&2; exit 1; fi; exit $$rc
 test: setup
-	$(call PYTEST,tests -m "not slow")
+	$(call PYTEST,tests -m "not slow" -n $(TEST_WORKERS) --dist loadfile)
 test-unit: setup
 	$(call PYTEST,tests/unit)
 test-full: setup
-	$(call PYTEST,tests)
+	$(call PYTEST,tests -n $(TEST_WORKERS) --dist loadfile)
 
 # Benchmarks (docs/PERFORMANCE.md has each row with its command); BENCH_DIR is scratch space on the disk to measure.
 BENCH_DIR ?= /tmp/ppg-cvae-bench

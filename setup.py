@@ -35,7 +35,7 @@ setup(
     extras_require={
         "cpu": [],
         "gpu": [f"tensorflow[and-cuda]=={TF_VERSION}"],  # CUDA 12 libraries, NCCL among them
-        "test": ["pytest==9.2.0", "pytest-timeout==2.4.0", "hypothesis==6.170.17"],
+        "test": ["pytest==9.2.0", "pytest-timeout==2.4.0", "pytest-xdist==3.8.0", "hypothesis==6.170.17"],
     },
     entry_points={"console_scripts": ["ppg-cvae=launch.cli:main"]},
 )

@@ -170,7 +170,9 @@ def test_a_decoder_that_returns_the_window_scores_its_reconstructions_at_the_flo
         assert row["verdict"] == ("pass" if name == "identity" else "fail"), (name, row)   # measured 0.016 / 0.252
 
 
-TENSORFLOW_NOTICE = re.compile(r"^(\[\d+\]<std(?:out|err)>:)?[EW]0000 ", re.M)
+# TensorFlow's log lines (error, warning, info) and absl's notice before them, as printed or relayed by horovodrun
+TENSORFLOW_NOTICE = re.compile(r"^(?:\[\d+\]<std(?:out|err)>:)?(?:[EWI]0000 |WARNING: All log messages before absl)",
+                               re.M)
 
 
 def test_the_demos_generate_and_evaluate_steps_write_the_report_and_print_no_error_line(trained_run, smoke_data,

@@ -7,9 +7,6 @@ import numpy as np
 
 from conftest import REPO, SMOKE
 
-FS = 125.0
-
-
 def peak_rss_mib(*args: str) -> tuple[subprocess.CompletedProcess, float]:
     """`ppg-cvae ARGS` in a fresh process, with the peak resident memory of that process (MiB)."""
     code = ("import resource, subprocess, sys; r = subprocess.run(sys.argv[1:], capture_output=True, text=True); "

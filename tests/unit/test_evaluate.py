@@ -1,5 +1,4 @@
 """Evaluation metrics in-process, on cases whose answer is known."""
-import re
 
 import numpy as np
 
@@ -87,4 +86,3 @@ def test_noise_floor_matches_the_simulated_sensor_noise():
     assert abs(noise_floor_sigma(clean + 0.05 * rng.standard_normal(clean.shape), 125.0) - 0.05) < 0.005
 
 
-TENSORFLOW_NOTICE = re.compile(r"^(\[\d+\]<std(?:out|err)>:)?[EW]0000 ", re.M)

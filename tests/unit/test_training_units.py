@@ -134,28 +134,6 @@ def test_require_keras2_names_a_keras3_object_and_takes_tf_keras_ones():
                    callbacks=[tf_keras.callbacks.History()])
 
 
-TRAINER_OBJECTS = """
-import json, sys
-from pathlib import Path
-import keras as keras3
-import tf_keras
-from cvae.training import trainer as train
-from cvae.config import load_config
-job, _ = train.setup(load_config(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3]), resume=False, prepare=False)
-model, agreement = train.build(job)
-state, last, best = train.restore(job, model, resume=False)
-items, _ = train.callbacks(job, agreement, state, last, best)
-objects = [model, *model.submodules, model.optimizer, model.lr_schedule, *items]
-keras3_types = (keras3.layers.Layer, keras3.optimizers.Optimizer, keras3.callbacks.Callback,
-                keras3.optimizers.schedules.LearningRateSchedule)
-print(json.dumps({"keras3": [type(o).__name__ for o in objects if isinstance(o, keras3_types)],
-                  "model": isinstance(model, tf_keras.Model),
-                  "optimizer": isinstance(model.optimizer, tf_keras.optimizers.Optimizer),
-                  "optimizer_module": type(model.optimizer).__module__,
-                  "callbacks": [isinstance(c, tf_keras.callbacks.Callback) for c in items]}))
-"""
-
-
 def test_lamb_steps_follow_the_paper_and_scale_each_layer_by_its_trust_ratio():
     """Algorithm 2 of You et al. 2020 on two variables, checked against the formula written out in numpy."""
     from cvae.model.lamb import LAMB
