@@ -8,7 +8,7 @@ from data_prep.common import COUNT, NON_NEGATIVE, Range, UserError
 
 @dataclass
 class PrivacyConfig:
-    """Differentially private training (DP-SGD, the subject as the privacy unit): cvae/privacy.py."""
+    """Differentially private training (DP-SGD, the subject as the privacy unit): cvae/training/privacy.py."""
     enabled: bool = False
     noise_multiplier: float = 1.0    # Gaussian noise std over clip_norm, added once per global step
     target_epsilon: float = 0.0      # > 0: the noise multiplier is the smallest that keeps train.epochs within this
@@ -27,7 +27,7 @@ class TrainConfig:
     #                                  learning rate is then the global batch's, not scaled by the ranks
     learning_rate: float = 1e-3      # per rank; scaled by world size when scale_lr
     scale_lr: bool = True
-    optimizer: str = "adam"          # adam | lamb (layer-wise trust ratio for large global batches: cvae/lamb.py)
+    optimizer: str = "adam"          # adam | lamb (layer-wise trust ratio for large global batches: cvae/model/lamb.py)
     weight_decay: float = 0.0        # lamb: decoupled weight decay
     warmup_epochs: int = 1           # linear LR warm-up to the (scaled) learning rate
     lr_decay: str = "none"           # none | cosine: after the warm-up, a half cosine to 0 at the last epoch
