@@ -47,7 +47,9 @@ def export_model(model, cfg: Config, manifest: Manifest, run_dir: Path, best_val
         "band_limit": manifest.band_limit,
         "equalizer": equalizer,
         "latent_prior": f"{len(latent_prior['weights'])}-component mixture fit to {int(latent_prior['rows'])} "
-                        "training encodings" if latent_prior is not None else "standard normal",
+                        f"training encodings of {int(latent_prior['all_subjects'])} subjects, at least "
+                        f"{int(latent_prior['subjects'].min())} subjects per component" if latent_prior is not None
+        else "standard normal",
         "privacy": privacy,
     }
     if latent_prior is not None:

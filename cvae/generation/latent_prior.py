@@ -6,6 +6,10 @@ gives blurred, unrealistic signals while reconstructions stay sharp. Fitting a d
 training and sampling from it instead is "ex-post density estimation" (Ghosh et al., ICLR 2020). Here the mixture
 is fit to (z, condition) jointly, so z is drawn from p(z | condition): the latent code keeps whatever it learned
 to carry about the condition consistent with the requested one.
+
+The mixture is exported with the model: it records how many subjects' encodings each component was fit to (each
+encoding counted for the component most responsible for it), and with a floor (`model.posterior_mixture_min_subjects`)
+no component describes fewer people than that.
 """
 from __future__ import annotations
 
@@ -17,16 +21,30 @@ from scipy.special import logsumexp
 FILE = "latent_prior.npz"
 
 
-def fit_latent_prior(z: np.ndarray, cond: np.ndarray, components: int, seed: int) -> dict[str, np.ndarray]:
-    """Full-covariance Gaussian mixture over [z, cond] (cond standardized like the model's input)."""
+def fit_latent_prior(z: np.ndarray, cond: np.ndarray, subjects: np.ndarray, components: int, seed: int,
+                     min_subjects: int = 0) -> dict[str, np.ndarray] | None:
+    """Full-covariance Gaussian mixture over [z, cond] (cond standardized like the model's input), `subjects` the
+    subject id of each row, at most one component per 10 rows. With `min_subjects` > 0 also at most one component
+    per `min_subjects` subjects, and a fit with a component of fewer subjects is repeated with fewer components (as
+    many as met the floor, at least three quarters as many as before); None when the rows come from fewer than
+    `min_subjects` subjects."""
     from sklearn.mixture import GaussianMixture
 
+    people = len(np.unique(subjects))
+    if people < min_subjects:
+        return None
     joint = np.hstack([z, cond]).astype(np.float64)
-    components = max(1, min(components, len(joint) // 10))   # about 10 encodings per component at least
-    gmm = GaussianMixture(components, covariance_type="full", reg_covar=1e-4, max_iter=200,
-                          random_state=seed).fit(joint)
+    k = max(1, min(components, len(joint) // 10, people // min_subjects if min_subjects else components))
+    while True:
+        gmm = GaussianMixture(k, covariance_type="full", reg_covar=1e-4, max_iter=200, random_state=seed).fit(joint)
+        owner = gmm.predict(joint)
+        counts = np.array([len(np.unique(subjects[owner == j])) for j in range(k)])
+        if counts.min() >= min_subjects or k == 1:
+            break
+        k = max(1, min(k - 1, max(int((counts >= min_subjects).sum()), k * 3 // 4)))
     return {"weights": gmm.weights_, "means": gmm.means_, "covariances": gmm.covariances_,
-            "latent_dim": np.array(z.shape[1]), "rows": np.array(len(joint))}
+            "latent_dim": np.array(z.shape[1]), "rows": np.array(len(joint)), "subjects": counts,
+            "all_subjects": np.array(people)}
 
 
 class LatentPrior:
@@ -39,6 +57,10 @@ class LatentPrior:
         if not (0 < L < d and params["weights"].shape == (k,) and cov.shape == (k, d, d)
                 and all(np.isfinite(params[key]).all() for key in ("weights", "means", "covariances"))):
             raise ValueError("mixture parameters of inconsistent shapes or not finite")
+        subjects = params.get("subjects")   # absent in mixtures exported before the floor
+        if subjects is not None and not (subjects.shape == (k,) and subjects.dtype.kind in "iu"):
+            raise ValueError("its per-component subject counts do not match its components")
+        self.subjects = subjects
         self.components = len(means)
         self.log_weights = np.log(params["weights"])
         self.mean_z, self.mean_c = means[:, :L], means[:, L:]

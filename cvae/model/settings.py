@@ -25,6 +25,9 @@ class ModelConfig:
     #                                  encodings after training; generation samples z | condition from it (0 = N(0, I))
     posterior_mixture_rows: int = 50000  # training signals encoded for that fit (the first shards; subjects are
     #                                      spread over shards in random order)
+    posterior_mixture_min_subjects: int = 0  # > 0: every component is the fit of at least this many subjects'
+    #                                      encodings, at most one component per this many subjects (0 = no floor;
+    #                                      the count behind each component is recorded either way)
 
 
 CHOICES = {
@@ -36,6 +39,7 @@ RANGES = {
     "model.latent_dim": COUNT, "model.filters": COUNT, "model.kernel_size": COUNT, "model.stride": COUNT,
     "model.dense_units": COUNT, "model.beta": NON_NEGATIVE, "model.kl_warmup_epochs": NON_NEGATIVE,
     "model.posterior_mixture": NON_NEGATIVE, "model.posterior_mixture_rows": COUNT,
+    "model.posterior_mixture_min_subjects": NON_NEGATIVE,
 }
 
 

@@ -16,7 +16,7 @@ from cvae.generation.export import export_model
 from cvae.generation.latent_prior import fit_latent_prior
 from cvae.generation.noise import noise_floor_sigma
 from cvae.training.callbacks import weights_finite
-from cvae.training.input_pipeline import eval_dataset
+from cvae.training.input_pipeline import eval_dataset, subject_ids
 from data_prep.common import UserError
 from data_prep.manifest import Manifest
 
@@ -86,9 +86,17 @@ def finalize(model, cfg: Config, data_dir: Path, run_dir: Path, manifest: Manife
         z, cond = encode_training(model, data_dir, manifest, cfg.model.conditions, cfg.model.posterior_mixture_rows,
                                   cfg.train.seed)
         t = time.time()
-        prior = fit_latent_prior(z, cond, cfg.model.posterior_mixture, cfg.train.seed)
-        log.info("latent prior: %d-component mixture fit to %d training encodings in %.1f s",
-                 len(prior["weights"]), len(z), time.time() - t)
+        subjects = subject_ids(data_dir, manifest, "train", len(z))
+        prior = fit_latent_prior(z, cond, subjects, cfg.model.posterior_mixture, cfg.train.seed,
+                                 cfg.model.posterior_mixture_min_subjects)
+        if prior is None:
+            log.warning("latent prior: the training encodings come from fewer than model.posterior_mixture_"
+                        "min_subjects=%d subjects; generation draws z from N(0, I)",
+                        cfg.model.posterior_mixture_min_subjects)
+        else:
+            log.info("latent prior: %d-component mixture fit to %d training encodings of %d subjects, at least %d "
+                     "subjects per component, in %.1f s", len(prior["weights"]), len(z), int(prior["all_subjects"]),
+                     prior["subjects"].min(), time.time() - t)
     return export_model(model, cfg, manifest, run_dir, best_val_loss=best_val_loss, noise_sigma=noise_sigma,
                         labels=label_summary.from_dataset(data_dir, manifest, cfg.model.conditions),
                         equalizer=equalizer, latent_prior=prior)

@@ -16,7 +16,8 @@ RUN_JSON = "run.json"
 PLAN_KEYS = ("ranks", "global_batch", "learning_rate", "steps_per_epoch")
 LOCK = ".train.lock"
 # model keys a checkpoint cannot continue under once changed (beta, warm-up and the mixture fit may change)
-FREE_MODEL_KEYS = {"beta", "kl_warmup_epochs", "posterior_mixture", "posterior_mixture_rows"}
+FREE_MODEL_KEYS = {"beta", "kl_warmup_epochs", "posterior_mixture", "posterior_mixture_rows",
+                   "posterior_mixture_min_subjects"}
 
 
 def identity(cfg: Config, manifest: Manifest) -> dict:

@@ -118,6 +118,8 @@ def test_latent_draws_follow_the_training_encodings_of_the_requested_age(trained
 
     gen = Generator(trained_run)
     assert gen.prior is not None and "mixture" in gen.meta["latent_prior"]
+    assert gen.prior.subjects.min() >= 1 and len(gen.prior.subjects) == gen.prior.components   # stated per component
+    assert f"at least {gen.prior.subjects.min()} subjects per component" in gen.meta["latent_prior"]
     manifest = load_manifest(smoke_data)
     signals, labels = read_arrays(shard_paths(smoke_data, manifest, "train"), ["age"], manifest.signal_length,
                                   manifest.compression)
