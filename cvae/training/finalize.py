@@ -16,7 +16,7 @@ from cvae.generation.export import export_model
 from cvae.generation.latent_prior import fit_latent_prior
 from cvae.generation.noise import noise_floor_sigma
 from cvae.training.callbacks import weights_finite
-from cvae.training.input_pipeline import eval_dataset, subject_ids
+from cvae.training.input_pipeline import eval_dataset
 from data_prep.common import UserError
 from data_prep.manifest import Manifest
 
@@ -26,34 +26,36 @@ EQUALIZER_ROWS = 4096   # training signals whose reconstructions measure the dec
 
 
 def _encoded_training(model, data_dir, manifest: Manifest, conditions: list[str], rows: int):
-    """(signals, conditions, z_mean, z_log_var) batches of the training split in shard order, until `rows` signals
-    have been passed (the last batch may run over)."""
+    """(signals, conditions, subject ids, z_mean, z_log_var) batches of the training split in shard order, until
+    `rows` signals have been passed (the last batch may run over)."""
     n = 0
-    for signal, cond in eval_dataset(data_dir, manifest, "train", conditions, 1024):
+    for signal, cond, ids in eval_dataset(data_dir, manifest, "train", conditions, 1024, with_ids=True):
         z_mean, z_log_var = model.encoder([signal, cond], training=False)
-        yield signal, cond, z_mean, z_log_var
+        yield signal, cond, ids, z_mean, z_log_var
         n += len(signal)
         if n >= rows:
             return
 
 
 def encode_training(model, data_dir, manifest: Manifest, conditions: list[str], rows: int,
-                    seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """z ~ q(z | x, c) for the first `rows` training signals (shard order), with their standardized conditions."""
+                    seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """z ~ q(z | x, c) for the first `rows` training signals (shard order), with their standardized conditions and
+    subject ids."""
     rng = np.random.default_rng(seed)
-    zs, cs = [], []
-    for _, cond, z_mean, z_log_var in _encoded_training(model, data_dir, manifest, conditions, rows):
+    zs, cs, subjects = [], [], []
+    for _, cond, ids, z_mean, z_log_var in _encoded_training(model, data_dir, manifest, conditions, rows):
         z_mean, z_log_var = z_mean.numpy(), z_log_var.numpy()
         zs.append(z_mean + np.exp(0.5 * z_log_var) * rng.standard_normal(z_mean.shape))
         cs.append(cond.numpy())
-    return np.concatenate(zs)[:rows], np.concatenate(cs)[:rows]
+        subjects.append([s.decode("utf-8") for s in ids.numpy()])
+    return np.concatenate(zs)[:rows], np.concatenate(cs)[:rows], np.concatenate(subjects)[:rows].astype(str)
 
 
 def reconstruct_training(model, data_dir, manifest: Manifest, conditions: list[str],
                          rows: int) -> tuple[np.ndarray, np.ndarray]:
     """The first `rows` training signals (shard order) and their reconstructions from z_mean."""
     signals, recons = [], []
-    for signal, cond, z_mean, _ in _encoded_training(model, data_dir, manifest, conditions, rows):
+    for signal, cond, _, z_mean, _ in _encoded_training(model, data_dir, manifest, conditions, rows):
         signals.append(signal.numpy())
         recons.append(model.decoder([z_mean, cond], training=False).numpy())
     return np.concatenate(signals)[:rows], np.concatenate(recons)[:rows]
@@ -83,10 +85,9 @@ def finalize(model, cfg: Config, data_dir: Path, run_dir: Path, manifest: Manife
              f"at {corrected[0][0]:g}-{corrected[-1][0]:g} Hz" if corrected else "1 (reconstructions match the data)")
     prior = None
     if cfg.model.posterior_mixture:
-        z, cond = encode_training(model, data_dir, manifest, cfg.model.conditions, cfg.model.posterior_mixture_rows,
-                                  cfg.train.seed)
+        z, cond, subjects = encode_training(model, data_dir, manifest, cfg.model.conditions,
+                                            cfg.model.posterior_mixture_rows, cfg.train.seed)
         t = time.time()
-        subjects = subject_ids(data_dir, manifest, "train", len(z))
         prior = fit_latent_prior(z, cond, subjects, cfg.model.posterior_mixture, cfg.train.seed,
                                  cfg.model.posterior_mixture_min_subjects)
         if prior is None:

@@ -227,17 +227,12 @@ def _delivered(ds: tf.data.Dataset, input_threads: int) -> tf.data.Dataset:
     return ds
 
 
-def subject_ids(data_dir, manifest: Manifest, split: str, limit: int) -> np.ndarray:
-    """The subject ids of the first `limit` records of a split, in eval_dataset's order (no signal is decoded)."""
-    spec = {"subject_id": tf.io.FixedLenFeature([], tf.string)}
-    ds = _serialized(shard_paths(data_dir, manifest, split), manifest).take(limit)
-    ids = ds.map(lambda s: tf.io.parse_single_example(s, spec)["subject_id"]).batch(4096)
-    return np.array([s.decode("utf-8") for batch in ids.as_numpy_iterator() for s in batch], dtype=str)
-
-
-def eval_dataset(data_dir, manifest: Manifest, split: str, conditions: list[str], batch_size: int) -> tf.data.Dataset:
-    """Every record of a split, in order, in batches (the last one may be short)."""
+def eval_dataset(data_dir, manifest: Manifest, split: str, conditions: list[str], batch_size: int,
+                 with_ids: bool = False) -> tf.data.Dataset:
+    """Every record of a split, in order, in batches (the last one may be short); with its subject ids when
+    `with_ids`."""
     if manifest.splits[split].count == 0:
         raise UserError(f"the {split} split is empty; raise data.{split}_fraction or prepare more subjects")
     ds = _serialized(shard_paths(data_dir, manifest, split), manifest)
-    return ds.map(_parser(manifest, conditions), num_parallel_calls=AUTOTUNE).batch(batch_size).prefetch(AUTOTUNE)
+    return ds.map(_parser(manifest, conditions, with_ids), num_parallel_calls=AUTOTUNE).batch(batch_size) \
+        .prefetch(AUTOTUNE)
