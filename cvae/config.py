@@ -1,7 +1,7 @@
 """The application's configuration file: every layer's settings in one typed `Config`, loaded and checked whole."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 from cvae.generation import settings as generation
@@ -22,7 +22,7 @@ class Config(PrepConfig):
 
 CHOICES = {**data.CHOICES, **model.CHOICES, **training.CHOICES, **generation.CHOICES}
 RANGES = {**data.RANGES, **model.RANGES, **training.RANGES, **generation.RANGES}
-SECTIONS = "simulate, data, condition, quality, model, train, generate"
+SECTIONS = ", ".join(f.name for f in fields(Config))   # named in the error a non-mapping file gets
 
 
 def _validate(cfg: Config, source: str) -> Config:
