@@ -90,10 +90,10 @@ FRACTION = Range(0, 1, hi_open=True)
 
 
 def check_ranges(cfg, ranges: dict[str, Range], source: str) -> None:
-    """Every numeric value named in `ranges` ('section.key'; each item of a list or mapping) inside its range."""
+    """Every numeric value named in `ranges` ('section.key' or deeper; each item of a list or mapping) inside its
+    range."""
     for key, allowed in ranges.items():
-        section, name = key.split(".")
-        value = getattr(getattr(cfg, section), name)
+        value = _lookup(cfg, key)
         items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) \
             else [(None, value)]
         for sub, v in items:
@@ -103,11 +103,16 @@ def check_ranges(cfg, ranges: dict[str, Range], source: str) -> None:
                 raise UserError(f"{source}: '{where}' is {v!r}; it {phrase}")
 
 
+def _lookup(cfg, key: str):
+    for part in key.split("."):
+        cfg = getattr(cfg, part)
+    return cfg
+
+
 def check_choices(cfg, choices: dict[str, tuple[str, ...]], source: str) -> None:
-    """Every key named in `choices` ('section.key') holds one of its allowed values."""
+    """Every key named in `choices` ('section.key' or deeper) holds one of its allowed values."""
     for key, allowed in choices.items():
-        section, name = key.split(".")
-        value = getattr(getattr(cfg, section), name)
+        value = _lookup(cfg, key)
         if value not in allowed:
             raise UserError(f"{source}: '{key}' is {value!r}; choose one of {', '.join(allowed)}")
 

@@ -19,13 +19,14 @@ from data_prep.manifest import Manifest, write_json_atomic
 
 def export_model(model, cfg: Config, manifest: Manifest, run_dir: Path, best_val_loss: float, noise_sigma: float,
                  labels: dict | None, equalizer: dict | None = None, latent_prior: dict | None = None,
-                 privacy: dict | None = None) -> Path:
+                 privacy: dict | None = None, refined_epochs: int = 0) -> Path:
     """Write RUN/model/{decoder.keras, encoder.keras, meta.json, label_summary.json[, latent_prior.npz]}; the
     directory appears complete or not at all. `noise_sigma` is the white-noise level that generation adds to the
     decoder mean (0 = none); `labels` the summary generation draws open labels from
     (cvae.generation.label_summary; None: none, a private run); `privacy` a private run's guarantee
     (cvae.training.privacy.PrivacyLedger.record); `equalizer` the decoder's spectral gain generation applies
-    (cvae.generation.equalizer; None: none); `latent_prior` the mixture generation draws z from (None: N(0, I))."""
+    (cvae.generation.equalizer; None: none); `latent_prior` the mixture generation draws z from (None: N(0, I));
+    `refined_epochs` the epochs of adversarial refinement the decoder had after the ELBO phase."""
     final, tmp = run_dir / "model", Path(tempfile.mkdtemp(prefix=".model.", dir=run_dir))
     model.decoder.save(tmp / "decoder.keras")
     model.encoder.save(tmp / "encoder.keras")
@@ -39,7 +40,8 @@ def export_model(model, cfg: Config, manifest: Manifest, run_dir: Path, best_val
         "signal_length": manifest.signal_length,
         "fs": manifest.fs,
         "normalization": manifest.normalization,
-        "best_val_loss": best_val_loss,
+        "best_val_loss": best_val_loss,   # of the ELBO phase
+        "refined_epochs": refined_epochs,
         "likelihood": cfg.model.likelihood,
         "likelihood_sigma": float(np.exp(model.log_sigma.numpy())) if cfg.model.likelihood != "sse" else None,
         "noise_sigma": noise_sigma,   # white sensor noise of the validation signals, added when sampling

@@ -76,6 +76,9 @@ def train_elastic(cfg: Config, data_dir: str | Path, run_dir: str | Path, resume
     if cfg.train.privacy.enabled:
         raise UserError("train --elastic does not train privately (the subjects per rank change with the ranks); "
                         "drop --elastic or train.privacy.enabled")
+    if cfg.train.refine.epochs:
+        raise UserError("train --elastic does not run the decoder's refinement phase; drop --elastic or set "
+                        "train.refine.epochs=0")
     job, _ = setup(cfg, Path(data_dir), Path(run_dir), resume, prepare=False)
     model, agreement = build(job)
     progress, last, best = restore(job, model, resume=False)

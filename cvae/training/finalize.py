@@ -62,8 +62,8 @@ def reconstruct_training(model, data_dir, manifest: Manifest, conditions: list[s
 
 
 def finalize(model, cfg: Config, data_dir: Path, run_dir: Path, manifest: Manifest, best_checkpoint: str | None,
-             best_val_loss: float, val_data, privacy: dict | None = None) -> Path:
-    """Restore the best weights, refuse non-finite ones, measure the equalizer, fit the latent prior, summarize
+             best_val_loss: float, val_data, privacy: dict | None = None, refined_epochs: int = 0) -> Path:
+    """Restore the best weights (none after a refinement: its last weights are the model), refuse non-finite ones, measure the equalizer, fit the latent prior, summarize
     the training labels, export RUN/model. A private run (`privacy`: its guarantee, cvae.training.privacy) reads no
     training data here: no equalizer, no latent prior (z ~ N(0, I)), no label summary; the noise floor comes from
     validation signals either way."""
@@ -100,4 +100,4 @@ def finalize(model, cfg: Config, data_dir: Path, run_dir: Path, manifest: Manife
                      prior["subjects"].min(), time.time() - t)
     return export_model(model, cfg, manifest, run_dir, best_val_loss=best_val_loss, noise_sigma=noise_sigma,
                         labels=label_summary.from_dataset(data_dir, manifest, cfg.model.conditions),
-                        equalizer=equalizer, latent_prior=prior)
+                        equalizer=equalizer, latent_prior=prior, refined_epochs=refined_epochs)

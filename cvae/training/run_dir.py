@@ -22,14 +22,15 @@ FREE_MODEL_KEYS = {"beta", "kl_warmup_epochs", "posterior_mixture", "posterior_m
 
 def identity(cfg: Config, manifest: Manifest) -> dict:
     """What must not change within one run: the model's shape and conditions, the data set and its normalization,
-    the global batch and the privacy settings (a private run resumed without them would spend an unaccounted
-    budget), and the epochs of a private run whose noise was calibrated to them (train.privacy.target_epsilon)."""
+    the global batch, the privacy settings (a private run resumed without them would spend an unaccounted
+    budget), the refinement critic's shape, and the epochs of a private run whose noise was calibrated to them (train.privacy.target_epsilon)."""
     fixed = {f"model.{k}": v for k, v in asdict(cfg.model).items() if k not in FREE_MODEL_KEYS}
     p = cfg.train.privacy
     calibrated = {"train.epochs": cfg.train.epochs} if p.enabled and p.target_epsilon else {}
     return {"dataset_id": manifest.dataset_id, "data.normalization": manifest.normalization,
             "data.signal_length": manifest.signal_length, "data.fs": manifest.fs,
             "train.global_batch_size": cfg.train.global_batch_size, "train.privacy": asdict(cfg.train.privacy),
+            "train.refine.critic": [cfg.train.refine.critic_width, cfg.train.refine.critic_scales],
             **fixed, **calibrated}
 
 

@@ -18,6 +18,20 @@ class PrivacyConfig:
 
 
 @dataclass
+class RefineConfig:
+    """Adversarial refinement of the decoder after the ELBO phase (cvae/training/refine.py): the encoder is kept,
+    the decoder learns to render windows a critic cannot tell from the training windows they were encoded from."""
+    epochs: int = 0                  # refinement epochs after early stopping (0 = none)
+    learning_rate: float = 1e-4      # decoder and critic (Adam, beta_1 0.5, beta_2 0.9), per rank: scaled like
+    #                                  train.learning_rate
+    adversarial: float = 1.0         # weight of the critic's hinge loss in the decoder's loss
+    feature_matching: float = 10.0   # weight of the L1 distance of the critic's features, real vs rendered
+    spectral: float = 1.0            # weight of the multi-resolution STFT distance, real vs rendered
+    critic_width: int = 16           # filters of the critic's first layer (then 2x, 4x, 4x)
+    critic_scales: int = 3           # the window, then average-pooled by 2, 4, ...
+
+
+@dataclass
 class TrainConfig:
     """Horovod training loop, validation, early stopping, checkpoints and TensorBoard."""
     epochs: int = 20
@@ -53,6 +67,7 @@ class TrainConfig:
     step_timeout_floor_s: float = 60.0  # lower bound of that limit
     seed: int = 42
     privacy: PrivacyConfig = field(default_factory=PrivacyConfig)
+    refine: RefineConfig = field(default_factory=RefineConfig)
 
 
 CHOICES = {
@@ -69,6 +84,12 @@ RANGES = {
     "train.image_every": NON_NEGATIVE, "train.keep_checkpoints": COUNT, "train.condition_noise": Range(0, 2),
     "train.seed": NON_NEGATIVE, "train.step_timeout_s": Range(10, 86_400),
     "train.step_timeout_floor_s": Range(1, 86_400),
+    "train.privacy.noise_multiplier": Range(0, 1e6, lo_open=True),
+    "train.privacy.clip_norm": Range(0, 1e6, lo_open=True), "train.privacy.target_epsilon": Range(0, 1e3),
+    "train.privacy.delta": Range(0, 1, lo_open=True, hi_open=True),
+    "train.refine.epochs": NON_NEGATIVE, "train.refine.learning_rate": Range(0, 10, lo_open=True),
+    "train.refine.adversarial": NON_NEGATIVE, "train.refine.feature_matching": NON_NEGATIVE,
+    "train.refine.spectral": NON_NEGATIVE, "train.refine.critic_width": COUNT, "train.refine.critic_scales": Range(1, 6),
 }
 
 
@@ -81,20 +102,15 @@ def check(train: TrainConfig, likelihood: str, source: str) -> None:
 
 
 def _check_privacy(train: TrainConfig, likelihood: str, source: str) -> None:
-    """train.privacy: its numbers, and nothing enabled beside it that would break the per-subject bound."""
+    """train.privacy: nothing enabled beside it that would break the per-subject bound."""
     p = train.privacy
-    for key, value, ok in (("noise_multiplier", p.noise_multiplier, Range(0, 1e6, lo_open=True)),
-                           ("clip_norm", p.clip_norm, Range(0, 1e6, lo_open=True)),
-                           ("target_epsilon", p.target_epsilon, Range(0, 1e3)),
-                           ("delta", p.delta, Range(0, 1, lo_open=True, hi_open=True))):
-        if value not in ok:
-            raise UserError(f"{source}: 'train.privacy.{key}' is {value!r}; it must lie in {ok}")
     if not p.enabled:
         return
     clash = {"model.likelihood=calibrated (its sigma is a statistic of the whole batch)": likelihood == "calibrated",
              "train.backward_passes_per_step > 1": train.backward_passes_per_step > 1,
              "train.xla": train.xla, "train.mixed_precision": train.mixed_precision,
-             "train.fp16_allreduce": train.fp16_allreduce}
+             "train.fp16_allreduce": train.fp16_allreduce,
+             "train.refine.epochs > 0 (the refinement reads the training windows without noise)": train.refine.epochs > 0}
     for what, on in clash.items():
         if on:
             raise UserError(f"{source}: train.privacy.enabled does not combine with {what}; turn that off or "

@@ -9,6 +9,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import horovod.tensorflow as hvd_tf
 import horovod.tensorflow.keras as hvd
 import tensorflow as tf
 
@@ -25,6 +26,7 @@ from cvae.training import tensorboard_inputs
 from cvae.training.finalize import finalize
 from cvae.training.input_pipeline import eval_dataset, rank_plan, train_dataset
 from cvae.training.privacy import PrivacyLedger, PrivateStep, noise_for_epsilon, public_view, sampling
+from cvae.training.refine import RefineEpochs, Refiner, build_refiner, checkpoint_objects, start_from_best
 from cvae.training.step_agreement import EXIT_PREEMPTED, StepAgreement
 from data_prep.common import UserError
 from data_prep.manifest import Manifest, check_shards, load_manifest, write_json_atomic
@@ -160,6 +162,15 @@ def build(job: Job) -> tuple[CVAE, StepAgreement]:
     return model, agreement
 
 
+def build_refinement(job: Job, model: CVAE, agreement: StepAgreement) -> Refiner | None:
+    """The decoder's refinement phase (train.refine.epochs > 0), its learning rate scaled like the ELBO phase's."""
+    refine = job.cfg.train.refine
+    if not refine.epochs:
+        return None
+    lr = refine.learning_rate * job.lr / job.cfg.train.learning_rate
+    return build_refiner(model, refine, job.manifest.signal_length, lr, step_hooks=[agreement.hook])
+
+
 def restore(job: Job, model: CVAE, resume: bool) -> tuple[cb.TrainState, tf.train.CheckpointManager,
                                                            tf.train.CheckpointManager]:
     """Checkpoint managers (last K, best); on --resume every rank restores the newest readable checkpoint."""
@@ -258,15 +269,51 @@ def fit(job: Job, model: CVAE, items: list, state, done_steps: int = 0) -> dict:
     return {"epochs_run": epochs, "val_loss": val_loss}
 
 
-def report(job: Job, model: CVAE, agreement: StepAgreement, state, result: dict, seconds: list) -> None:
-    """RUN/ranks/rank-NNN.json: what this rank did, with a digest of its weights (equal on every rank)."""
+def report(job: Job, model: CVAE, agreement: StepAgreement, state, result: dict, seconds: list,
+           refiner: Refiner | None = None) -> None:
+    """RUN/ranks/rank-NNN.json: what this rank did, with a digest of its weights, and of the refinement's critic
+    (equal on every rank)."""
     (job.run_dir / "ranks").mkdir(exist_ok=True)
     write_json_atomic(job.run_dir / "ranks" / f"rank-{job.ranks.rank:03d}.json", {
         "rank": job.ranks.rank, "size": job.ranks.size, "device": job.ranks.device, "steps_per_epoch": job.steps,
         "epochs_run": result.get("epochs_run", 0), "stop_epoch": int(state.epoch.numpy()),
+        "refine_epochs_run": result.get("refine_epochs_run", 0),
+        "critic_sha256": distributed.weights_digest(refiner.critic) if refiner is not None else None,
         "preempted": agreement.preempted, "weights_sha256": distributed.weights_digest(model),
         "val_loss_history": result.get("val_loss", []), "epoch_seconds": seconds,
         "signals_per_epoch": job.steps * job.batch * job.ranks.size})
+
+
+def refine(job: Job, model: CVAE, refiner: Refiner, agreement: StepAgreement, state, best, named: dict,
+           result: dict, resume: bool) -> tuple[dict, tf.train.CheckpointManager]:
+    """The refinement epochs that remain after the ELBO phase, checkpointed in RUN/refine (the VAE, the critic,
+    both optimizers, the epoch); returns the result and that manager. The first epoch starts from the best ELBO
+    weights and rank 0's critic; a resume restores the newest readable refinement checkpoint on every rank."""
+    cfg, rank = job.cfg, job.ranks.rank
+    ckpt = tf.train.Checkpoint(model=model, optimizer=model.optimizer, state=state, **checkpoint_objects(refiner))
+    last = tf.train.CheckpointManager(ckpt, job.run_dir / "refine", max_to_keep=cfg.train.keep_checkpoints)
+    if resume and last.checkpoints:
+        restore_latest_readable(ckpt, last, rank)
+    else:
+        start_from_best(model, best.latest_checkpoint, rank)
+    hvd_tf.broadcast_variables(model.variables + refiner.critic.variables, root_rank=0)
+    first, epochs = int(refiner.epoch.numpy()), cfg.train.refine.epochs
+    if first >= epochs:
+        return result, last
+    if rank == 0:
+        log.info("refining the decoder against a critic: epochs %d..%d", first + 1, epochs)
+    ds, _ = train_dataset(job.data_dir, job.manifest, cfg.model.conditions, job.batch, rank, job.ranks.size,
+                          cfg.train.shuffle_buffer, cfg.train.seed + 1, first, epochs, cache=cfg.train.cache,
+                          local_ranks=job.ranks.local_size,
+                          input_threads=cfg.train.threads_per_rank if job.ranks.on_cpu else 0)
+    items = [cb.StepWatchdog(cfg.train.step_timeout_s, cfg.train.step_timeout_floor_s),
+             hvd.callbacks.MetricAverageCallback(), agreement, named["timer"],
+             RefineEpochs(refiner, named["validation"].val_data, last if rank == 0 else None,
+                          str(job.run_dir / "tensorboard") if rank == 0 else None, int(state.epoch.numpy()))]
+    require_keras2(callbacks=items)
+    history = refiner.fit(ds, epochs=epochs, initial_epoch=first, steps_per_epoch=job.steps, callbacks=items,
+                          verbose=2 if rank == 0 else 0)
+    return {**result, "refine_epochs_run": len(history.epoch)}, last
 
 
 def train(cfg: Config, data_dir: str | Path, run_dir: str | Path, resume: bool = False) -> int:
@@ -274,15 +321,18 @@ def train(cfg: Config, data_dir: str | Path, run_dir: str | Path, resume: bool =
     t0 = time.time()
     job, _lock = setup(cfg, Path(data_dir), Path(run_dir), resume)
     model, agreement = build(job)
+    refiner = build_refinement(job, model, agreement)
     state, last, best = restore(job, model, resume)
     items, named = callbacks(job, agreement, state, last, best)
     result = fit(job, model, items, state)
-    return finish(job, model, agreement, state, last, best, result, named, t0)
+    if refiner is not None and not (agreement.preempted or agreement.diverged_at):
+        result, last = refine(job, model, refiner, agreement, state, best, named, result, resume)
+    return finish(job, model, agreement, state, last, best, result, named, t0, refiner)
 
 
 def finish(job: Job, model: CVAE, agreement: StepAgreement, state, last, best, result: dict, named: dict,
-           t0: float) -> int:
-    """After the fit: report a divergence or a preemption (checkpointing it), each rank's report, and on rank 0
+           t0: float, refiner: Refiner | None = None) -> int:
+    """After the fit (`last`: the current phase's checkpoints): report a divergence or a preemption (checkpointing it), each rank's report, and on rank 0
     the finalized, exported model. Returns the exit code."""
     if agreement.diverged_at:
         epoch, step, global_step = agreement.diverged_at
@@ -292,8 +342,8 @@ def finish(job: Job, model: CVAE, agreement: StepAgreement, state, last, best, r
                         "train.learning_rate (or raise train.warmup_epochs) and rerun with --resume")
     if agreement.preempted and job.ranks.rank == 0:
         # Mid-epoch stop: save weights/optimizer, keep `epoch` at the last completed one, so a resume redoes it.
-        last.save(checkpoint_number=model.optimizer.iterations)
-    report(job, model, agreement, state, result, named["timer"].seconds)
+        last.save(checkpoint_number=model.optimizer.iterations + (refiner.optimizer.iterations if refiner else 0))
+    report(job, model, agreement, state, result, named["timer"].seconds, refiner)
     if agreement.preempted:
         if job.ranks.rank == 0:
             log.warning("preempted: checkpoint at epoch %d written to %s; rerun with --resume (exit %d)",
@@ -301,9 +351,12 @@ def finish(job: Job, model: CVAE, agreement: StepAgreement, state, last, best, r
         return EXIT_PREEMPTED
     if job.ranks.rank == 0:
         ledger = named["ledger"]
-        final = finalize(model, job.cfg, job.data_dir, job.run_dir, job.manifest, best.latest_checkpoint,
-                         float(state.best.numpy()), named["validation"].val_data,
-                         ledger and ledger.record(job.cfg.train.privacy.clip_norm))
-        log.info("trained %d epoch(s) on %d rank(s) in %.1f s; best val_loss %.4f; model in %s",
-                 result.get("epochs_run", 0), job.ranks.size, time.time() - t0, float(state.best.numpy()), final)
+        refined = int(refiner.epoch.numpy()) if refiner is not None else 0
+        final = finalize(model, job.cfg, job.data_dir, job.run_dir, job.manifest,
+                         None if refined else best.latest_checkpoint, float(state.best.numpy()),
+                         named["validation"].val_data, ledger and ledger.record(job.cfg.train.privacy.clip_norm),
+                         refined)
+        log.info("trained %d epoch(s)%s on %d rank(s) in %.1f s; best val_loss %.4f; model in %s",
+                 result.get("epochs_run", 0), f" and refined the decoder {refined}" if refined else "",
+                 job.ranks.size, time.time() - t0, float(state.best.numpy()), final)
     return 0

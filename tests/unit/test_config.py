@@ -109,14 +109,15 @@ def test_saved_config_round_trips(tmp_path):
     assert load_config(tmp_path / "resolved.yaml") == cfg
 
 
-def numeric_keys() -> list[str]:
-    """Every config key whose value is a number, or a list or mapping of numbers."""
+def numeric_keys(cls=Config, prefix: str = "") -> list[str]:
+    """Every config key whose value is a number, or a list or mapping of numbers, nested sections included."""
     keys = []
-    for section in dataclasses.fields(Config):
-        for name, tp in typing.get_type_hints(type(getattr(Config(), section.name))).items():
-            args = typing.get_args(tp)
-            if tp in (int, float) or (args and args[-1] in (int, float)):
-                keys.append(f"{section.name}.{name}")
+    for name, tp in typing.get_type_hints(cls).items():
+        args = typing.get_args(tp)
+        if dataclasses.is_dataclass(tp):
+            keys += numeric_keys(tp, f"{prefix}{name}.")
+        elif tp in (int, float) or (args and args[-1] in (int, float)):
+            keys.append(f"{prefix}{name}")
     return keys
 
 

@@ -1,0 +1,141 @@
+"""Adversarial refinement of the decoder, the phase after the ELBO (the second phase of RAVE, Caillon and Esling
+2021): the encoder is kept as trained; the decoder renders each training window from a z drawn from its posterior,
+and learns from a critic's hinge loss, the L1 distance of the critic's features (rendered against real) and the
+multi-resolution STFT distance to that window. The critic (cvae.model.critic) is trained beside it on the same
+training windows; it is its own network, never one of the report's judges, and never sees validation or test data.
+Both networks update through Horovod's DistributedOptimizer, so every rank holds the same weights."""
+from __future__ import annotations
+
+import logging
+
+import horovod.tensorflow as hvd_tf
+import horovod.tensorflow.keras as hvd
+import tensorflow as tf
+
+from cvae.keras2 import keras
+from cvae.model.critic import build_critic, split_outputs
+from cvae.model.network import CVAE
+from cvae.model.spectral import stft_distance
+
+log = logging.getLogger(__name__)
+TERMS = ("adversarial", "feature_matching", "spectral", "critic")
+
+
+def generator_terms(real: list, fake: list, scales: int) -> tuple:
+    """The decoder's hinge loss (its renderings scored as real) and feature matching (mean L1 of each critic
+    layer's activations, real against rendered), each averaged over the scales."""
+    adversarial, matching = 0.0, 0.0
+    for (real_features, _), (fake_features, fake_logits) in zip(split_outputs(real, scales),
+                                                                 split_outputs(fake, scales)):
+        adversarial += tf.reduce_mean(tf.nn.relu(1.0 - fake_logits))
+        matching += tf.add_n([tf.reduce_mean(tf.abs(tf.stop_gradient(r) - f))
+                              for r, f in zip(real_features, fake_features)]) / len(real_features)
+    return adversarial / scales, matching / scales
+
+
+def critic_loss(real: list, fake: list, scales: int):
+    """The critic's hinge loss, averaged over the scales."""
+    return tf.add_n([tf.reduce_mean(tf.nn.relu(1.0 - r)) + tf.reduce_mean(tf.nn.relu(1.0 + f))
+                     for (_, r), (_, f) in zip(split_outputs(real, scales), split_outputs(fake, scales))]) / scales
+
+
+class Refiner(keras.Model):
+    """Trains `vae`'s decoder against a critic; `epoch` counts the refinement epochs done (checkpointed)."""
+
+    def __init__(self, vae: CVAE, refine, length: int, step_hooks=(), **kwargs):
+        """`refine`: train.refine (cvae.training.settings.RefineConfig)."""
+        super().__init__(**kwargs)
+        self.vae = vae
+        self.weights_of = {"adversarial": refine.adversarial, "feature_matching": refine.feature_matching,
+                           "spectral": refine.spectral}
+        self.scales = refine.critic_scales
+        self.critic = build_critic(length, refine.critic_scales, refine.critic_width)
+        self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="refine_epoch")
+        self.step_hooks = list(step_hooks)
+        self.trackers = {name: keras.metrics.Mean(name=name) for name in ("loss",) + TERMS}
+
+    @property
+    def metrics(self):
+        return list(self.trackers.values())
+
+    def render(self, signal, cond, training: bool):
+        """The decoder's rendering of each window from z ~ q(z | window, condition) (the frozen encoder's)."""
+        z_mean, z_log_var = self.vae.encoder([signal, cond], training=False)
+        return self.vae.decoder([self.vae.sample_z(z_mean, z_log_var), cond], training=training)
+
+    def train_step(self, data):
+        signal, cond = data
+        with tf.GradientTape() as tape:
+            fake = self.render(signal, cond, training=True)
+            real_out = self.critic(signal, training=False)
+            adversarial, matching = generator_terms(real_out, self.critic(fake, training=False), self.scales)
+            spectral = stft_distance(signal, fake)
+            terms = {"adversarial": adversarial, "feature_matching": matching, "spectral": spectral}
+            loss = tf.add_n([self.weights_of[k] * v for k, v in terms.items()])
+        self.optimizer.minimize(loss, self.vae.decoder.trainable_weights, tape=tape)
+        with tf.GradientTape() as tape:
+            terms["critic"] = critic_loss(self.critic(signal, training=True),
+                                          self.critic(tf.stop_gradient(fake), training=True), self.scales)
+        self.critic_optimizer.minimize(terms["critic"], self.critic.trainable_weights, tape=tape)
+        for hook in self.step_hooks:
+            hook(loss + terms["critic"])
+        for name, value in {"loss": loss, **terms}.items():
+            self.trackers[name].update_state(value)
+        return {name: t.result() for name, t in self.trackers.items()}
+
+
+def build_refiner(vae: CVAE, refine, length: int, lr: float, step_hooks=()) -> Refiner:
+    """The refiner with a DistributedOptimizer for the decoder (its compiled optimizer) and one for the critic, both
+    Adam(lr, 0.5, 0.9) with their slots built (so a checkpoint restores them)."""
+    refiner = Refiner(vae, refine, length, step_hooks)
+
+    def adam(name):
+        return hvd.DistributedOptimizer(keras.optimizers.Adam(lr, beta_1=0.5, beta_2=0.9), name=name)
+    refiner.compile(optimizer=adam("RefineDecoder"))
+    refiner.critic_optimizer = adam("RefineCritic")
+    refiner.optimizer.build(vae.decoder.trainable_variables)
+    refiner.critic_optimizer.build(refiner.critic.trainable_variables)
+    return refiner
+
+
+def checkpoint_objects(refiner: Refiner) -> dict:
+    """What a checkpoint holds of the refinement besides the VAE: the critic, both optimizers and the epoch."""
+    return {"critic": refiner.critic, "refine_decoder_optimizer": refiner.optimizer,
+            "refine_critic_optimizer": refiner.critic_optimizer, "refine_epoch": refiner.epoch}
+
+
+def start_from_best(vae: CVAE, best_checkpoint: str | None, rank: int) -> None:
+    """Rank 0 restores the ELBO phase's best weights and broadcasts them: the refinement starts from the model the
+    run would otherwise export, on every rank."""
+    if rank == 0 and best_checkpoint:
+        tf.train.Checkpoint(model=vae).restore(best_checkpoint).expect_partial()
+    hvd_tf.broadcast_variables(vae.variables, root_rank=0)
+
+
+class RefineEpochs(keras.callbacks.Callback):
+    """Counts refinement epochs, and on rank 0 saves a checkpoint after each and logs the validation windows'
+    STFT distance to their renderings from z_mean (a measure that sees detail the ELBO averages away) with the
+    training terms to TensorBoard."""
+
+    def __init__(self, refiner: Refiner, val_data, last: tf.train.CheckpointManager | None, logdir: str | None,
+                 vae_epochs: int):
+        super().__init__()
+        self.refiner, self.val_data, self.last, self.vae_epochs = refiner, val_data, last, vae_epochs
+        self.writer = tf.summary.create_file_writer(logdir) if logdir else None
+
+    def on_train_begin(self, logs=None):
+        self.distance = tf.function(lambda s, c: stft_distance(
+            s, self.refiner.vae.decoder([self.refiner.vae.encoder([s, c])[0], c])), reduce_retracing=True)
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.refiner.epoch.assign(epoch + 1)
+        if self.last is None:
+            return
+        distances = [(float(self.distance(s, c)), len(s)) for s, c in self.val_data]
+        logs["val_spectral"] = sum(d * n for d, n in distances) / sum(n for _, n in distances)
+        self.last.save(checkpoint_number=self.refiner.vae.optimizer.iterations + self.refiner.optimizer.iterations)
+        with self.writer.as_default(step=self.vae_epochs + epoch + 1):
+            for name in ("loss",) + TERMS:
+                tf.summary.scalar(f"refine/{name}", logs[name])
+            tf.summary.scalar("refine/val_spectral", logs["val_spectral"])
+        self.writer.flush()
