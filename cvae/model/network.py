@@ -25,8 +25,16 @@ def build_encoder(cfg: ModelConfig, length: int, n_cond: int) -> keras.Model:
     return keras.Model([signal, cond], [z_mean, z_log_var], name="encoder")
 
 
+def residual_block(h, filters: int, activation: str, dilation: int):
+    """h + Conv1D(k 3, dilated)(activation(Conv1D(k 3, dilated)(h))): detail at the block's resolution, the input
+    kept (the residual stacks of MelGAN-style generators; dilations 1, 3, 9, ... widen what each block sees)."""
+    x = layers.Conv1D(filters, 3, padding="same", dilation_rate=dilation, activation=activation)(h)
+    return layers.Add()([h, layers.Conv1D(filters, 3, padding="same", dilation_rate=dilation)(x)])
+
+
 def build_decoder(cfg: ModelConfig, length: int, n_cond: int) -> keras.Model:
-    """concat(z, condition) -> dense stack (mirrored) -> reshape -> Conv1DTranspose stack -> Conv1D(1, output activation)."""
+    """concat(z, condition) -> dense stack (mirrored) -> reshape -> Conv1DTranspose stack, each upsampling followed
+    by model.decoder_residual_blocks residual blocks -> Conv1D(1, output activation)."""
     z = keras.Input((cfg.latent_dim,), name="z")
     cond = keras.Input((n_cond,), name="condition")
     steps = length // cfg.stride ** len(cfg.filters)
@@ -38,6 +46,8 @@ def build_decoder(cfg: ModelConfig, length: int, n_cond: int) -> keras.Model:
     for filters in reversed(cfg.filters):
         h = layers.Conv1DTranspose(filters, cfg.kernel_size, strides=cfg.stride, padding="same",
                                    activation=cfg.conv_activation)(h)
+        for block in range(cfg.decoder_residual_blocks):
+            h = residual_block(h, filters, cfg.conv_activation, dilation=3 ** block)
     h = layers.Conv1D(1, cfg.kernel_size, padding="same", activation=cfg.output_activation, dtype="float32")(h)
     return keras.Model([z, cond], layers.Reshape((length,), dtype="float32")(h), name="decoder")
 

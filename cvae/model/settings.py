@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from data_prep.common import COUNT, NON_NEGATIVE, UserError
+from data_prep.common import COUNT, NON_NEGATIVE, Range, UserError
 
 
 @dataclass
@@ -15,6 +15,7 @@ class ModelConfig:
     kernel_size: int = 7
     stride: int = 4
     dense_units: list[int] = field(default_factory=lambda: [128])   # encoder dense stack; decoder mirrors it
+    decoder_residual_blocks: int = 0  # residual dilated-conv blocks after each decoder upsampling (a larger decoder)
     conv_activation: str = "relu"
     output_activation: str = "tanh"  # must cover the normalized data range (tanh for maxabs)
     likelihood: str = "gaussian"     # gaussian: NLL, learned noise sigma | calibrated: sigma at its per-batch
@@ -37,7 +38,8 @@ CHOICES = {
 }
 RANGES = {
     "model.latent_dim": COUNT, "model.filters": COUNT, "model.kernel_size": COUNT, "model.stride": COUNT,
-    "model.dense_units": COUNT, "model.beta": NON_NEGATIVE, "model.kl_warmup_epochs": NON_NEGATIVE,
+    "model.dense_units": COUNT, "model.decoder_residual_blocks": Range(0, 8), "model.beta": NON_NEGATIVE,
+    "model.kl_warmup_epochs": NON_NEGATIVE,
     "model.posterior_mixture": NON_NEGATIVE, "model.posterior_mixture_rows": COUNT,
     "model.posterior_mixture_min_subjects": NON_NEGATIVE,
 }
