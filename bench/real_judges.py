@@ -3,9 +3,9 @@
 Trains configs/real.yaml on a dataset prepared by `make real` (default outputs/real/data) once per training seed
 (2 Horovod ranks), generates ages 25:75:5 x 60 per generation seed, and evaluates each with --model (so the
 label-matched set is judged too). Prints one row per (training seed, generation seed) and the range per column:
-Spearman ratio, each judge's score on the requested and label-matched sets beside its floor, TSTR/TRTR, and the
+the ELBO and refinement epochs and their summed epoch time (s), Spearman ratio, each judge's score on the requested and label-matched sets beside its floor, TSTR/TRTR, and the
 within-source age Spearman (real, each synthetic set) of every source, and within each source TSTR/TRTR and the
-judges on the label-matched set.
+judges on the label-matched set, and the membership AUC of both attacks.
 Usage: python bench/real_judges.py [--data outputs/real/data] [--train-seeds 0,1,2,3] [--gen-seeds 0,1] [--dir DIR]
                                    [--set key.sub=value ...]
 """
@@ -34,10 +34,14 @@ def row(data: Path, work: Path, train_seed: int, gen_seed: int, overrides: list[
             "--out", str(synthetic))
         cli("evaluate", "--synthetic", str(synthetic), "--data", str(data), "--out", str(report), "--model", str(run))
     m = json.loads((report / "metrics.json").read_text())
+    rank0 = json.loads((run / "ranks" / "rank-000.json").read_text())
     out = {"train_seed": train_seed, "gen_seed": gen_seed,
+           "epochs": rank0["stop_epoch"], "refined": rank0.get("refine_epochs_run", 0),
+           "train_s": sum(rank0["epoch_seconds"]),
            "spearman_ratio": m["spearman_age_synthetic"] / m["spearman_age_real"],
            "tstr_trtr": m["tstr_mae"] / m["trtr_mae"],
            "failed": sum(v["verdict"] == "fail" for v in m["verdicts"])}
+    out |= {f"membership_{attack}": v["auc"]["value"] for attack, v in m["membership"]["attacks"].items()}
     for judge, sets in m["judges"].items():
         out |= {f"{judge}_{k}": v for k, v in sets.items()}
     for r in m["within_source"]:

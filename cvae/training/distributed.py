@@ -69,6 +69,11 @@ def max_allreduce(flags):
     return hvd_tf.allreduce(flags, op=hvd_tf.Max, name="step_flags")
 
 
+def min_allreduce(count: int) -> int:
+    """The smallest of an integer over the ranks."""
+    return int(hvd_tf.allreduce(tf.constant(count, tf.int64), op=hvd_tf.Min, name="min_count").numpy())
+
+
 def mean_allreduce(value):
     """The mean of a scalar over the ranks (the calibrated likelihood's batch statistic)."""
     return hvd_tf.allreduce(value, op=hvd_tf.Average, name="calibrated_mean_sse")

@@ -78,6 +78,22 @@ def rank_plan(manifest: Manifest, rank: int, size: int, batch_size: int,
     return mode, files, steps
 
 
+def capped_rows(data_dir, manifest: Manifest, rank: int, size: int, cap: int) -> int:
+    """How many of this rank's training records remain when each subject keeps at most `cap` (the rank reads whole
+    shards: each subject's windows are on one rank, so the bound is per subject, not per rank's share)."""
+    mode, files, _ = rank_plan(manifest, rank, size, 1)
+    if mode != "files":
+        raise UserError(f"train.max_windows_per_subject needs each subject's windows on one rank: at least as many "
+                        f"train shards as ranks (data.train_shards, now {len(manifest.splits['train'].shards)} for "
+                        f"{size} ranks)")
+    paths = shard_paths(data_dir, manifest, "train")
+    spec = {"subject_id": tf.io.FixedLenFeature([], tf.string)}
+    ids = _serialized([paths[i] for i in files], manifest).map(
+        lambda r: tf.io.parse_single_example(r, spec)["subject_id"], num_parallel_calls=AUTOTUNE)
+    counts = np.unique(np.concatenate(list(ids.batch(65536).as_numpy_iterator())), return_counts=True)[1]
+    return int(np.minimum(counts, cap).sum())
+
+
 def cache_fits(rows: int, length: int, n_cond: int, local_ranks: int) -> tuple[bool, int]:
     """Whether `rows` decoded records fit in memory: at most half of the host's available memory, shared by
     its local ranks. Returns (fits, bytes needed)."""
@@ -113,10 +129,21 @@ def _one_per_subject(key: tf.Tensor, subject: tf.Tensor, subjects: int) -> tf.Te
     return tf.math.unsorted_segment_min(candidate, subject, subjects)
 
 
+def _capped(key: tf.Tensor, subject: tf.Tensor, subjects: int, cap: int) -> tf.Tensor:
+    """The indices of each subject's `cap` records with the smallest keys (all of a subject with fewer)."""
+    by_key = tf.argsort(key)
+    grouped = tf.gather(by_key, tf.argsort(tf.gather(subject, by_key), stable=True))   # by subject, then key
+    owner = tf.gather(subject, grouped)
+    position = tf.range(tf.shape(key)[0])
+    first = tf.gather(tf.math.unsorted_segment_min(position, owner, subjects), owner)
+    return tf.boolean_mask(grouped, position - first < cap)
+
+
 def train_dataset(data_dir, manifest: Manifest, conditions: list[str], batch_size: int, rank: int, size: int,
                   shuffle_buffer: int, seed: int, start_epoch: int, epochs: int,
                   cache: bool = False, input_threads: int = 0, local_ranks: int = 1,
-                  condition_noise: float = 0.0, per_subject: bool = False) -> tuple[tf.data.Dataset, int]:
+                  condition_noise: float = 0.0, per_subject: bool = False, subject_cap: int = 0,
+                  steps: int = 0) -> tuple[tf.data.Dataset, int]:
     """This rank's batches for epochs start_epoch..epochs-1, and the steps per epoch.
 
     With `cache` and when it fits (`cache_fits`), the rank's records are decoded once into memory and each
@@ -125,16 +152,20 @@ def train_dataset(data_dir, manifest: Manifest, conditions: list[str], batch_siz
     sees exactly the batches an uninterrupted run would have seen from epoch k on. `condition_noise` (train.
     condition_noise) adds N(0, noise^2) to the numeric conditions (standardized units), drawn from (seed, rank,
     epoch, step) as well. With `per_subject` (private training) each epoch takes one window of each subject, at
-    random, in batches of distinct subjects (rank_plan); the records must be in memory.
+    random, in batches of distinct subjects (rank_plan); the records must be in memory. With `subject_cap` each
+    epoch takes at most that many windows of each subject, at random, and `steps` per epoch (the ranks' common
+    count after the cap: capped_rows); the records must be in memory.
     """
-    mode, file_idx, steps = rank_plan(manifest, rank, size, batch_size, per_subject)
+    mode, file_idx, planned = rank_plan(manifest, rank, size, batch_size, per_subject)
+    steps = steps or planned
     rows = rank_rows(manifest, rank, size)
     encoding = Conditions.from_manifest(manifest, conditions)
     length, n_cond = manifest.signal_length, encoding.width
     fits, need = cache_fits(rows, length, n_cond, local_ranks)
-    if per_subject and not (cache and fits):
-        raise UserError(f"train.privacy needs each rank's training windows in memory: train.cache, with room for "
-                        f"{need >> 20} MiB per rank (half the available memory per local rank)")
+    for key, on in (("train.privacy", per_subject), ("train.max_windows_per_subject", subject_cap)):
+        if on and not (cache and fits):
+            raise UserError(f"{key} needs each rank's training windows in memory: train.cache, with room for "
+                            f"{need >> 20} MiB per rank (half the available memory per local rank)")
     if cache and not fits:
         log.warning("train.cache: this rank's %d training signals need %d MiB, more than half the available "
                     "memory per local rank; streaming them from the shards", rows, need >> 20)
@@ -152,7 +183,7 @@ def train_dataset(data_dir, manifest: Manifest, conditions: list[str], batch_siz
         log.info("train.cache: %d training signals held in memory (%d MiB)", rows, need >> 20)
         epoch = _cached_epochs(records, (rows, length, n_cond), sum(manifest.splits["train"].shards[i].subjects
                                                                      for i in file_idx),
-                               (steps, batch_size), epoch_seed, per_subject, input_threads)
+                               (steps, batch_size), epoch_seed, per_subject, input_threads, subject_cap)
     else:
         epoch = _streamed_epochs(records, shuffle_buffer, (steps, batch_size), epoch_seed)
 
@@ -170,10 +201,11 @@ def train_dataset(data_dir, manifest: Manifest, conditions: list[str], batch_siz
 
 
 def _cached_epochs(records: tf.data.Dataset, shape: tuple, counted: int, batches: tuple, epoch_seed,
-                   per_subject: bool, input_threads: int):
+                   per_subject: bool, input_threads: int, subject_cap: int = 0):
     """epoch(e) over the rank's records decoded once into memory (`shape`: rows, length, condition width): a full
     permutation of them, or with `per_subject` one window of each subject (`counted` by the manifest) in batches
-    of distinct subjects, `batches` (steps, batch size) batch by batch."""
+    of distinct subjects, or with `subject_cap` a permutation of at most that many windows of each subject;
+    `batches` (steps, batch size) batch by batch."""
     (rows, length, n_cond), (steps, batch_size) = shape, batches
     signals, conds, subject = _in_memory(records, rows, length, n_cond)
     subjects = int(subject.max()) + 1
@@ -184,12 +216,16 @@ def _cached_epochs(records: tf.data.Dataset, shape: tuple, counted: int, batches
 
     def epoch(e):
         key = tf.random.stateless_uniform([rows], seed=tf.stack([epoch_seed(e), tf.constant(0, tf.int64)]))
-        if not per_subject:
-            order = tf.argsort(key)
-        else:
+        if per_subject:
             order = _one_per_subject(key, tf.constant(subject), subjects)
             order = tf.gather(order, tf.argsort(tf.random.stateless_uniform(
                 [subjects], seed=tf.stack([epoch_seed(e), tf.constant(1, tf.int64)]))))
+        elif subject_cap:
+            order = _capped(key, tf.constant(subject), subjects, subject_cap)
+            order = tf.gather(order, tf.argsort(tf.random.stateless_uniform(
+                tf.shape(order), seed=tf.stack([epoch_seed(e), tf.constant(1, tf.int64)]))))
+        else:
+            order = tf.argsort(key)
         order = tf.reshape(order[:per_epoch], [steps, batch_size])
         return tf.data.Dataset.from_tensor_slices(order).map(
             lambda idx: (tf.gather(signals, idx), tf.gather(conds, idx)),

@@ -58,6 +58,8 @@ class TrainConfig:
     deterministic: bool = False      # TensorFlow op determinism (bit-reproducible resume; slower)
     image_every: int = 5             # epochs between TensorBoard waveform images (0 = never)
     keep_checkpoints: int = 3
+    max_windows_per_subject: int = 0  # > 0: each epoch takes at most this many windows of each training subject,
+    #                                  drawn anew every epoch (long recordings do not dominate; needs train.cache)
     condition_noise: float = 0.0     # Gaussian noise added to each numeric training condition, in units of its
     #                                  training-split std (0.3 ~ 5 years of age): no subject's waveform keyed on its
     #                                  exact age; validation and generation see the exact values
@@ -81,7 +83,8 @@ RANGES = {
     "train.learning_rate": Range(0, 10, lo_open=True),
     "train.warmup_epochs": NON_NEGATIVE, "train.patience": NON_NEGATIVE, "train.min_delta": NON_NEGATIVE,
     "train.threads_per_rank": NON_NEGATIVE, "train.shuffle_buffer": COUNT, "train.backward_passes_per_step": COUNT,
-    "train.image_every": NON_NEGATIVE, "train.keep_checkpoints": COUNT, "train.condition_noise": Range(0, 2),
+    "train.image_every": NON_NEGATIVE, "train.max_windows_per_subject": NON_NEGATIVE,
+    "train.keep_checkpoints": COUNT, "train.condition_noise": Range(0, 2),
     "train.seed": NON_NEGATIVE, "train.step_timeout_s": Range(10, 86_400),
     "train.step_timeout_floor_s": Range(1, 86_400),
     "train.privacy.noise_multiplier": Range(0, 1e6, lo_open=True),
@@ -110,7 +113,9 @@ def _check_privacy(train: TrainConfig, likelihood: str, source: str) -> None:
              "train.backward_passes_per_step > 1": train.backward_passes_per_step > 1,
              "train.xla": train.xla, "train.mixed_precision": train.mixed_precision,
              "train.fp16_allreduce": train.fp16_allreduce,
-             "train.refine.epochs > 0 (the refinement reads the training windows without noise)": train.refine.epochs > 0}
+             "train.refine.epochs > 0 (the refinement reads the training windows without noise)": train.refine.epochs > 0,
+             "train.max_windows_per_subject (a private epoch takes one window per subject)":
+                 train.max_windows_per_subject > 0}
     for what, on in clash.items():
         if on:
             raise UserError(f"{source}: train.privacy.enabled does not combine with {what}; turn that off or "

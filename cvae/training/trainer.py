@@ -24,7 +24,7 @@ from cvae.training import distributed
 from cvae.training import run_dir as run_dir_contract
 from cvae.training import tensorboard_inputs
 from cvae.training.finalize import finalize
-from cvae.training.input_pipeline import eval_dataset, rank_plan, train_dataset
+from cvae.training.input_pipeline import capped_rows, eval_dataset, rank_plan, train_dataset
 from cvae.training.privacy import PrivacyLedger, PrivateStep, noise_for_epsilon, public_view, sampling
 from cvae.training.refine import RefineEpochs, Refiner, build_refiner, checkpoint_objects, start_from_best
 from cvae.training.step_agreement import EXIT_PREEMPTED, StepAgreement
@@ -54,6 +54,14 @@ class Job:
         train, self.ranks = self.cfg.train, ranks
         self.batch = per_rank_batch(train.batch_size, train.global_batch_size, ranks.size)
         self.steps = rank_plan(self.manifest, ranks.rank, ranks.size, self.batch, train.privacy.enabled)[2]
+        if train.max_windows_per_subject:   # the ranks' common steps over the windows each subject may give
+            rows = distributed.min_allreduce(capped_rows(self.data_dir, self.manifest, ranks.rank, ranks.size,
+                                                         train.max_windows_per_subject))
+            if rows < self.batch:
+                raise UserError(f"with train.max_windows_per_subject={train.max_windows_per_subject} a rank has only "
+                                f"{rows} training windows, fewer than one batch of {self.batch}; raise it or lower "
+                                "train.batch_size")
+            self.steps = rows // self.batch
         scaled = train.scale_lr and not train.global_batch_size
         self.lr = train.learning_rate * (ranks.size if scaled else 1)
         if train.privacy.enabled:
@@ -261,6 +269,7 @@ def fit(job: Job, model: CVAE, items: list, state, done_steps: int = 0) -> dict:
                               job.ranks.rank, job.ranks.size, cfg.train.shuffle_buffer, cfg.train.seed, first, last,
                               cache=cfg.train.cache, local_ranks=job.ranks.local_size,
                               condition_noise=cfg.train.condition_noise, per_subject=cfg.train.privacy.enabled,
+                              subject_cap=cfg.train.max_windows_per_subject, steps=job.steps,
                               input_threads=cfg.train.threads_per_rank if job.ranks.on_cpu else 0)
         history = model.fit(ds.skip(skip), epochs=last, initial_epoch=first, steps_per_epoch=job.steps - skip,
                             callbacks=items, verbose=2 if job.ranks.rank == 0 else 0)
@@ -304,7 +313,8 @@ def refine(job: Job, model: CVAE, refiner: Refiner, agreement: StepAgreement, st
         log.info("refining the decoder against a critic: epochs %d..%d", first + 1, epochs)
     ds, _ = train_dataset(job.data_dir, job.manifest, cfg.model.conditions, job.batch, rank, job.ranks.size,
                           cfg.train.shuffle_buffer, cfg.train.seed + 1, first, epochs, cache=cfg.train.cache,
-                          local_ranks=job.ranks.local_size,
+                          local_ranks=job.ranks.local_size, subject_cap=cfg.train.max_windows_per_subject,
+                          steps=job.steps,
                           input_threads=cfg.train.threads_per_rank if job.ranks.on_cpu else 0)
     items = [cb.StepWatchdog(cfg.train.step_timeout_s, cfg.train.step_timeout_floor_s),
              hvd.callbacks.MetricAverageCallback(), agreement, named["timer"],

@@ -79,3 +79,25 @@ def test_condition_noise_jitters_the_conditions_and_replays_on_resume(smoke_data
     for (xa, ca), (xb, cb) in zip(jittered[steps:], resumed):                            # replayed from epoch 1 on
         np.testing.assert_array_equal(xa, xb)
         np.testing.assert_array_equal(ca, cb)
+
+
+def test_a_subject_cap_bounds_each_subjects_windows_in_every_epoch(smoke_data):
+    from cvae.training.input_pipeline import capped_rows
+    manifest = load_manifest(smoke_data)
+    paths = shard_paths(smoke_data, manifest, "train")
+    x, _, ids = read_arrays(paths[0::2], ["age"], manifest.signal_length, manifest.compression, with_ids=True)
+    owner = {row.tobytes(): s for row, s in zip(x, ids)}
+    counts = np.unique(ids, return_counts=True)[1]
+    assert counts.max() > 2                               # the cap has something to bound
+    rows = capped_rows(smoke_data, manifest, 0, 2, 2)
+    assert rows == np.minimum(counts, 2).sum() < len(x)
+    steps = rows // 8
+    ds, got = train_dataset(smoke_data, manifest, ["age"], 8, 0, 2, 256, 7, 0, 3, cache=True, subject_cap=2,
+                            steps=steps)
+    batches = list(ds.as_numpy_iterator())
+    assert got == steps and len(batches) == 3 * steps
+    epochs = [np.concatenate([b[0] for b in batches[e * steps:(e + 1) * steps]]) for e in range(3)]
+    for epoch in epochs:
+        per_subject = np.unique([owner[r.tobytes()] for r in epoch], return_counts=True)[1]
+        assert per_subject.max() == 2 and len(np.unique(epoch, axis=0)) == len(epoch)
+    assert {r.tobytes() for r in epochs[0]} != {r.tobytes() for r in epochs[1]}   # other windows each epoch
