@@ -64,19 +64,22 @@ class Refiner(keras.Model):
         return self.vae.decoder([self.vae.sample_z(z_mean, z_log_var), cond], training=training)
 
     def train_step(self, data):
+        """One update of each network from one critic pass over the real and rendered windows together: the
+        decoder's loss differentiates through the critic to the renderings, the critic's loss to its own weights
+        (both see the critic as it was before this step's update)."""
         signal, cond = data
-        with tf.GradientTape() as tape:
+        with tf.GradientTape(persistent=True) as tape:
             fake = self.render(signal, cond, training=True)
-            real_out = self.critic(signal, training=False)
-            adversarial, matching = generator_terms(real_out, self.critic(fake, training=False), self.scales)
-            spectral = stft_distance(signal, fake)
-            terms = {"adversarial": adversarial, "feature_matching": matching, "spectral": spectral}
+            both = self.critic(tf.concat([signal, fake], axis=0), training=True)
+            real_out, fake_out = zip(*[tf.split(o, 2, axis=0) for o in both])
+            adversarial, matching = generator_terms(list(real_out), list(fake_out), self.scales)
+            terms = {"adversarial": adversarial, "feature_matching": matching,
+                     "spectral": stft_distance(signal, fake)}
             loss = tf.add_n([self.weights_of[k] * v for k, v in terms.items()])
+            terms["critic"] = critic_loss(list(real_out), list(fake_out), self.scales)
         self.optimizer.minimize(loss, self.vae.decoder.trainable_weights, tape=tape)
-        with tf.GradientTape() as tape:
-            terms["critic"] = critic_loss(self.critic(signal, training=True),
-                                          self.critic(tf.stop_gradient(fake), training=True), self.scales)
         self.critic_optimizer.minimize(terms["critic"], self.critic.trainable_weights, tape=tape)
+        del tape
         for hook in self.step_hooks:
             hook(loss + terms["critic"])
         for name, value in {"loss": loss, **terms}.items():
