@@ -22,7 +22,7 @@ from data_prep.normalize import normalize
 # What an exported encoder/decoder may consist of: keras builtin layers and initializers, nothing custom.
 KERAS_MEMBERS = {"config.json", "metadata.json", "model.weights.h5"}
 KERAS_CLASSES = {("keras.layers", n) for n in ("InputLayer", "Dense", "Conv1D", "Conv1DTranspose", "Reshape",
-                                                "Concatenate", "Flatten", "Add")} | {
+                                                "Concatenate", "Flatten", "Add", "Dropout")} | {
     ("keras.initializers", n) for n in ("GlorotUniform", "Zeros")} | {
     ("tf_keras.src.engine.functional", "Functional"),   # written by tf-keras 2.21
     ("keras.src.engine.functional", "Functional")}      # written by Keras 2.15 (release 0.1.0)

@@ -9,8 +9,14 @@ from cvae.model.settings import ModelConfig
 layers = keras.layers
 
 
+def dropout(h, rate: float):
+    """Dropout of `rate` after a dense layer in training (none at 0)."""
+    return layers.Dropout(rate)(h) if rate else h
+
+
 def build_encoder(cfg: ModelConfig, length: int, n_cond: int) -> keras.Model:
-    """Strided Conv1D stack -> flatten -> concat condition -> dense stack -> (z_mean, z_log_var)."""
+    """Strided Conv1D stack -> flatten -> concat condition -> dense stack (each with model.dropout) ->
+    (z_mean, z_log_var)."""
     signal = keras.Input((length,), name="signal")
     cond = keras.Input((n_cond,), name="condition")
     h = layers.Reshape((length, 1))(signal)
@@ -19,7 +25,7 @@ def build_encoder(cfg: ModelConfig, length: int, n_cond: int) -> keras.Model:
                           activation=cfg.conv_activation)(h)
     h = layers.Concatenate()([layers.Flatten()(h), cond])
     for units in cfg.dense_units:
-        h = layers.Dense(units, activation="relu")(h)
+        h = dropout(layers.Dense(units, activation="relu")(h), cfg.dropout)
     z_mean = layers.Dense(cfg.latent_dim, name="z_mean")(h)
     z_log_var = layers.Dense(cfg.latent_dim, name="z_log_var")(h)
     return keras.Model([signal, cond], [z_mean, z_log_var], name="encoder")
@@ -40,7 +46,7 @@ def build_decoder(cfg: ModelConfig, length: int, n_cond: int) -> keras.Model:
     steps = length // cfg.stride ** len(cfg.filters)
     h = layers.Concatenate()([z, cond])
     for units in reversed(cfg.dense_units):
-        h = layers.Dense(units, activation="relu")(h)
+        h = dropout(layers.Dense(units, activation="relu")(h), cfg.dropout)
     h = layers.Dense(steps * cfg.filters[-1], activation="relu")(h)
     h = layers.Reshape((steps, cfg.filters[-1]))(h)
     for filters in reversed(cfg.filters):

@@ -15,6 +15,8 @@ class ModelConfig:
     kernel_size: int = 7
     stride: int = 4
     dense_units: list[int] = field(default_factory=lambda: [128])   # encoder dense stack; decoder mirrors it
+    dropout: float = 0.0             # dropout rate after each dense layer of encoder and decoder, in training (its
+    #                                  masks are not checkpointed: a resumed run is not bit-identical)
     decoder_residual_blocks: int = 0  # residual dilated-conv blocks after each decoder upsampling (a larger decoder)
     conv_activation: str = "relu"
     output_activation: str = "tanh"  # must cover the normalized data range (tanh for maxabs)
@@ -38,7 +40,8 @@ CHOICES = {
 }
 RANGES = {
     "model.latent_dim": COUNT, "model.filters": COUNT, "model.kernel_size": COUNT, "model.stride": COUNT,
-    "model.dense_units": COUNT, "model.decoder_residual_blocks": Range(0, 8), "model.beta": NON_NEGATIVE,
+    "model.dense_units": COUNT, "model.decoder_residual_blocks": Range(0, 8),
+    "model.dropout": Range(0, 0.9), "model.beta": NON_NEGATIVE,
     "model.kl_warmup_epochs": NON_NEGATIVE,
     "model.posterior_mixture": NON_NEGATIVE, "model.posterior_mixture_rows": COUNT,
     "model.posterior_mixture_min_subjects": NON_NEGATIVE,

@@ -9,6 +9,7 @@ import numpy as np
 import tensorflow as tf
 
 from cvae.model.conditions import Conditions
+from cvae.training.augment import augment
 from data_prep.common import UserError
 from data_prep.manifest import Manifest, shard_paths
 from data_prep.shards import parse_fn
@@ -143,7 +144,7 @@ def train_dataset(data_dir, manifest: Manifest, conditions: list[str], batch_siz
                   shuffle_buffer: int, seed: int, start_epoch: int, epochs: int,
                   cache: bool = False, input_threads: int = 0, local_ranks: int = 1,
                   condition_noise: float = 0.0, per_subject: bool = False, subject_cap: int = 0,
-                  steps: int = 0) -> tuple[tf.data.Dataset, int]:
+                  steps: int = 0, augmentation: dict | None = None) -> tuple[tf.data.Dataset, int]:
     """This rank's batches for epochs start_epoch..epochs-1, and the steps per epoch.
 
     With `cache` and when it fits (`cache_fits`), the rank's records are decoded once into memory and each
@@ -151,11 +152,13 @@ def train_dataset(data_dir, manifest: Manifest, conditions: list[str], batch_siz
     buffer. Either way each epoch's order is a function of (seed, rank, epoch), so a run resumed at epoch k
     sees exactly the batches an uninterrupted run would have seen from epoch k on. `condition_noise` (train.
     condition_noise) adds N(0, noise^2) to the numeric conditions (standardized units), drawn from (seed, rank,
-    epoch, step) as well. With `per_subject` (private training) each epoch takes one window of each subject, at
+    epoch, step) as well, and so are the `augmentation`s of the windows (cvae.training.augment, its keyword
+    arguments; None: none). With `per_subject` (private training) each epoch takes one window of each subject, at
     random, in batches of distinct subjects (rank_plan); the records must be in memory. With `subject_cap` each
     epoch takes at most that many windows of each subject, at random, and `steps` per epoch (the ranks' common
     count after the cap: capped_rows); the records must be in memory.
     """
+    augmentation = {k: v for k, v in (augmentation or {}).items() if v}
     mode, file_idx, planned = rank_plan(manifest, rank, size, batch_size, per_subject)
     steps = steps or planned
     rows = rank_rows(manifest, rank, size)
@@ -191,10 +194,11 @@ def train_dataset(data_dir, manifest: Manifest, conditions: list[str], batch_siz
 
     def jittered(e):
         batches = epoch(e)
-        if not condition_noise:
+        if not (condition_noise or augmentation):
             return batches
-        return batches.enumerate().map(lambda i, b: (b[0], b[1] + noise * tf.random.stateless_normal(
-            tf.shape(b[1]), seed=tf.stack([epoch_seed(e), i + 1]))))
+        return batches.enumerate().map(lambda i, b: (
+            augment(b[0], tf.stack([epoch_seed(e), i + 1]), **augmentation),
+            b[1] + noise * tf.random.stateless_normal(tf.shape(b[1]), seed=tf.stack([epoch_seed(e), i + 1]))))
 
     return _delivered(tf.data.Dataset.range(start_epoch, max(epochs, start_epoch + 1)).flat_map(jittered),
                       input_threads), steps

@@ -1,7 +1,7 @@
 """Adversarial refinement of the decoder, the phase after the ELBO (the second phase of RAVE, Caillon and Esling
 2021): the encoder is kept as trained; the decoder renders each training window from a z drawn from its posterior,
-and learns from a critic's hinge loss, the L1 distance of the critic's features (rendered against real) and the
-multi-resolution STFT distance to that window. The critic (cvae.model.critic) is trained beside it on the same
+and learns from a critic's hinge loss, the L1 distance of the critic's features (rendered against real), the
+multi-resolution STFT distance and the summed squared error to that window. The critic (cvae.model.critic) is trained beside it on the same
 training windows; it is its own network, never one of the report's judges, and never sees validation or test data.
 Both networks update through Horovod's DistributedOptimizer, so every rank holds the same weights."""
 from __future__ import annotations
@@ -18,7 +18,7 @@ from cvae.model.network import CVAE
 from cvae.model.spectral import stft_distance
 
 log = logging.getLogger(__name__)
-TERMS = ("adversarial", "feature_matching", "spectral", "critic")
+TERMS = ("adversarial", "feature_matching", "spectral", "reconstruction", "critic")
 
 
 def generator_terms(real: list, fake: list, scales: int) -> tuple:
@@ -47,7 +47,7 @@ class Refiner(keras.Model):
         super().__init__(**kwargs)
         self.vae = vae
         self.weights_of = {"adversarial": refine.adversarial, "feature_matching": refine.feature_matching,
-                           "spectral": refine.spectral}
+                           "spectral": refine.spectral, "reconstruction": refine.reconstruction}
         self.scales = refine.critic_scales
         self.critic = build_critic(length, refine.critic_scales, refine.critic_width)
         self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="refine_epoch")
@@ -74,7 +74,8 @@ class Refiner(keras.Model):
             real_out, fake_out = zip(*[tf.split(o, 2, axis=0) for o in both])
             adversarial, matching = generator_terms(list(real_out), list(fake_out), self.scales)
             terms = {"adversarial": adversarial, "feature_matching": matching,
-                     "spectral": stft_distance(signal, fake)}
+                     "spectral": stft_distance(signal, fake),
+                     "reconstruction": tf.reduce_mean(tf.reduce_sum(tf.square(signal - fake), axis=1))}
             loss = tf.add_n([self.weights_of[k] * v for k, v in terms.items()])
             terms["critic"] = critic_loss(list(real_out), list(fake_out), self.scales)
         self.optimizer.minimize(loss, self.vae.decoder.trainable_weights, tape=tape)

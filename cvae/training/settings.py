@@ -18,6 +18,16 @@ class PrivacyConfig:
 
 
 @dataclass
+class AugmentConfig:
+    """Augmentations of the training windows, drawn anew for every window and epoch (cvae/training/augment.py);
+    validation, the refinement's critic and generation see the windows as they are. All 0: none."""
+    amplitude: float = 0.0           # the window scaled by U(1 - amplitude, 1)
+    baseline: float = 0.0            # a linear drift over the window, ends at +-U(0, baseline)
+    time_warp: float = 0.0           # time scale U(1 - time_warp, 1 + time_warp): the rate by a few percent
+    noise: float = 0.0               # white noise of sd U(0, noise)
+
+
+@dataclass
 class RefineConfig:
     """Adversarial refinement of the decoder after the ELBO phase (cvae/training/refine.py): the encoder is kept,
     the decoder learns to render windows a critic cannot tell from the training windows they were encoded from."""
@@ -27,6 +37,7 @@ class RefineConfig:
     adversarial: float = 1.0         # weight of the critic's hinge loss in the decoder's loss
     feature_matching: float = 10.0   # weight of the L1 distance of the critic's features, real vs rendered
     spectral: float = 1.0            # weight of the multi-resolution STFT distance, real vs rendered
+    reconstruction: float = 0.0      # weight of the summed squared error, real vs rendered (keeps the ELBO's fit)
     critic_width: int = 16           # filters of the critic's first layer (then 2x, 4x, 4x)
     critic_scales: int = 3           # the window, then average-pooled by 2, 4, ...
 
@@ -42,7 +53,7 @@ class TrainConfig:
     learning_rate: float = 1e-3      # per rank; scaled by world size when scale_lr
     scale_lr: bool = True
     optimizer: str = "adam"          # adam | lamb (layer-wise trust ratio for large global batches: cvae/model/lamb.py)
-    weight_decay: float = 0.0        # lamb: decoupled weight decay
+    weight_decay: float = 0.0        # decoupled weight decay (adam: AdamW; lamb: its own), per update x the LR
     warmup_epochs: int = 1           # linear LR warm-up to the (scaled) learning rate
     lr_decay: str = "none"           # none | cosine: after the warm-up, a half cosine to 0 at the last epoch
     patience: int = 5                # epochs without val improvement before stopping
@@ -69,6 +80,7 @@ class TrainConfig:
     step_timeout_floor_s: float = 60.0  # lower bound of that limit
     seed: int = 42
     privacy: PrivacyConfig = field(default_factory=PrivacyConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
     refine: RefineConfig = field(default_factory=RefineConfig)
 
 
@@ -90,9 +102,12 @@ RANGES = {
     "train.privacy.noise_multiplier": Range(0, 1e6, lo_open=True),
     "train.privacy.clip_norm": Range(0, 1e6, lo_open=True), "train.privacy.target_epsilon": Range(0, 1e3),
     "train.privacy.delta": Range(0, 1, lo_open=True, hi_open=True),
+    "train.augment.amplitude": Range(0, 0.5), "train.augment.baseline": Range(0, 0.5),
+    "train.augment.time_warp": Range(0, 0.2), "train.augment.noise": Range(0, 0.2),
     "train.refine.epochs": NON_NEGATIVE, "train.refine.learning_rate": Range(0, 10, lo_open=True),
     "train.refine.adversarial": NON_NEGATIVE, "train.refine.feature_matching": NON_NEGATIVE,
-    "train.refine.spectral": NON_NEGATIVE, "train.refine.critic_width": COUNT, "train.refine.critic_scales": Range(1, 6),
+    "train.refine.spectral": NON_NEGATIVE, "train.refine.reconstruction": NON_NEGATIVE,
+    "train.refine.critic_width": COUNT, "train.refine.critic_scales": Range(1, 6),
 }
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 import secrets
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import horovod.tensorflow as hvd_tf
@@ -162,7 +162,8 @@ def build(job: Job) -> tuple[CVAE, StepAgreement]:
     model.lr_schedule = warmup_schedule(cfg.train, job)
     model.compile(optimizer=hvd.DistributedOptimizer(
         (LAMB(model.lr_schedule, decay=cfg.train.weight_decay) if cfg.train.optimizer == "lamb"
-         else keras.optimizers.Adam(model.lr_schedule)), backward_passes_per_step=cfg.train.backward_passes_per_step,
+         else keras.optimizers.AdamW(model.lr_schedule, weight_decay=cfg.train.weight_decay)
+         if cfg.train.weight_decay else keras.optimizers.Adam(model.lr_schedule)), backward_passes_per_step=cfg.train.backward_passes_per_step,
         compression=hvd.Compression.fp16 if cfg.train.fp16_allreduce else hvd.Compression.none))
     model.build([(None, length), (None, n_cond)])
     model.optimizer.build(model.trainable_variables)   # slots exist before a restore, so they are restored too
@@ -270,6 +271,7 @@ def fit(job: Job, model: CVAE, items: list, state, done_steps: int = 0) -> dict:
                               cache=cfg.train.cache, local_ranks=job.ranks.local_size,
                               condition_noise=cfg.train.condition_noise, per_subject=cfg.train.privacy.enabled,
                               subject_cap=cfg.train.max_windows_per_subject, steps=job.steps,
+                              augmentation=asdict(cfg.train.augment),
                               input_threads=cfg.train.threads_per_rank if job.ranks.on_cpu else 0)
         history = model.fit(ds.skip(skip), epochs=last, initial_epoch=first, steps_per_epoch=job.steps - skip,
                             callbacks=items, verbose=2 if job.ranks.rank == 0 else 0)

@@ -101,3 +101,19 @@ def test_a_subject_cap_bounds_each_subjects_windows_in_every_epoch(smoke_data):
         per_subject = np.unique([owner[r.tobytes()] for r in epoch], return_counts=True)[1]
         assert per_subject.max() == 2 and len(np.unique(epoch, axis=0)) == len(epoch)
     assert {r.tobytes() for r in epochs[0]} != {r.tobytes() for r in epochs[1]}   # other windows each epoch
+
+
+def test_augmented_epochs_replay_on_resume_and_differ_from_the_records(smoke_data):
+    manifest = load_manifest(smoke_data)
+    settings = {"amplitude": 0.2, "time_warp": 0.05, "noise": 0.02, "baseline": 0.0}
+
+    def batches(start, augmentation):
+        ds, steps = train_dataset(smoke_data, manifest, ["age"], 16, 0, 2, 256, 7, start, 2, cache=True,
+                                  augmentation=augmentation)
+        return [x for x, _ in ds.as_numpy_iterator()][-steps:]   # epoch 1
+    augmented = batches(0, settings)
+    for a, b in zip(augmented, batches(1, settings)):
+        np.testing.assert_array_equal(a, b)
+    plain = batches(0, None)
+    assert all(not np.array_equal(a, b) for a, b in zip(augmented, plain))
+    assert np.abs(np.concatenate(augmented)).max() < 1.2

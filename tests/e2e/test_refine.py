@@ -53,7 +53,7 @@ def test_refinement_is_data_parallel_resumable_and_exported(smoke_data, trained_
         acc = EventAccumulator(str(events), size_guidance={"tensors": 0})
         acc.Reload()
         tensors |= {tag: acc.Tensors(tag) for tag in acc.Tags()["tensors"]}
-    for tag in ("refine/adversarial", "refine/feature_matching", "refine/spectral", "refine/critic",
-                "refine/val_spectral"):
+    for tag in ("refine/adversarial", "refine/feature_matching", "refine/spectral", "refine/reconstruction",
+                "refine/critic", "refine/val_spectral"):
         assert [e.step for e in tensors[tag]] == [4, 5], tag   # after the ELBO phase's 3 epochs
         assert all(np.isfinite(float(tf.make_ndarray(e.tensor_proto))) for e in tensors[tag])

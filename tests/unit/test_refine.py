@@ -66,15 +66,17 @@ def test_refinement_settings_are_checked():
         load_config(SMOKE, ["train.refine.epochs=1", "train.privacy.enabled=true"])
 
 
-def test_a_decoder_with_residual_blocks_is_larger_and_loads_through_the_builtin_layer_check(tmp_path):
+def test_a_decoder_with_residual_blocks_and_dropout_is_larger_and_loads_through_the_builtin_layer_check(tmp_path):
     from cvae.generation.sampler import load_keras_file
     from cvae.model.network import build_decoder
     cfg = load_config(SMOKE).model
     plain = build_decoder(cfg, LENGTH, 2)
-    cfg.decoder_residual_blocks = 2
+    cfg.decoder_residual_blocks, cfg.dropout = 2, 0.3
     larger = build_decoder(cfg, LENGTH, 2)
+    assert any(layer.__class__.__name__ == "Dropout" for layer in larger.layers)
     assert larger.count_params() > plain.count_params() and larger.output_shape == plain.output_shape == (None, LENGTH)
     larger.save(tmp_path / "decoder.keras")
     loaded = load_keras_file(tmp_path / "decoder.keras")
     z, cond = np.ones((3, cfg.latent_dim), np.float32), np.zeros((3, 2), np.float32)
-    np.testing.assert_array_equal(loaded([z, cond]).numpy(), larger([z, cond]).numpy())
+    np.testing.assert_array_equal(loaded([z, cond]).numpy(), larger([z, cond]).numpy())   # no dropout outside training
+    assert not np.array_equal(larger([z, cond], training=True).numpy(), larger([z, cond]).numpy())
