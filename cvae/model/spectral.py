@@ -16,3 +16,11 @@ def stft_distance(real, fake, frames=(32, 64, 128, 256)):
         log_l1 = tf.reduce_mean(tf.abs(tf.math.log(s_r + 1e-5) - tf.math.log(s_f + 1e-5)), axis=[-2, -1])
         total += tf.reduce_mean(convergence + log_l1)
     return total / len(frames)
+
+
+def mean_log_spectrum(signals, bins: int = 160):
+    """The mean over windows of each window's log magnitude spectrum, mean removed and at unit energy, in its
+    first `bins` bins above DC (where the beats and their harmonics are: 0-19.5 Hz at 125 Hz x 1024)."""
+    x = signals - tf.reduce_mean(signals, axis=1, keepdims=True)
+    x = x / tf.maximum(tf.norm(x, axis=1, keepdims=True), 1e-8)
+    return tf.reduce_mean(tf.math.log(tf.abs(tf.signal.rfft(x))[:, 1:bins + 1] + 1e-6), axis=0)

@@ -15,9 +15,10 @@ import tensorflow as tf
 from cvae.keras2 import keras
 from cvae.model.critic import build_critic, split_outputs
 from cvae.model.network import CVAE
-from cvae.model.spectral import stft_distance
+from cvae.model.spectral import mean_log_spectrum, stft_distance
 
 log = logging.getLogger(__name__)
+VALIDATION_BATCHES = 16   # of the validation batches (256 windows each) the two measures read
 TERMS = ("adversarial", "feature_matching", "spectral", "reconstruction", "critic")
 
 
@@ -51,6 +52,7 @@ class Refiner(keras.Model):
         self.scales = refine.critic_scales
         self.critic = build_critic(length, refine.critic_scales, refine.critic_width)
         self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="refine_epoch")
+        self.best_gap = tf.Variable(float("inf"), dtype=tf.float64, trainable=False, name="refine_best_gap")
         self.step_hooks = list(step_hooks)
         self.trackers = {name: keras.metrics.Mean(name=name) for name in ("loss",) + TERMS}
 
@@ -103,9 +105,11 @@ def build_refiner(vae: CVAE, refine, length: int, lr: float, step_hooks=()) -> R
 
 
 def checkpoint_objects(refiner: Refiner) -> dict:
-    """What a checkpoint holds of the refinement besides the VAE: the critic, both optimizers and the epoch."""
+    """What a checkpoint holds of the refinement besides the VAE: the critic, both optimizers, the epoch and the
+    best validation spectrum gap so far."""
     return {"critic": refiner.critic, "refine_decoder_optimizer": refiner.optimizer,
-            "refine_critic_optimizer": refiner.critic_optimizer, "refine_epoch": refiner.epoch}
+            "refine_critic_optimizer": refiner.critic_optimizer, "refine_epoch": refiner.epoch,
+            "refine_best_gap": refiner.best_gap}
 
 
 def start_from_best(vae: CVAE, best_checkpoint: str | None, rank: int) -> None:
@@ -117,29 +121,44 @@ def start_from_best(vae: CVAE, best_checkpoint: str | None, rank: int) -> None:
 
 
 class RefineEpochs(keras.callbacks.Callback):
-    """Counts refinement epochs, and on rank 0 saves a checkpoint after each and logs the validation windows'
-    STFT distance to their renderings from z_mean (a measure that sees detail the ELBO averages away) with the
-    training terms to TensorBoard."""
+    """Counts refinement epochs; on rank 0 after each: a checkpoint, and two validation measures that see detail
+    the ELBO averages away, logged to TensorBoard with the training terms: the STFT distance of the validation
+    windows (up to VALIDATION_BATCHES batches) to their renderings from z_mean, and the spectrum gap, the mean absolute difference of the renderings'
+    and the windows' mean log spectra (the linear judge's features). The epoch of the smallest gap so far is also
+    kept in `best` (train.refine.select=spectrum exports it)."""
 
     def __init__(self, refiner: Refiner, val_data, last: tf.train.CheckpointManager | None, logdir: str | None,
-                 vae_epochs: int):
+                 vae_epochs: int, best: tf.train.CheckpointManager | None):
         super().__init__()
-        self.refiner, self.val_data, self.last, self.vae_epochs = refiner, val_data, last, vae_epochs
+        self.refiner, self.val_data, self.last, self.vae_epochs, self.best = refiner, val_data, last, vae_epochs, best
         self.writer = tf.summary.create_file_writer(logdir) if logdir else None
 
     def on_train_begin(self, logs=None):
-        self.distance = tf.function(lambda s, c: stft_distance(
-            s, self.refiner.vae.decoder([self.refiner.vae.encoder([s, c])[0], c])), reduce_retracing=True)
+        vae = self.refiner.vae
+        self.render = tf.function(lambda s, c: vae.decoder([vae.encoder([s, c])[0], c]), reduce_retracing=True)
 
     def on_epoch_end(self, epoch, logs=None):
         self.refiner.epoch.assign(epoch + 1)
         if self.last is None:
             return
-        distances = [(float(self.distance(s, c)), len(s)) for s, c in self.val_data]
-        logs["val_spectral"] = sum(d * n for d, n in distances) / sum(n for _, n in distances)
-        self.last.save(checkpoint_number=self.refiner.vae.optimizer.iterations + self.refiner.optimizer.iterations)
+        real, rendered = [], []
+        for s, c in self.val_data.take(VALIDATION_BATCHES):
+            real.append(s)
+            rendered.append(self.render(s, c))
+        real, rendered = tf.concat(real, 0), tf.concat(rendered, 0)
+        logs["val_spectral"] = float(stft_distance(real, rendered))
+        logs["val_spectrum_gap"] = float(tf.reduce_mean(tf.abs(mean_log_spectrum(real) -
+                                                               mean_log_spectrum(rendered))))
+        number = self.refiner.vae.optimizer.iterations + self.refiner.optimizer.iterations
+        improved = logs["val_spectrum_gap"] < float(self.refiner.best_gap.numpy())
+        if improved:
+            self.refiner.best_gap.assign(logs["val_spectrum_gap"])
+        self.last.save(checkpoint_number=number)
+        if improved:
+            self.best.save(checkpoint_number=number)
         with self.writer.as_default(step=self.vae_epochs + epoch + 1):
             for name in ("loss",) + TERMS:
                 tf.summary.scalar(f"refine/{name}", logs[name])
             tf.summary.scalar("refine/val_spectral", logs["val_spectral"])
+            tf.summary.scalar("refine/val_spectrum_gap", logs["val_spectrum_gap"])
         self.writer.flush()

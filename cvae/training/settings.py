@@ -38,6 +38,8 @@ class RefineConfig:
     feature_matching: float = 10.0   # weight of the L1 distance of the critic's features, real vs rendered
     spectral: float = 1.0            # weight of the multi-resolution STFT distance, real vs rendered
     reconstruction: float = 0.0      # weight of the summed squared error, real vs rendered (keeps the ELBO's fit)
+    select: str = "last"             # the refinement epoch exported: last | spectrum (the one whose validation
+    #                                  renderings' mean log spectrum is closest to the validation windows')
     critic_width: int = 16           # filters of the critic's first layer (then 2x, 4x, 4x)
     critic_scales: int = 3           # the window, then average-pooled by 2, 4, ...
 
@@ -88,6 +90,7 @@ CHOICES = {
     "train.verify_data": ("size", "sha256"),
     "train.optimizer": ("adam", "lamb"),
     "train.lr_decay": ("none", "cosine"),
+    "train.refine.select": ("last", "spectrum"),
 }
 RANGES = {
     "train.epochs": COUNT, "train.batch_size": COUNT, "train.global_batch_size": NON_NEGATIVE,

@@ -296,13 +296,15 @@ def report(job: Job, model: CVAE, agreement: StepAgreement, state, result: dict,
 
 
 def refine(job: Job, model: CVAE, refiner: Refiner, agreement: StepAgreement, state, best, named: dict,
-           result: dict, resume: bool) -> tuple[dict, tf.train.CheckpointManager]:
+           result: dict, resume: bool) -> tuple[dict, tf.train.CheckpointManager, tf.train.CheckpointManager]:
     """The refinement epochs that remain after the ELBO phase, checkpointed in RUN/refine (the VAE, the critic,
-    both optimizers, the epoch); returns the result and that manager. The first epoch starts from the best ELBO
+    both optimizers, the epoch); returns the result, that manager and the one of the epoch with the smallest
+    validation spectrum gap (RUN/refine_best). The first epoch starts from the best ELBO
     weights and rank 0's critic; a resume restores the newest readable refinement checkpoint on every rank."""
     cfg, rank = job.cfg, job.ranks.rank
     ckpt = tf.train.Checkpoint(model=model, optimizer=model.optimizer, state=state, **checkpoint_objects(refiner))
     last = tf.train.CheckpointManager(ckpt, job.run_dir / "refine", max_to_keep=cfg.train.keep_checkpoints)
+    closest = tf.train.CheckpointManager(ckpt, job.run_dir / "refine_best", max_to_keep=1)
     if resume and last.checkpoints:
         restore_latest_readable(ckpt, last, rank)
     else:
@@ -310,7 +312,7 @@ def refine(job: Job, model: CVAE, refiner: Refiner, agreement: StepAgreement, st
     hvd_tf.broadcast_variables(model.variables + refiner.critic.variables, root_rank=0)
     first, epochs = int(refiner.epoch.numpy()), cfg.train.refine.epochs
     if first >= epochs:
-        return result, last
+        return result, last, closest
     if rank == 0:
         log.info("refining the decoder against a critic: epochs %d..%d", first + 1, epochs)
     ds, _ = train_dataset(job.data_dir, job.manifest, cfg.model.conditions, job.batch, rank, job.ranks.size,
@@ -321,11 +323,12 @@ def refine(job: Job, model: CVAE, refiner: Refiner, agreement: StepAgreement, st
     items = [cb.StepWatchdog(cfg.train.step_timeout_s, cfg.train.step_timeout_floor_s),
              hvd.callbacks.MetricAverageCallback(), agreement, named["timer"],
              RefineEpochs(refiner, named["validation"].val_data, last if rank == 0 else None,
-                          str(job.run_dir / "tensorboard") if rank == 0 else None, int(state.epoch.numpy()))]
+                          str(job.run_dir / "tensorboard") if rank == 0 else None, int(state.epoch.numpy()),
+                          closest if rank == 0 else None)]
     require_keras2(callbacks=items)
     history = refiner.fit(ds, epochs=epochs, initial_epoch=first, steps_per_epoch=job.steps, callbacks=items,
                           verbose=2 if rank == 0 else 0)
-    return {**result, "refine_epochs_run": len(history.epoch)}, last
+    return {**result, "refine_epochs_run": len(history.epoch)}, last, closest
 
 
 def train(cfg: Config, data_dir: str | Path, run_dir: str | Path, resume: bool = False) -> int:
@@ -338,13 +341,16 @@ def train(cfg: Config, data_dir: str | Path, run_dir: str | Path, resume: bool =
     items, named = callbacks(job, agreement, state, last, best)
     result = fit(job, model, items, state)
     if refiner is not None and not (agreement.preempted or agreement.diverged_at):
-        result, last = refine(job, model, refiner, agreement, state, best, named, result, resume)
+        result, last, closest = refine(job, model, refiner, agreement, state, best, named, result, resume)
+        if cfg.train.refine.select == "spectrum":
+            best = closest
     return finish(job, model, agreement, state, last, best, result, named, t0, refiner)
 
 
 def finish(job: Job, model: CVAE, agreement: StepAgreement, state, last, best, result: dict, named: dict,
            t0: float, refiner: Refiner | None = None) -> int:
-    """After the fit (`last`: the current phase's checkpoints): report a divergence or a preemption (checkpointing it), each rank's report, and on rank 0
+    """After the fit (`last`: the current phase's checkpoints; `best`: the ELBO's best, or the selected refinement
+    epoch's): report a divergence or a preemption (checkpointing it), each rank's report, and on rank 0
     the finalized, exported model. Returns the exit code."""
     if agreement.diverged_at:
         epoch, step, global_step = agreement.diverged_at
@@ -364,11 +370,14 @@ def finish(job: Job, model: CVAE, agreement: StepAgreement, state, last, best, r
     if job.ranks.rank == 0:
         ledger = named["ledger"]
         refined = int(refiner.epoch.numpy()) if refiner is not None else 0
+        chosen = refined   # the refinement epoch exported
+        if refined and job.cfg.train.refine.select != "last":
+            chosen = int(tf.train.load_variable(best.latest_checkpoint, "refine_epoch/.ATTRIBUTES/VARIABLE_VALUE"))
         final = finalize(model, job.cfg, job.data_dir, job.run_dir, job.manifest,
-                         None if refined else best.latest_checkpoint, float(state.best.numpy()),
-                         named["validation"].val_data, ledger and ledger.record(job.cfg.train.privacy.clip_norm),
-                         refined)
+                         best.latest_checkpoint if chosen != refined or not refined else None,
+                         float(state.best.numpy()), named["validation"].val_data,
+                         ledger and ledger.record(job.cfg.train.privacy.clip_norm), chosen)
         log.info("trained %d epoch(s)%s on %d rank(s) in %.1f s; best val_loss %.4f; model in %s",
-                 result.get("epochs_run", 0), f" and refined the decoder {refined}" if refined else "",
-                 job.ranks.size, time.time() - t0, float(state.best.numpy()), final)
+                 result.get("epochs_run", 0), f" and refined the decoder {refined} (exported: refinement epoch "
+                 f"{chosen})" if refined else "", job.ranks.size, time.time() - t0, float(state.best.numpy()), final)
     return 0

@@ -43,7 +43,8 @@ def test_refinement_is_data_parallel_resumable_and_exported(smoke_data, trained_
     shutil.rmtree(later / "model")
     train(smoke_data, later, "train.refine.epochs=1", resume=True)
     assert json.loads((later / "model" / "meta.json").read_text())["refined_epochs"] == 1
-    out = train(smoke_data, later, "train.refine.epochs=2", resume=True).stderr
+    # ... and exports the refinement epoch whose validation renderings' spectrum is closest to the windows'
+    out = train(smoke_data, later, "train.refine.epochs=2", "train.refine.select=spectrum", resume=True).stderr
     assert "refining the decoder against a critic: epochs 2..2" in out
     assert reports(later)[0]["weights_sha256"] == r0["weights_sha256"]
     assert reports(later)[0]["critic_sha256"] == r0["critic_sha256"]
@@ -54,6 +55,12 @@ def test_refinement_is_data_parallel_resumable_and_exported(smoke_data, trained_
         acc.Reload()
         tensors |= {tag: acc.Tensors(tag) for tag in acc.Tags()["tensors"]}
     for tag in ("refine/adversarial", "refine/feature_matching", "refine/spectral", "refine/reconstruction",
-                "refine/critic", "refine/val_spectral"):
+                "refine/critic", "refine/val_spectral", "refine/val_spectrum_gap"):
         assert [e.step for e in tensors[tag]] == [4, 5], tag   # after the ELBO phase's 3 epochs
         assert all(np.isfinite(float(tf.make_ndarray(e.tensor_proto))) for e in tensors[tag])
+    gaps = [float(tf.make_ndarray(e.tensor_proto)) for e in tensors["refine/val_spectrum_gap"]]
+    closest = int(np.argmin(gaps)) + 1
+    assert json.loads((later / "model" / "meta.json").read_text())["refined_epochs"] == closest
+    assert f"exported: refinement epoch {closest})" in out
+    exported = decoder_weights(later)
+    assert all(np.array_equal(a, b) for a, b in zip(exported, decoder_weights(straight))) == (closest == 2)
