@@ -299,8 +299,8 @@ def refine(job: Job, model: CVAE, refiner: Refiner, agreement: StepAgreement, st
            result: dict, resume: bool) -> tuple[dict, tf.train.CheckpointManager, tf.train.CheckpointManager]:
     """The refinement epochs that remain after the ELBO phase, checkpointed in RUN/refine (the VAE, the critic,
     both optimizers, the epoch); returns the result, that manager and the one of the epoch with the smallest
-    validation spectrum gap (RUN/refine_best). The first epoch starts from the best ELBO
-    weights and rank 0's critic; a resume restores the newest readable refinement checkpoint on every rank."""
+    validation spectrum gap (RUN/refine_best). The first epoch starts from the best ELBO weights and rank 0's
+    critic; a resume restores the newest readable refinement checkpoint on every rank."""
     cfg, rank = job.cfg, job.ranks.rank
     ckpt = tf.train.Checkpoint(model=model, optimizer=model.optimizer, state=state, **checkpoint_objects(refiner))
     last = tf.train.CheckpointManager(ckpt, job.run_dir / "refine", max_to_keep=cfg.train.keep_checkpoints)
@@ -318,8 +318,7 @@ def refine(job: Job, model: CVAE, refiner: Refiner, agreement: StepAgreement, st
     ds, _ = train_dataset(job.data_dir, job.manifest, cfg.model.conditions, job.batch, rank, job.ranks.size,
                           cfg.train.shuffle_buffer, cfg.train.seed + 1, first, epochs, cache=cfg.train.cache,
                           local_ranks=job.ranks.local_size, subject_cap=cfg.train.max_windows_per_subject,
-                          steps=job.steps,
-                          input_threads=cfg.train.threads_per_rank if job.ranks.on_cpu else 0)
+                          steps=job.steps, input_threads=cfg.train.threads_per_rank if job.ranks.on_cpu else 0)
     items = [cb.StepWatchdog(cfg.train.step_timeout_s, cfg.train.step_timeout_floor_s),
              hvd.callbacks.MetricAverageCallback(), agreement, named["timer"],
              RefineEpochs(refiner, named["validation"].val_data, last if rank == 0 else None,
