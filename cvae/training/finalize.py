@@ -63,10 +63,11 @@ def reconstruct_training(model, data_dir, manifest: Manifest, conditions: list[s
 
 def finalize(model, cfg: Config, data_dir: Path, run_dir: Path, manifest: Manifest, best_checkpoint: str | None,
              best_val_loss: float, val_data, privacy: dict | None = None, refined_epochs: int = 0) -> Path:
-    """Restore the best weights (none after a refinement: its last weights are the model), refuse non-finite ones, measure the equalizer, fit the latent prior, summarize
-    the training labels, export RUN/model. A private run (`privacy`: its guarantee, cvae.training.privacy) reads no
-    training data here: no equalizer, no latent prior (z ~ N(0, I)), no label summary; the noise floor comes from
-    validation signals either way."""
+    """Restore the best weights (`best_checkpoint`; None keeps the weights in memory: a refinement's last epoch),
+    refuse non-finite ones, measure the equalizer, fit the latent prior, summarize the training labels, export
+    RUN/model (`refined_epochs` into its meta.json). A private run (`privacy`: its guarantee, cvae.training.privacy)
+    reads no training data here: no equalizer, no latent prior (z ~ N(0, I)), no label summary; the noise floor comes
+    from validation signals either way."""
     if best_checkpoint:
         tf.train.Checkpoint(model=model).restore(best_checkpoint).expect_partial()
     if not weights_finite(model):

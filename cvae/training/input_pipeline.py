@@ -190,18 +190,23 @@ def train_dataset(data_dir, manifest: Manifest, conditions: list[str], batch_siz
     else:
         epoch = _streamed_epochs(records, shuffle_buffer, (steps, batch_size), epoch_seed)
 
-    noise = tf.constant(condition_noise * encoding.numeric_mask())
-
-    def jittered(e):
-        batches = epoch(e)
-        if not (condition_noise or augmentation):
-            return batches
-        return batches.enumerate().map(lambda i, b: (
-            augment(b[0], tf.stack([epoch_seed(e), i + 1]), **augmentation),
-            b[1] + noise * tf.random.stateless_normal(tf.shape(b[1]), seed=tf.stack([epoch_seed(e), i + 1]))))
-
+    jittered = _jittered(epoch, epoch_seed, condition_noise * encoding.numeric_mask(), augmentation)
     return _delivered(tf.data.Dataset.range(start_epoch, max(epochs, start_epoch + 1)).flat_map(jittered),
                       input_threads), steps
+
+
+def _jittered(epoch, epoch_seed, noise, augmentation: dict):
+    """epoch(e) with the windows augmented and `noise` (per condition column) times N(0, 1) added to the
+    conditions, both drawn from (epoch seed, step); epoch itself when there is neither."""
+    if not (noise.any() or augmentation):
+        return epoch
+    noise = tf.constant(noise)
+
+    def jittered(e):
+        return epoch(e).enumerate().map(lambda i, b: (
+            augment(b[0], tf.stack([epoch_seed(e), i + 1]), **augmentation),
+            b[1] + noise * tf.random.stateless_normal(tf.shape(b[1]), seed=tf.stack([epoch_seed(e), i + 1]))))
+    return jittered
 
 
 def _cached_epochs(records: tf.data.Dataset, shape: tuple, counted: int, batches: tuple, epoch_seed,

@@ -1,9 +1,10 @@
 """Adversarial refinement of the decoder, the phase after the ELBO (the second phase of RAVE, Caillon and Esling
 2021): the encoder is kept as trained; the decoder renders each training window from a z drawn from its posterior,
 and learns from a critic's hinge loss, the L1 distance of the critic's features (rendered against real), the
-multi-resolution STFT distance and the summed squared error to that window. The critic (cvae.model.critic) is trained beside it on the same
-training windows; it is its own network, never one of the report's judges, and never sees validation or test data.
-Both networks update through Horovod's DistributedOptimizer, so every rank holds the same weights."""
+multi-resolution STFT distance and the summed squared error to that window. The critic (cvae.model.critic) is
+trained beside it on the same training windows; it is its own network, never one of the report's judges, and
+never sees validation or test data. Both networks update through Horovod's DistributedOptimizer, so every rank
+holds the same weights."""
 from __future__ import annotations
 
 import logging
@@ -59,6 +60,11 @@ class Refiner(keras.Model):
     @property
     def metrics(self):
         return list(self.trackers.values())
+
+    @property
+    def updates(self):
+        """Updates so far, the ELBO phase's and the refinement's (checkpoints are numbered by it)."""
+        return self.vae.optimizer.iterations + self.optimizer.iterations
 
     def render(self, signal, cond, training: bool):
         """The decoder's rendering of each window from z ~ q(z | window, condition) (the frozen encoder's)."""
@@ -123,9 +129,9 @@ def start_from_best(vae: CVAE, best_checkpoint: str | None, rank: int) -> None:
 class RefineEpochs(keras.callbacks.Callback):
     """Counts refinement epochs; on rank 0 after each: a checkpoint, and two validation measures that see detail
     the ELBO averages away, logged to TensorBoard with the training terms: the STFT distance of the validation
-    windows (up to VALIDATION_BATCHES batches) to their renderings from z_mean, and the spectrum gap, the mean absolute difference of the renderings'
-    and the windows' mean log spectra (the linear judge's features). The epoch of the smallest gap so far is also
-    kept in `best` (train.refine.select=spectrum exports it)."""
+    windows (up to VALIDATION_BATCHES batches) to their renderings from z_mean, and the spectrum gap, the mean
+    absolute difference of the renderings' and the windows' mean log spectra (the linear judge's features). The
+    epoch of the smallest gap so far is also kept in `best` (train.refine.select=spectrum exports it)."""
 
     def __init__(self, refiner: Refiner, val_data, last: tf.train.CheckpointManager | None, logdir: str | None,
                  vae_epochs: int, best: tf.train.CheckpointManager | None):
@@ -149,13 +155,10 @@ class RefineEpochs(keras.callbacks.Callback):
         logs["val_spectral"] = float(stft_distance(real, rendered))
         logs["val_spectrum_gap"] = float(tf.reduce_mean(tf.abs(mean_log_spectrum(real) -
                                                                mean_log_spectrum(rendered))))
-        number = self.refiner.vae.optimizer.iterations + self.refiner.optimizer.iterations
-        improved = logs["val_spectrum_gap"] < float(self.refiner.best_gap.numpy())
-        if improved:
+        if logs["val_spectrum_gap"] < float(self.refiner.best_gap.numpy()):
             self.refiner.best_gap.assign(logs["val_spectrum_gap"])
-        self.last.save(checkpoint_number=number)
-        if improved:
-            self.best.save(checkpoint_number=number)
+            self.best.save(checkpoint_number=self.refiner.updates)
+        self.last.save(checkpoint_number=self.refiner.updates)
         with self.writer.as_default(step=self.vae_epochs + epoch + 1):
             for name in ("loss",) + TERMS:
                 tf.summary.scalar(f"refine/{name}", logs[name])

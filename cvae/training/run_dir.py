@@ -23,7 +23,8 @@ FREE_MODEL_KEYS = {"beta", "kl_warmup_epochs", "posterior_mixture", "posterior_m
 def identity(cfg: Config, manifest: Manifest) -> dict:
     """What must not change within one run: the model's shape and conditions, the data set and its normalization,
     the global batch, the privacy settings (a private run resumed without them would spend an unaccounted
-    budget), the refinement critic's shape, and the epochs of a private run whose noise was calibrated to them (train.privacy.target_epsilon)."""
+    budget), the refinement critic's shape, and the epochs of a private run whose noise was calibrated to them
+    (train.privacy.target_epsilon)."""
     fixed = {f"model.{k}": v for k, v in asdict(cfg.model).items() if k not in FREE_MODEL_KEYS}
     p = cfg.train.privacy
     calibrated = {"train.epochs": cfg.train.epochs} if p.enabled and p.target_epsilon else {}

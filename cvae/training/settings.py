@@ -131,7 +131,8 @@ def _check_privacy(train: TrainConfig, likelihood: str, source: str) -> None:
              "train.backward_passes_per_step > 1": train.backward_passes_per_step > 1,
              "train.xla": train.xla, "train.mixed_precision": train.mixed_precision,
              "train.fp16_allreduce": train.fp16_allreduce,
-             "train.refine.epochs > 0 (the refinement reads the training windows without noise)": train.refine.epochs > 0,
+             "train.refine.epochs > 0 (the refinement reads the training windows without noise)":
+                 train.refine.epochs > 0,
              "train.max_windows_per_subject (a private epoch takes one window per subject)":
                  train.max_windows_per_subject > 0}
     for what, on in clash.items():

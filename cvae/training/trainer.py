@@ -163,7 +163,8 @@ def build(job: Job) -> tuple[CVAE, StepAgreement]:
     model.compile(optimizer=hvd.DistributedOptimizer(
         (LAMB(model.lr_schedule, decay=cfg.train.weight_decay) if cfg.train.optimizer == "lamb"
          else keras.optimizers.AdamW(model.lr_schedule, weight_decay=cfg.train.weight_decay)
-         if cfg.train.weight_decay else keras.optimizers.Adam(model.lr_schedule)), backward_passes_per_step=cfg.train.backward_passes_per_step,
+         if cfg.train.weight_decay else keras.optimizers.Adam(model.lr_schedule)),
+        backward_passes_per_step=cfg.train.backward_passes_per_step,
         compression=hvd.Compression.fp16 if cfg.train.fp16_allreduce else hvd.Compression.none))
     model.build([(None, length), (None, n_cond)])
     model.optimizer.build(model.trainable_variables)   # slots exist before a restore, so they are restored too
@@ -359,7 +360,7 @@ def finish(job: Job, model: CVAE, agreement: StepAgreement, state, last, best, r
                         "train.learning_rate (or raise train.warmup_epochs) and rerun with --resume")
     if agreement.preempted and job.ranks.rank == 0:
         # Mid-epoch stop: save weights/optimizer, keep `epoch` at the last completed one, so a resume redoes it.
-        last.save(checkpoint_number=model.optimizer.iterations + (refiner.optimizer.iterations if refiner else 0))
+        last.save(checkpoint_number=refiner.updates if refiner else model.optimizer.iterations)
     report(job, model, agreement, state, result, named["timer"].seconds, refiner)
     if agreement.preempted:
         if job.ranks.rank == 0:
